@@ -1,0 +1,1 @@
+"""genbench.adapters"""

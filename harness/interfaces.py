@@ -1,0 +1,219 @@
+"""The common interface every generator, tokenizer and suite stands behind.
+
+Shapes and units are part of the contract:
+
+* images are ``uint8`` arrays of shape ``(N, H, W, C)``;
+* text samples are token ids ``(N, T)`` (int64) plus their decoded strings;
+* a log-likelihood is a *negative* log-likelihood in nats per example, with the number of
+  units (tokens, bytes or dimensions) each example holds, so any per-unit rate is
+  ``nll.sum() / units.sum()``.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+PARADIGMS = ("autoregressive", "masked", "diffusion")
+MODALITIES = ("image", "text")
+UNITS = ("token", "byte", "dimension")
+
+Paradigm = Literal["autoregressive", "masked", "diffusion"]
+Modality = Literal["image", "text"]
+
+
+class LikelihoodKind(str, enum.Enum):
+    """How a log-likelihood relates to the true one."""
+
+    EXACT = "exact"
+    UPPER_BOUND = "upper_bound"  # an NLL upper bound, i.e. an ELBO
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass
+class Samples:
+    """What ``Generator.sample`` returns.
+
+    images: uint8 (N, H, W, C) for image generators, else None.
+    tokens: int64 (N, T) for text generators, else None.
+    texts:  N decoded strings for text generators, else None.
+    nfe:    network function evaluations used for the whole call (all N samples);
+            a forward pass over a batch counts once per batch, so ``nfe_per_sample``
+            is what compares paradigms.
+    """
+
+    images: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    texts: list[str] | None = None
+    nfe: int = 0
+    nfe_per_sample: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        if self.images is not None:
+            return int(self.images.shape[0])
+        if self.tokens is not None:
+            return int(len(self.tokens))
+        return len(self.texts or [])
+
+    def validate(self, n: int, modality: str) -> "Samples":
+        """Raise ``ContractError`` when the samples break the interface contract."""
+        if modality == "image":
+            if self.images is None:
+                raise ContractError("image generator returned no images")
+            a = self.images
+            if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 4:
+                raise ContractError(
+                    f"images must be a uint8 array (N, H, W, C); got "
+                    f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}"
+                )
+        else:
+            if self.texts is None:
+                raise ContractError("text generator returned no decoded texts")
+        if len(self) != n:
+            raise ContractError(f"asked for {n} samples, got {len(self)}")
+        if self.nfe < 0:
+            raise ContractError("nfe must be >= 0")
+        return self
+
+
+@dataclass
+class LogLikelihood:
+    """Per-example negative log-likelihood.
+
+    nll:    float64 (N,) nats per example (a sum over the example's units).
+    units:  float64 (N,) how many units each example holds.
+    unit:   "token" | "byte" | "dimension".
+    kind:   exact, upper_bound (ELBO) or unavailable.
+    stderr: float64 (N,) Monte Carlo standard error of each nll, None when exact.
+    mc_samples: Monte Carlo samples (timesteps) drawn per example, None when exact.
+    """
+
+    nll: np.ndarray
+    units: np.ndarray
+    unit: str
+    kind: LikelihoodKind
+    stderr: np.ndarray | None = None
+    mc_samples: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, n: int, unit: str) -> "LogLikelihood":
+        nan = np.full(n, np.nan)
+        return cls(nll=nan, units=np.zeros(n), unit=unit, kind=LikelihoodKind.UNAVAILABLE)
+
+    def validate(self) -> "LogLikelihood":
+        if self.unit not in UNITS:
+            raise ContractError(f"unit must be one of {UNITS}, got {self.unit!r}")
+        kind = LikelihoodKind(self.kind)
+        self.kind = kind
+        self.nll = np.asarray(self.nll, dtype=np.float64)
+        self.units = np.asarray(self.units, dtype=np.float64)
+        if self.nll.shape != self.units.shape or self.nll.ndim != 1:
+            raise ContractError("nll and units must both have shape (N,)")
+        if kind is LikelihoodKind.UNAVAILABLE:
+            return self
+        if not np.all(np.isfinite(self.nll)):
+            raise ContractError("log-likelihood is not finite (NaN or inf in the model's output)")
+        if kind is LikelihoodKind.UPPER_BOUND and self.mc_samples and self.stderr is None:
+            raise ContractError("a Monte Carlo bound must report its standard error")
+        if self.stderr is not None:
+            self.stderr = np.asarray(self.stderr, dtype=np.float64)
+        return self
+
+    def per_unit(self) -> float:
+        """Nats per unit over all examples (a ratio of sums, as the papers report)."""
+        return float(self.nll.sum() / self.units.sum())
+
+    def per_unit_stderr(self) -> float | None:
+        """Standard error of ``per_unit`` from the examples' independent MC errors."""
+        if self.stderr is None:
+            return None
+        return float(np.sqrt(np.sum(self.stderr**2)) / self.units.sum())
+
+
+class ContractError(RuntimeError):
+    """A generator broke the common interface (wrong shape, dtype, NaN...)."""
+
+
+class Generator(abc.ABC):
+    """A generative model behind the common interface.
+
+    Subclasses set ``name``, ``paradigm`` and ``modality`` and implement ``sample``;
+    ``log_likelihood`` defaults to unavailable.
+    """
+
+    name: str = "generator"
+    paradigm: Paradigm
+    modality: Modality
+    #: the unit a likelihood from this model is counted in
+    likelihood_unit: str = "dimension"
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int,
+        batch_size: int = 64,
+        condition: Any = None,
+        steps: int | None = None,
+    ) -> Samples:
+        """Draw ``n`` samples; the same seed gives the same samples whatever ``batch_size``
+        allows the model to keep (each model documents whether batch size matters)."""
+
+    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+        """NLL of each example in ``batch`` (images uint8 (N,H,W,C) or a list of texts)."""
+        return LogLikelihood.unavailable(len(batch), self.likelihood_unit)
+
+    @property
+    def likelihood_kind(self) -> LikelihoodKind:
+        """What ``log_likelihood`` returns, known without running it."""
+        return LikelihoodKind.UNAVAILABLE
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration that identifies this model in a record (hashed into config_hash)."""
+        return {"name": self.name, "paradigm": self.paradigm, "modality": self.modality}
+
+    # --- helpers for subclasses -------------------------------------------------
+    @staticmethod
+    def batches(n: int, batch_size: int) -> Iterable[tuple[int, int]]:
+        """Yield (start, size) of consecutive batches covering n items."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        for start in range(0, n, batch_size):
+            yield start, min(batch_size, n - start)
+
+
+class Tokenizer(abc.ABC):
+    """An image tokenizer: uint8 images (N,H,W,C) <-> integer codes (N, h, w)."""
+
+    name: str = "tokenizer"
+    codebook_size: int
+
+    @abc.abstractmethod
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N,H,W,C) -> int64 codes (N, h, w)."""
+
+    @abc.abstractmethod
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """int64 codes (N, h, w) -> uint8 images (N,H,W,C)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "codebook_size": self.codebook_size}
+
+
+def check_paradigm(paradigm: str, modality: str) -> None:
+    if paradigm not in PARADIGMS:
+        raise ContractError(f"paradigm must be one of {PARADIGMS}, got {paradigm!r}")
+    if modality not in MODALITIES:
+        raise ContractError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+
+__all__ = [
+    "PARADIGMS", "MODALITIES", "UNITS", "LikelihoodKind", "Samples", "LogLikelihood",
+    "Generator", "Tokenizer", "ContractError", "check_paradigm", "Sequence",
+]

@@ -1,0 +1,1 @@
+"""Metric code shared by every suite: functions from features/NLLs to numbers."""

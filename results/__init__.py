@@ -1,0 +1,1 @@
+"""The default results store and published reference numbers."""
