@@ -1,0 +1,138 @@
+"""The reference-model zoo: shipped weights, their cards, and the script that remakes them.
+
+Each model ``NAME`` ships ``weights/NAME.safetensors`` and ``weights/NAME.json`` (its
+architecture config, training settings, validation metric and the weights' sha256), and a
+card ``cards/NAME.md``. ``genbench zoo train`` re-runs every registered trainer from its seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from genbench.errors import UserError
+from genbench.registry import Registry
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = PACKAGE_DIR / "weights"
+CARDS_DIR = PACKAGE_DIR / "cards"
+
+#: name -> ``train(seed: int, out_dir: Path) -> None`` (lazy "module:function" strings)
+TRAINERS = Registry("zoo model")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(
+    name: str,
+    module: torch.nn.Module,
+    *,
+    config: dict[str, Any],
+    card: dict[str, Any],
+    out_dir: Path = WEIGHTS_DIR,
+) -> Path:
+    """Write NAME.safetensors, NAME.json (config + card + sha256) and cards/NAME.md.
+
+    card: at least ``paradigm``, ``modality``, ``summary``, ``train_steps``, ``seed``,
+    ``val_metric`` ({"name":..., "value":..., "unit":...}) and ``train_seconds``.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.safetensors"
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(path))
+    params = sum(v.numel() for k, v in state.items())
+    meta = {
+        "name": name,
+        "config": config,
+        "card": {**card, "parameters": params},
+        "sha256": file_sha256(path),
+        "trained_on": f"{platform.machine()} torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "trained_at": time.strftime("%Y-%m-%d"),
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    cards_dir = CARDS_DIR if out_dir == WEIGHTS_DIR else out_dir
+    cards_dir.mkdir(parents=True, exist_ok=True)
+    (cards_dir / f"{name}.md").write_text(meta_to_card_markdown(meta))
+    return path
+
+
+def meta_to_card_markdown(meta: dict[str, Any]) -> str:
+    card = meta["card"]
+    vm = card.get("val_metric", {})
+    lines = [
+        f"# {meta['name']}",
+        "",
+        card.get("summary", ""),
+        "",
+        f"- paradigm: {card.get('paradigm')}, modality: {card.get('modality')}",
+        f"- parameters: {card['parameters']:,}",
+        f"- training: {card.get('train_steps')} steps, seed {card.get('seed')}, "
+        f"{card.get('train_seconds', 0):.0f} s on {meta['trained_on']}",
+        f"- validation: {vm.get('name')} = {vm.get('value', float('nan')):.4f} {vm.get('unit', '')}",
+        f"- weights: `{meta['name']}.safetensors`, sha256 `{meta['sha256']}`",
+        f"- reproduce: `genbench zoo train --model {meta['name']}`",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(meta["config"], indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load_model_state(name: str, weights_dir: Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, meta) of a zoo model, after checking the file against its recorded sha256."""
+    from safetensors.torch import load_file
+
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    path = weights_dir / f"{name}.safetensors"
+    meta_path = weights_dir / f"{name}.json"
+    if not path.exists() or not meta_path.exists():
+        raise UserError(
+            f"no weights for zoo model {name!r} in {weights_dir} (need {path.name} and {meta_path.name}); "
+            f"run `genbench zoo train --model {name}`"
+        )
+    meta = json.loads(meta_path.read_text())
+    digest = file_sha256(path)
+    if digest != meta.get("sha256"):
+        raise UserError(
+            f"{path}: sha256 {digest[:16]}... does not match {meta_path.name} field 'sha256' "
+            f"({str(meta.get('sha256'))[:16]}...); the file is corrupt or from another run: "
+            f"run `genbench zoo train --model {name}`"
+        )
+    return load_file(str(path)), meta
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (dropout, init) and return a dedicated generator for data order."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(names: list[str] | None = None, *, seed: int = 0, out_dir: Path = WEIGHTS_DIR,
+          log: Callable[[str], None] = print) -> list[str]:
+    """Train the named zoo models (all when None); returns the names trained."""
+    names = names or TRAINERS.names()
+    trainers = [(n, TRAINERS.get(n)) for n in names]  # fail on a typo before any training
+    for name, fn in trainers:
+        t0 = time.perf_counter()
+        log(f"training {name} (seed {seed}) ...")
+        fn(seed=seed, out_dir=Path(out_dir))
+        log(f"trained {name} in {time.perf_counter() - t0:.0f} s")
+    return names

