@@ -206,6 +206,24 @@ class Tokenizer(abc.ABC):
         return {"name": self.name, "codebook_size": self.codebook_size}
 
 
+class FeatureExtractor(abc.ABC):
+    """Images -> feature vectors, for FID-style metrics.
+
+    ``features`` takes uint8 images (N, H, W, C) and returns float64 (N, D); ``describe``
+    names the convention (extractor, weights sha256, input resize) every number must carry.
+    """
+
+    name: str = "extractor"
+    dim: int
+
+    @abc.abstractmethod
+    def features(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """uint8 (N, H, W, C) -> float64 (N, D)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"extractor": self.name, "dim": self.dim}
+
+
 def check_paradigm(paradigm: str, modality: str) -> None:
     if paradigm not in PARADIGMS:
         raise ContractError(f"paradigm must be one of {PARADIGMS}, got {paradigm!r}")
@@ -215,5 +233,5 @@ def check_paradigm(paradigm: str, modality: str) -> None:
 
 __all__ = [
     "PARADIGMS", "MODALITIES", "UNITS", "LikelihoodKind", "Samples", "LogLikelihood",
-    "Generator", "Tokenizer", "ContractError", "check_paradigm", "Sequence",
+    "Generator", "Tokenizer", "FeatureExtractor", "ContractError", "check_paradigm", "Sequence",
 ]

@@ -21,8 +21,9 @@ class UnknownNameError(KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtin: str | None = None):
         self.kind = kind
+        self._builtin = builtin  # module whose import declares the built-in names
         self._entries: dict[str, Any] = {}
         self._group = entry_point_group
         self._entry_points_loaded = entry_point_group is None
@@ -56,6 +57,9 @@ class Registry:
 
     # --- lookup ----------------------------------------------------------------
     def _load_entry_points(self) -> None:
+        if self._builtin is not None:
+            module, self._builtin = self._builtin, None
+            importlib.import_module(module)
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
@@ -97,9 +101,9 @@ class Registry:
         return obj
 
 
-ADAPTERS = Registry("adapter", entry_point_group="genbench.adapters")
-SUITES = Registry("suite")
-EXTRACTORS = Registry("extractor")
+ADAPTERS = Registry("adapter", entry_point_group="genbench.adapters", builtin="genbench.adapters")
+SUITES = Registry("suite", builtin="genbench.suites")
+EXTRACTORS = Registry("extractor", builtin="genbench.adapters")
 
 
 def split_adapter_spec(spec: str) -> tuple[str, str | None]:
