@@ -1,0 +1,186 @@
+"""The ``genbench`` command line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from genbench.errors import UserError
+from genbench.registry import UnknownNameError
+
+
+
+def preset_path(name: str) -> Path:
+    import genbench.suites
+
+    path = Path(genbench.suites.__file__).parent / "presets" / f"{name}.toml"
+    if not path.exists():
+        raise UserError(f"no preset {name!r} in {path.parent}")
+    return path
+
+
+def default_out(name: str) -> Path:
+    return Path("results") / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from genbench.registry import ADAPTERS, EXTRACTORS, SUITES
+
+    registry = {"adapters": ADAPTERS, "suites": SUITES, "extractors": EXTRACTORS}[args.what]
+    for name in registry.names():
+        print(name)
+    return 0
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from genbench.runner import RunSpec, load_run_file
+
+    if args.runfile:
+        spec = load_run_file(args.runfile)
+        # flags narrow or extend what the file says
+        if args.suite:
+            spec.suites = args.suite
+        if args.adapter:
+            spec.adapters = args.adapter
+        if args.seed:
+            spec.seeds = args.seed
+    else:
+        spec = RunSpec(suites=args.suite or [], adapters=args.adapter or [], seeds=args.seed or [0], name="cli")
+    if args.device:
+        spec.device = args.device
+    for item in args.set or []:
+        key, eq, raw = item.partition("=")
+        table, dot, field = key.partition(".")
+        if not eq or not dot:
+            raise UserError(f"--set {item!r}: write SUITE.KEY=VALUE, e.g. --set likelihood.max_examples=100")
+        spec.suite_options.setdefault(table, {})[field] = _parse_value(raw)
+    return spec
+
+
+def _parse_value(raw: str):
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from genbench import runner
+
+    spec = _spec_from_args(args)
+    spec.validate()
+    out = Path(args.out) if args.out else default_out(spec.name)
+    results = runner.run(spec, out, resume=args.resume)
+    failed = [r for r in results if r.status == "failed"]
+    print(f"records: {out / 'records.jsonl'} ({len(results)} cells run, {len(failed)} failed)")
+    return 1 if failed else 0
+
+
+def write_report(dirs: list[str], out: Path | None) -> Path:
+    from genbench.reports.markdown import records_to_markdown
+    from genbench.store import load
+
+    frame = load(*dirs)
+    out = Path(out) if out else Path(dirs[0]) / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(records_to_markdown(frame, link_base=out.parent.resolve()), encoding="utf-8")
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = write_report(args.dirs, Path(args.out) if args.out else None)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genbench import runner
+
+    spec = runner.load_run_file(preset_path(args.preset))
+    out = Path(args.out) if args.out else default_out(spec.name)
+    t0 = time.perf_counter()
+    results = runner.run(spec, out, resume=args.resume)
+    report = write_report([str(out)], None)
+    failed = [r for r in results if r.status == "failed"]
+    print(f"records: {out / 'records.jsonl'}\nreport: {report}\n"
+          f"{len(results)} cells, {len(failed)} failed, {time.perf_counter() - t0:.0f} s")
+    return 1 if failed else 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    import genbench.adapters  # noqa: F401  (declares the trainers)
+    from genbench.adapters import zoo
+
+    if args.action == "list":
+        for name in zoo.TRAINERS.names():
+            print(name)
+        return 0
+    names = args.model or None
+    if names:
+        for n in names:
+            if n not in zoo.TRAINERS:
+                raise zoo.TRAINERS.unknown(n)
+    out = Path(args.out) if args.out else zoo.WEIGHTS_DIR
+    zoo.train(names, seed=args.seed, out_dir=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genbench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list registered adapters, suites or extractors")
+    ls.add_argument("what", choices=["adapters", "suites", "extractors"])
+    ls.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="run suites x adapters x seeds and record every metric")
+    run.add_argument("runfile", nargs="?", help="a TOML run file (see suites/presets/)")
+    run.add_argument("--suite", action="append", help="suite name (repeatable)")
+    run.add_argument("--adapter", action="append", help="adapter NAME or NAME:PATH (repeatable)")
+    run.add_argument("--seed", action="append", type=int, help="seed (repeatable)")
+    run.add_argument("--out", help="run directory (default results/runs/NAME-TIME)")
+    run.add_argument("--resume", action="store_true", help="finish a run in --out, skipping finished cells")
+    run.add_argument("--device", help="cpu, cuda or auto")
+    run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE", help="override a suite option")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="run the embedded default suite on the reference models and write a report")
+    demo.add_argument("--out", help="run directory (default results/runs/quickstart-TIME)")
+    demo.add_argument("--preset", default="quickstart", help="preset run file in suites/presets/")
+    demo.add_argument("--resume", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    rep = sub.add_parser("report", help="write a Markdown report from one or more run directories")
+    rep.add_argument("dirs", nargs="+")
+    rep.add_argument("--out", help="report file (default DIR/report.md)")
+    rep.set_defaults(func=cmd_report)
+
+    zoo = sub.add_parser("zoo", help="the reference models: list them, or retrain their weights from a seed")
+    zoo.add_argument("action", choices=["train", "list"])
+    zoo.add_argument("--model", action="append", help="model name (repeatable; default all)")
+    zoo.add_argument("--seed", type=int, default=0)
+    zoo.add_argument("--out", help="weights directory (default: the package's adapters/weights)")
+    zoo.set_defaults(func=cmd_zoo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, UnknownNameError) as e:
+        print(f"genbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted; finished cells are in the records file (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

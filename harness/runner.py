@@ -1,0 +1,240 @@
+"""The runner: a run is suites x adapters x seeds, each cell recorded as it finishes."""
+from __future__ import annotations
+
+import time
+import tomllib
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from genbench import provenance
+from genbench.errors import UserError
+from genbench.registry import ADAPTERS, SUITES, UnknownNameError, build_adapter, split_adapter_spec
+from genbench.store import RunStore
+from genbench.suite import Suite, SuiteContext
+
+#: the keys a run file may hold at its top level
+RUN_FILE_KEYS = {
+    "name": "a label for the run (string)",
+    "description": "free text",
+    "suites": "suite names, e.g. [\"image_quality\", \"likelihood\"]",
+    "adapters": "adapter specs NAME or NAME:PATH",
+    "seeds": "integer seeds, e.g. [0, 1, 2]",
+    "device": "\"cpu\", \"cuda\" or \"auto\"",
+    "suite": "tables of suite options, [suite.NAME]",
+    "adapter": "tables of adapter options, [adapter.\"NAME\"]",
+}
+
+
+@dataclass
+class RunSpec:
+    suites: list[str]
+    adapters: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    name: str = "run"
+    description: str = ""
+    device: str = "cpu"
+    suite_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None  # the run file it came from, for error messages
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run (hashed into the run's config_hash)."""
+        d = asdict(self)
+        d.pop("source")
+        d.pop("description")
+        return d
+
+    def config_hash(self) -> str:
+        return provenance.config_hash(self.identity())
+
+    def validate(self) -> "RunSpec":
+        """Check every name and option before anything runs or is written."""
+        where = self.source or "the command line"
+        if not self.suites:
+            raise UserError(f"{where}: no suites given; add `suites = [...]` or pass --suite NAME")
+        if not self.adapters:
+            raise UserError(f"{where}: no adapters given; add `adapters = [...]` or pass --adapter NAME")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise UserError(f"{where}: field 'seeds' must be a non-empty list of integers, got {self.seeds!r}")
+        for name in self.suites:
+            suite = _suite_class(name, where)
+            unknown = set(self.suite_options.get(name, {})) - set(suite.options)
+            if unknown:
+                raise UserError(
+                    f"{where}: unknown key(s) {sorted(unknown)} in [suite.{name}]; "
+                    f"valid keys: {sorted(suite.options) or 'none'}"
+                )
+        for table in self.suite_options:
+            if table not in self.suites:
+                raise UserError(f"{where}: [suite.{table}] configures a suite the run does not include; "
+                                f"add it to 'suites' or remove the table")
+        for spec in self.adapters:
+            name, _ = split_adapter_spec(spec)
+            if name not in ADAPTERS:
+                raise UserError(f"{where}: field 'adapters': {ADAPTERS.unknown(name)}")
+        for table in self.adapter_options:
+            if table not in self.adapters and table not in {split_adapter_spec(a)[0] for a in self.adapters}:
+                raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include")
+        return self
+
+
+def _suite_class(name: str, where: str) -> type[Suite]:
+    try:
+        return SUITES.get(name)
+    except UnknownNameError as e:
+        raise UserError(f"{where}: field 'suites': {e}") from None
+
+
+def load_run_file(path: str | Path) -> RunSpec:
+    """Parse and check a TOML run file; every mistake names the file, the field and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"run file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    return spec_from_dict(data, source=str(path))
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "run file") -> RunSpec:
+    unknown = set(data) - set(RUN_FILE_KEYS)
+    if unknown:
+        raise UserError(
+            f"{source}: unknown key(s) {sorted(unknown)}; valid keys: {', '.join(sorted(RUN_FILE_KEYS))}"
+        )
+
+    def typed(key: str, kind: type, default: Any) -> Any:
+        value = data.get(key, default)
+        if not isinstance(value, kind):
+            raise UserError(f"{source}: field '{key}' must be {RUN_FILE_KEYS[key]}, got {value!r}")
+        return value
+
+    suite_options = typed("suite", dict, {})
+    adapter_options = typed("adapter", dict, {})
+    for table, opts in [*suite_options.items(), *adapter_options.items()]:
+        if not isinstance(opts, dict):
+            raise UserError(f"{source}: [{table}] must be a table of options, got {opts!r}")
+    return RunSpec(
+        suites=list(typed("suites", list, [])),
+        adapters=list(typed("adapters", list, [])),
+        seeds=list(typed("seeds", list, [0])),
+        name=typed("name", str, "run"),
+        description=typed("description", str, ""),
+        device=typed("device", str, "cpu"),
+        suite_options=suite_options,
+        adapter_options=adapter_options,
+        source=source,
+    )
+
+
+def _progress(iterable, **kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, leave=False, **kw)
+
+
+@dataclass
+class CellResult:
+    suite: str
+    adapter: str
+    seed: int
+    status: str
+    metrics: int
+    wall_s: float
+    error: str | None = None
+
+
+def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
+        log: Callable[[str], None] = print) -> list[CellResult]:
+    """Run every cell of ``spec``, appending its records to ``out_dir`` as each finishes.
+
+    A cell that raises is recorded as failed and the run goes on; with ``resume`` the
+    cells that already finished are skipped.
+    """
+    spec.validate()
+    store = RunStore(Path(out_dir))
+    chash = spec.config_hash()
+    existing = store.check_can_open(chash, resume=resume)
+    device = provenance.resolve_device(spec.device)
+    if existing is None:
+        run_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{chash[:6]}"
+        store.create({
+            "run_id": run_id, "name": spec.name, "description": spec.description,
+            "config_hash": chash, "spec": spec.identity(), "source": spec.source,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+            "provenance": provenance.collect(device),
+        })
+    else:
+        run_id = existing["run_id"]
+    done = store.finished_cells()
+
+    results: list[CellResult] = []
+    cells = [(seed, adapter, suite) for seed in spec.seeds for adapter in spec.adapters for suite in spec.suites]
+    adapters: dict[str, Any] = {}
+    for seed, adapter_spec, suite_name in cells:
+        if (suite_name, adapter_spec, seed) in done:
+            log(f"skip  {suite_name} x {adapter_spec} (seed {seed}): already recorded")
+            continue
+        result = _run_cell(store, spec, run_id, seed, adapter_spec, suite_name, adapters, device, log)
+        if result is not None:
+            results.append(result)
+    store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return results
+
+
+def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, adapter_spec: str,
+              suite_name: str, adapters: dict[str, Any], device: str, log) -> CellResult | None:
+    suite: Suite = SUITES.get(suite_name)()
+    options = {**suite.options, **spec.suite_options.get(suite_name, {})}
+    adapter_name, _ = split_adapter_spec(adapter_spec)
+    adapter_opts = spec.adapter_options.get(adapter_spec, spec.adapter_options.get(adapter_name, {}))
+    base = {"run_id": run_id, "suite": suite_name, "adapter": adapter_spec, "seed": seed}
+    t0 = time.perf_counter()
+    generator = None
+    try:
+        if adapter_spec not in adapters:
+            adapters[adapter_spec] = build_adapter(adapter_spec, device=device, **adapter_opts)
+        generator = adapters[adapter_spec]
+        if not suite.applies_to(generator):
+            log(f"n/a   {suite_name} x {adapter_spec}: the suite does not apply to this adapter")
+            return None
+        chash = provenance.config_hash({"suite": suite_name, "options": options, "adapter": adapter_spec,
+                                        "adapter_options": adapter_opts, "model": generator.describe()})
+        base.update(paradigm=getattr(generator, "paradigm", None), modality=getattr(generator, "modality", None),
+                    config_hash=chash)
+        artifacts = store.dir / "artifacts" / f"{suite_name}__{adapter_spec.replace(':', '_').replace('/', '_')}__seed{seed}"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device, progress=_progress)
+        log(f"run   {suite_name} x {adapter_spec} (seed {seed})")
+        count = 0
+        t_last = t0
+        for metric in suite.run(generator, ctx):
+            now = time.perf_counter()
+            store.append({**base, "task": metric.task or suite_name, "metric": metric.metric,
+                          "value": metric.value, "stderr": metric.stderr, "n": metric.n, "unit": metric.unit,
+                          "higher_is_better": metric.higher_is_better, "convention": metric.convention,
+                          "status": "ok", "error": None, "wall_s": round(now - t_last, 4),
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "artifacts": str(artifacts.relative_to(store.dir))})
+            t_last = now
+            count += 1
+        wall = time.perf_counter() - t0
+        store.mark_cell(suite_name, adapter_spec, seed, "ok", wall)
+        return CellResult(suite_name, adapter_spec, seed, "ok", count, wall)
+    except Exception as e:  # a failed cell is recorded; the run goes on
+        wall = time.perf_counter() - t0
+        message = f"{type(e).__name__}: {e}"
+        log(f"FAIL  {suite_name} x {adapter_spec} (seed {seed}): {message}")
+        store.append({**base, "task": suite_name, "metric": None, "value": None, "status": "failed",
+                      "error": message, "traceback": traceback.format_exc(limit=8), "wall_s": round(wall, 4),
+                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "paradigm": getattr(generator, "paradigm", None),
+                      "modality": getattr(generator, "modality", None)})
+        store.mark_cell(suite_name, adapter_spec, seed, "failed", wall)
+        return CellResult(suite_name, adapter_spec, seed, "failed", 0, wall, message)
+
+
+__all__ = ["RunSpec", "load_run_file", "spec_from_dict", "run", "CellResult"]

@@ -1,0 +1,153 @@
+"""Likelihood: bits per dimension (images) or bits per byte (text), exact or bound, one suite.
+
+An autoregressive model's exact NLL and a masked/diffusion model's ELBO (an upper bound on
+the NLL) land in the same table; each record says which, with its Monte Carlo standard
+error and sample count. Uniform and unigram baselines on the same split are recorded beside
+them so a reader can see the model learned something.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from genbench.errors import UserError
+from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood
+from genbench.metrics import text as text_metrics
+from genbench.suite import Metric, Suite, SuiteContext
+
+LN2 = math.log(2.0)
+
+
+def truncate_at_whitespace(text: str, max_bytes: int | None) -> str:
+    """The longest prefix of at most max_bytes UTF-8 bytes that ends at a whitespace boundary."""
+    if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+        return text
+    cut = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    return cut[:space] if space > 0 else cut
+
+
+def likelihood_convention(ll: LogLikelihood, **extra: Any) -> dict[str, Any]:
+    conv = {"kind": ll.kind.value, "unit": ll.unit}
+    if ll.mc_samples is not None:
+        conv["mc_samples"] = ll.mc_samples
+    conv.update({k: v for k, v in ll.info.items() if isinstance(v, (int, float, str, bool)) or v is None})
+    conv.update(extra)
+    return conv
+
+
+def unigram_bits(train: np.ndarray, test: np.ndarray, vocab: int) -> float:
+    """Bits per symbol of test under add-one-smoothed unigram frequencies of train."""
+    counts = np.bincount(train.ravel(), minlength=vocab).astype(np.float64) + 1.0
+    logp = np.log2(counts / counts.sum())
+    return float(-logp[test.ravel()].mean())
+
+
+class Likelihood(Suite):
+    name = "likelihood"
+    description = "NLL per dimension / byte on a held-out split; exact or upper bound, with MC stderr"
+    options = {
+        "split": "test",
+        "max_examples": None,               # images: first N of the split
+        "max_bytes_per_document": None,     # text: truncate each document (at whitespace)
+        "batch_size": 100,
+    }
+
+    def applies_to(self, generator: Generator) -> bool:
+        return getattr(generator, "likelihood_kind", LikelihoodKind.UNAVAILABLE) != LikelihoodKind.UNAVAILABLE
+
+    def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
+        if generator.modality == "image":
+            yield from self._images(generator, ctx)
+        else:
+            yield from self._texts(generator, ctx)
+
+    def _images(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
+        from genbench import data
+
+        o = ctx.options
+        images, _ = data.digits_arrays(o["split"])
+        if o["max_examples"]:
+            images = images[: int(o["max_examples"])]
+        bs = int(o["batch_size"])
+        parts = [generator.log_likelihood(images[s: s + bs], seed=ctx.seed + s).validate()
+                 for s in ctx.progress(range(0, len(images), bs), desc="likelihood")]
+        ll = concat_likelihoods(parts)
+        conv = likelihood_convention(ll, dataset="digits", split=o["split"], levels=data.DIGITS_LEVELS)
+        yield Metric("bits_per_dim", ll.per_unit() / LN2, unit="bits/dim", higher_is_better=False,
+                     stderr=_div(ll.per_unit_stderr(), LN2), n=len(images), task="digits", convention=conv)
+        train_levels = data.image_to_levels(data.digits_arrays("train")[0])
+        test_levels = data.image_to_levels(images)
+        base = {"kind": "exact", "unit": "dimension", "dataset": "digits", "split": o["split"]}
+        yield Metric("baseline_uniform_bits_per_dim", math.log2(data.DIGITS_LEVELS), unit="bits/dim",
+                     higher_is_better=False, n=len(images), task="digits",
+                     convention={**base, "model": f"uniform over {data.DIGITS_LEVELS} levels"})
+        yield Metric("baseline_unigram_bits_per_dim", unigram_bits(train_levels, test_levels, data.DIGITS_LEVELS),
+                     unit="bits/dim", higher_is_better=False, n=len(images), task="digits",
+                     convention={**base, "model": "pixel-level unigram of the train split, add-one smoothing"})
+
+    def _texts(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
+        from genbench import data
+
+        o = ctx.options
+        docs = [truncate_at_whitespace(t, o["max_bytes_per_document"]) for t in data.kjv_texts(o["split"])]
+        docs = [d for d in docs if d]
+        if not docs:
+            raise UserError(f"likelihood suite: split {o['split']!r} has no text")
+        parts = [generator.log_likelihood([d], seed=ctx.seed + i).validate()
+                 for i, d in enumerate(ctx.progress(docs, desc="likelihood"))]
+        ll = concat_likelihoods(parts)
+        n_bytes = text_metrics.texts_to_byte_count(docs)
+        n_words = text_metrics.texts_to_word_count(docs)
+        if ll.unit == "byte":
+            n_tokens = n_bytes
+        else:
+            n_tokens = int(ll.units.sum())
+        total = float(ll.nll.sum())
+        values = text_metrics.nll_to_text_metrics(total, n_bytes=n_bytes, n_words=n_words, n_tokens=n_tokens)
+        se_total = None if ll.stderr is None else float(np.sqrt(np.sum(ll.stderr ** 2)))
+        conv = likelihood_convention(ll, dataset="kjv", split=o["split"], documents=len(docs),
+                                     bytes=n_bytes, words=n_words,
+                                     max_bytes_per_document=o["max_bytes_per_document"],
+                                     definition="lm-evaluation-harness wikitext-style: documents scored separately")
+        counts = {"word_perplexity": n_words, "byte_perplexity": n_bytes, "token_perplexity": n_tokens}
+        for name, value in values.items():
+            if name == "bits_per_byte":
+                se = _div(se_total, n_bytes * LN2)
+                unit = "bits/byte"
+            else:
+                # delta method: d exp(x/c) = exp(x/c) dx / c
+                se = None if se_total is None else value * se_total / counts[name]
+                unit = name.replace("_perplexity", " perplexity")
+            yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task="kjv",
+                         convention=conv)
+        train_bytes = np.frombuffer("\n".join(data.kjv_texts("train")).encode(), dtype=np.uint8)
+        test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
+        base = {"kind": "exact", "unit": "byte", "dataset": "kjv", "split": o["split"]}
+        yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,
+                     n=len(docs), task="kjv", convention={**base, "model": "uniform over 256 byte values"})
+        yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
+                     unit="bits/byte", higher_is_better=False, n=len(docs), task="kjv",
+                     convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
+
+
+def _div(x: float | None, d: float) -> float | None:
+    return None if x is None else x / d
+
+
+def concat_likelihoods(parts: list[LogLikelihood]) -> LogLikelihood:
+    """Join per-batch results into one (all parts must agree on unit and kind)."""
+    first = parts[0]
+    for p in parts[1:]:
+        if p.unit != first.unit or p.kind != first.kind:
+            raise UserError("a generator changed its likelihood unit or kind between batches")
+    has_se = all(p.stderr is not None for p in parts)
+    return LogLikelihood(
+        nll=np.concatenate([p.nll for p in parts]),
+        units=np.concatenate([p.units for p in parts]),
+        unit=first.unit, kind=first.kind,
+        stderr=np.concatenate([p.stderr for p in parts]) if has_se else None,
+        mc_samples=first.mc_samples, info=first.info,
+    )

@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+
+from genbench import runner
+from genbench.errors import UserError
+from genbench.store import load
+
+
+def _spec(**kw):
+    base = dict(suites=["toy"], adapters=["fake-ar", "fake-masked", "fake-diffusion"], seeds=[0, 1], name="t")
+    base.update(kw)
+    return runner.RunSpec(**base)
+
+
+def test_every_cell_is_recorded_with_provenance(tmp_path):
+    out = tmp_path / "run"
+    results = runner.run(_spec(), out, log=lambda m: None)
+    assert len(results) == 6 and all(r.status == "ok" for r in results)
+    frame = load(out)
+    # mean pixel for all 6 cells, bits/dim for the 4 with a likelihood
+    assert len(frame) == 6 + 4
+    assert set(frame["paradigm"]) == {"autoregressive", "masked", "diffusion"}
+    row = frame[(frame.adapter == "fake-masked") & (frame.metric == "bits_per_dim")].iloc[0]
+    assert row["convention"] == {"kind": "upper_bound", "mc_samples": 8}
+    assert row["stderr"] > 0 and row["higher_is_better"] == False  # noqa: E712
+    ar = frame[(frame.adapter == "fake-ar") & (frame.metric == "bits_per_dim") & (frame.seed == 0)].iloc[0]
+    # the exact NLL of Bernoulli(0.3) pixels: a real number, not a placeholder
+    from tests.fakes import FakeAR
+
+    imgs = FakeAR().sample(8, seed=0, batch_size=4).images
+    assert ar["value"] == pytest.approx(FakeAR().exact_nll(imgs).sum() / (8 * 16) / np.log(2))
+    for key in ("run_id", "suite", "task", "adapter", "paradigm", "modality", "metric", "value", "stderr", "n",
+                "unit", "higher_is_better", "seed", "config_hash", "convention"):
+        assert key in frame.columns
+    manifest = json.loads((out / "manifest.json").read_text())
+    prov = manifest["provenance"]
+    assert manifest["status"] == "finished"
+    for key in ("genbench_version", "git_commit", "packages", "device", "threads", "python"):
+        assert key in prov
+    assert prov["packages"]["torch"]
+
+
+def test_config_hash_separates_settings_and_is_stable(tmp_path):
+    a = _spec()
+    assert a.config_hash() == _spec().config_hash()
+    assert a.config_hash() != _spec(seeds=[0]).config_hash()
+    assert a.config_hash() != _spec(suite_options={"toy": {"n_samples": 4}}).config_hash()
+
+
+def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path):
+    out = tmp_path / "run"
+    results = runner.run(_spec(adapters=["fake-broken", "fake-ar"], seeds=[0]), out, log=lambda m: None)
+    assert [r.status for r in results] == ["failed", "ok"]
+    frame = load(out)
+    failed = frame[frame.status == "failed"].iloc[0]
+    assert failed["adapter"] == "fake-broken" and "always fails" in failed["error"]
+    assert len(frame[frame.status == "ok"]) == 2
+
+
+def test_metrics_before_a_crash_are_kept(tmp_path):
+    out = tmp_path / "run"
+    runner.run(_spec(suites=["crash_after_one"], adapters=["fake-ar"], seeds=[0]), out, log=lambda m: None)
+    frame = load(out)
+    assert list(frame.sort_values("status")["status"]) == ["failed", "ok"]
+    assert frame[frame.status == "ok"].iloc[0]["metric"] == "first"
+
+
+def test_resume_skips_finished_cells_and_retries_failed_ones(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    spec = _spec(adapters=["fake-broken", "fake-ar"], seeds=[0])
+    runner.run(spec, out, log=lambda m: None)
+    with pytest.raises(UserError, match="--resume"):
+        runner.run(spec, out, log=lambda m: None)
+    from tests import fakes
+
+    # the broken model gets fixed; resume re-runs only its cell
+    monkeypatch.setattr(fakes.FakeBroken, "sample", fakes.FakeAR.sample)
+    logs = []
+    results = runner.run(spec, out, resume=True, log=logs.append)
+    assert [(r.adapter, r.status) for r in results] == [("fake-broken", "ok")]
+    assert any(m.startswith("skip") and "fake-ar" in m for m in logs)
+    frame = load(out)
+    assert "failed" not in set(frame.status)  # the old failure was superseded
+    assert len(load(out, latest=False)) == len(frame) + 1
+
+
+def test_a_directory_with_another_run_is_refused_and_untouched(tmp_path):
+    out = tmp_path / "run"
+    runner.run(_spec(seeds=[0]), out, log=lambda m: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="different run"):
+        runner.run(_spec(seeds=[5]), out, resume=True, log=lambda m: None)
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_run_file_mistakes_name_file_field_and_fix(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('suites = ["toy"]\nadapters = ["fake-ar"]\nseed = [1]\n')
+    with pytest.raises(UserError, match=r"r.toml: unknown key\(s\) \['seed'\]; valid keys: .*seeds"):
+        runner.load_run_file(f)
+    f.write_text('suites = ["toy"]\nadapters = ["fake-ar"]\n[suite.toy]\nn_sample = 3\n')
+    with pytest.raises(UserError, match=r"\[suite.toy\]; valid keys: \['batch_size', 'n_samples'\]"):
+        runner.load_run_file(f).validate()
+    f.write_text('suites = ["toi"]\nadapters = ["fake-ar"]\n')
+    with pytest.raises(UserError, match="Did you mean 'toy'"):
+        runner.load_run_file(f).validate()
+    f.write_text('suites = "toy"\n')
+    with pytest.raises(UserError, match="field 'suites'"):
+        runner.load_run_file(f)
+    f.write_text('suites = [\n')
+    with pytest.raises(UserError, match="not valid TOML"):
+        runner.load_run_file(f)
+
+
+def test_run_file_options_reach_the_suite(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('name = "opt"\nsuites = ["toy"]\nadapters = ["fake-ar"]\nseeds = [2]\n'
+                 '[suite.toy]\nn_samples = 5\n[adapter."fake-ar"]\nsteps = 2\n')
+    spec = runner.load_run_file(f)
+    runner.run(spec, tmp_path / "out", log=lambda m: None)
+    frame = load(tmp_path / "out")
+    assert set(frame.n) == {5} and set(frame.seed) == {2}
