@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Every install goes through constraints.txt: an unpinned torch would pull GBs of CUDA wheels.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.PHONY: install demo test bench zoo clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(OFFLINE) $(VENV)/bin/genbench demo --out results/runs/quickstart-$$(date +%Y%m%d-%H%M%S)
+
+test: install
+	$(OFFLINE) $(PY) -m pytest -q
+
+bench: install
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(OFFLINE) $(PY) $$b || exit 1; done
+
+zoo: install
+	$(OFFLINE) $(VENV)/bin/genbench zoo train
+
+clean:
+	rm -rf $(VENV) results/runs

@@ -1,0 +1,67 @@
+"""The CLI: user mistakes exit 2 with one line naming the fix, and write nothing."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from genbench.cli import main
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_mistyped_suite_and_adapter(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "likelyhood", "--adapter", "fake-ar", "--out", str(out)]) == 2
+    assert "Did you mean 'likelihood'" in _err_line(capsys)
+    assert main(["run", "--suite", "toy", "--adapter", "fake-arr", "--out", str(out)]) == 2
+    assert "fake-ar" in _err_line(capsys)
+    assert not out.exists()
+
+
+def test_run_file_with_unknown_key(tmp_path, capsys):
+    f = tmp_path / "bad.toml"
+    f.write_text('suites = ["toy"]\nadapters = ["fake-ar"]\nsuits = ["x"]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(f), "--out", str(out)]) == 2
+    line = _err_line(capsys)
+    assert "bad.toml" in line and "'suits'" in line and "valid keys" in line
+    assert not out.exists()
+
+
+def test_out_dir_with_a_different_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "toy", "--adapter", "fake-ar", "--out", str(out)]) == 0
+    records = (out / "records.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["run", "--suite", "toy", "--adapter", "fake-masked", "--out", str(out)]) == 2
+    assert "different run" in _err_line(capsys)
+    assert (out / "records.jsonl").read_text() == records
+
+
+def test_run_then_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "toy", "--adapter", "fake-ar", "--adapter", "fake-masked",
+                 "--seed", "0", "--seed", "1", "--set", "toy.n_samples=4", "--out", str(out)]) == 0
+    lines = [json.loads(l) for l in (out / "records.jsonl").read_text().splitlines()]
+    assert {l["n"] for l in lines} == {4}
+    assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert "## toy" in md and "`fake-masked`" in md and "≤ " in md  # the bound is marked
+    assert "kind=per row" in md
+
+
+def test_a_failed_cell_exits_1_but_keeps_records(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "toy", "--adapter", "fake-broken", "--adapter", "fake-ar", "--out", str(out)]) == 1
+    recs = [json.loads(l) for l in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in recs} == {"ok", "failed"}
+
+
+def test_list_from_the_console_script():
+    r = subprocess.run([sys.executable, "-m", "genbench.cli", "list", "suites"], capture_output=True, text=True)
+    assert r.returncode == 0 and "likelihood" in r.stdout.split()
