@@ -50,6 +50,10 @@ def _spec_from_args(args: argparse.Namespace):
         spec = RunSpec(suites=args.suite or [], adapters=args.adapter or [], seeds=args.seed or [0], name="cli")
     if args.device:
         spec.device = args.device
+    if args.dataset:
+        if "likelihood" not in spec.suites:
+            raise UserError("--dataset sets the likelihood suite's data; add --suite likelihood")
+        spec.suite_options.setdefault("likelihood", {})["dataset"] = args.dataset
     for item in args.set or []:
         key, eq, raw = item.partition("=")
         table, dot, field = key.partition(".")
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default results/runs/NAME-TIME)")
     run.add_argument("--resume", action="store_true", help="finish a run in --out, skipping finished cells")
     run.add_argument("--device", help="cpu, cuda or auto")
+    run.add_argument("--dataset", help="likelihood data: kjv[:split], a .txt/.jsonl/.parquet file, or a preset")
     run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE", help="override a suite option")
     run.set_defaults(func=cmd_run)
 

@@ -49,8 +49,9 @@ class Likelihood(Suite):
     name = "likelihood"
     description = "NLL per dimension / byte on a held-out split; exact or upper bound, with MC stderr"
     options = {
+        "dataset": None,                    # text: kjv[:split], a local file or a preset (genbench.textdata)
         "split": "test",
-        "max_examples": None,               # images: first N of the split
+        "max_examples": None,               # images: first N of the split; text: first N documents
         "max_bytes_per_document": None,     # text: truncate each document (at whitespace)
         "batch_size": 100,
     }
@@ -89,13 +90,14 @@ class Likelihood(Suite):
                      convention={**base, "model": "pixel-level unigram of the train split, add-one smoothing"})
 
     def _texts(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
-        from genbench import data
+        from genbench import data, textdata
 
         o = ctx.options
-        docs = [truncate_at_whitespace(t, o["max_bytes_per_document"]) for t in data.kjv_texts(o["split"])]
+        label, docs = textdata.load_documents(o["dataset"] or f"kjv:{o['split']}", max_documents=o["max_examples"])
+        docs = [truncate_at_whitespace(t, o["max_bytes_per_document"]) for t in docs]
         docs = [d for d in docs if d]
         if not docs:
-            raise UserError(f"likelihood suite: split {o['split']!r} has no text")
+            raise UserError(f"likelihood suite: dataset {label!r} has no text")
         parts = [generator.log_likelihood([d], seed=ctx.seed + i).validate()
                  for i, d in enumerate(ctx.progress(docs, desc="likelihood"))]
         ll = concat_likelihoods(parts)
@@ -108,7 +110,7 @@ class Likelihood(Suite):
         total = float(ll.nll.sum())
         values = text_metrics.nll_to_text_metrics(total, n_bytes=n_bytes, n_words=n_words, n_tokens=n_tokens)
         se_total = None if ll.stderr is None else float(np.sqrt(np.sum(ll.stderr ** 2)))
-        conv = likelihood_convention(ll, dataset="kjv", split=o["split"], documents=len(docs),
+        conv = likelihood_convention(ll, dataset=label, documents=len(docs),
                                      bytes=n_bytes, words=n_words,
                                      max_bytes_per_document=o["max_bytes_per_document"],
                                      definition="lm-evaluation-harness wikitext-style: documents scored separately")
@@ -121,15 +123,17 @@ class Likelihood(Suite):
                 # delta method: d exp(x/c) = exp(x/c) dx / c
                 se = None if se_total is None else value * se_total / counts[name]
                 unit = name.replace("_perplexity", " perplexity")
-            yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task="kjv",
+            yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task=label,
                          convention=conv)
+        if not label.startswith("kjv"):
+            return
         train_bytes = np.frombuffer("\n".join(data.kjv_texts("train")).encode(), dtype=np.uint8)
         test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
-        base = {"kind": "exact", "unit": "byte", "dataset": "kjv", "split": o["split"]}
+        base = {"kind": "exact", "unit": "byte", "dataset": label}
         yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,
-                     n=len(docs), task="kjv", convention={**base, "model": "uniform over 256 byte values"})
+                     n=len(docs), task=label, convention={**base, "model": "uniform over 256 byte values"})
         yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
-                     unit="bits/byte", higher_is_better=False, n=len(docs), task="kjv",
+                     unit="bits/byte", higher_is_better=False, n=len(docs), task=label,
                      convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
 
 
