@@ -77,7 +77,49 @@ class RunSpec:
         for table in self.adapter_options:
             if table not in self.adapters and table not in {split_adapter_spec(a)[0] for a in self.adapters}:
                 raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include")
+        adapter_variants(self)  # checks the sweep tables
         return self
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One adapter setting of a run: the spec, its constructor options and the swept values."""
+
+    spec: str
+    options: tuple[tuple[str, Any], ...]
+    setting: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How records name it: ``masked-digits`` or ``masked-digits[steps=8]``."""
+        if not self.setting:
+            return self.spec
+        inner = ",".join(f"{k}={_fmt(v)}" for k, v in self.setting)
+        return f"{self.spec}[{inner}]"
+
+
+def _fmt(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def adapter_variants(spec: "RunSpec") -> list[Variant]:
+    """Expand each adapter's ``sweep`` table (option -> list of values) into one variant per point."""
+    import itertools
+
+    where = spec.source or "the command line"
+    out = []
+    for a in spec.adapters:
+        name, _ = split_adapter_spec(a)
+        opts = dict(spec.adapter_options.get(a, spec.adapter_options.get(name, {})))
+        sweep = opts.pop("sweep", {})
+        if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+            raise UserError(f"{where}: [adapter.\"{a}\"] field 'sweep' must be a table of non-empty lists, "
+                            f"e.g. sweep.steps = [4, 8, 16]; got {sweep!r}")
+        keys = list(sweep)
+        for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
+            setting = tuple(zip(keys, values))
+            out.append(Variant(a, tuple(sorted({**opts, **dict(setting)}.items())), setting))
+    return out
 
 
 def _suite_class(name: str, where: str) -> type[Suite]:
@@ -172,31 +214,32 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     done = store.finished_cells()
 
     results: list[CellResult] = []
-    cells = [(seed, adapter, suite) for seed in spec.seeds for adapter in spec.adapters for suite in spec.suites]
+    cells = [(seed, v, suite) for seed in spec.seeds for v in adapter_variants(spec) for suite in spec.suites]
     adapters: dict[str, Any] = {}
-    for seed, adapter_spec, suite_name in cells:
-        if (suite_name, adapter_spec, seed) in done:
-            log(f"skip  {suite_name} x {adapter_spec} (seed {seed}): already recorded")
+    for seed, variant, suite_name in cells:
+        if (suite_name, variant.label, seed) in done:
+            log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
             continue
-        result = _run_cell(store, spec, run_id, seed, adapter_spec, suite_name, adapters, device, log)
+        result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
         if result is not None:
             results.append(result)
     store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results
 
 
-def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, adapter_spec: str,
+def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: Variant,
               suite_name: str, adapters: dict[str, Any], device: str, log) -> CellResult | None:
     suite: Suite = SUITES.get(suite_name)()
     options = {**suite.options, **spec.suite_options.get(suite_name, {})}
-    adapter_name, _ = split_adapter_spec(adapter_spec)
-    adapter_opts = spec.adapter_options.get(adapter_spec, spec.adapter_options.get(adapter_name, {}))
-    base = {"run_id": run_id, "suite": suite_name, "adapter": adapter_spec, "seed": seed}
+    adapter_spec = variant.label
+    adapter_opts = dict(variant.options)
+    base = {"run_id": run_id, "suite": suite_name, "adapter": adapter_spec, "seed": seed,
+            "adapter_name": split_adapter_spec(variant.spec)[0], "setting": dict(variant.setting)}
     t0 = time.perf_counter()
     generator = None
     try:
         if adapter_spec not in adapters:
-            adapters[adapter_spec] = build_adapter(adapter_spec, device=device, **adapter_opts)
+            adapters[adapter_spec] = build_adapter(variant.spec, device=device, **adapter_opts)
         generator = adapters[adapter_spec]
         if not suite.applies_to(generator):
             log(f"n/a   {suite_name} x {adapter_spec}: the suite does not apply to this adapter")
@@ -205,7 +248,8 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, adapter_sp
                                         "adapter_options": adapter_opts, "model": generator.describe()})
         base.update(paradigm=getattr(generator, "paradigm", None), modality=getattr(generator, "modality", None),
                     config_hash=chash)
-        artifacts = store.dir / "artifacts" / f"{suite_name}__{adapter_spec.replace(':', '_').replace('/', '_')}__seed{seed}"
+        safe = "".join(c if c.isalnum() or c in "-_=," else "_" for c in adapter_spec)
+        artifacts = store.dir / "artifacts" / f"{suite_name}__{safe}__seed{seed}"
         artifacts.mkdir(parents=True, exist_ok=True)
         ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device, progress=_progress)
         log(f"run   {suite_name} x {adapter_spec} (seed {seed})")

@@ -122,3 +122,16 @@ def test_run_file_options_reach_the_suite(tmp_path):
     runner.run(spec, tmp_path / "out", log=lambda m: None)
     frame = load(tmp_path / "out")
     assert set(frame.n) == {5} and set(frame.seed) == {2}
+
+
+def test_a_sweep_expands_into_one_cell_per_setting(tmp_path):
+    spec = _spec(adapters=["fake-masked"], seeds=[0],
+                 adapter_options={"fake-masked": {"sweep": {"steps": [2, 8]}}})
+    runner.run(spec, tmp_path / "out", log=lambda m: None)
+    frame = load(tmp_path / "out")
+    assert sorted(set(frame.adapter)) == ["fake-masked[steps=2]", "fake-masked[steps=8]"]
+    assert set(frame.adapter_name) == {"fake-masked"}
+    assert sorted(s["steps"] for s in frame.setting) == [2, 2, 8, 8]
+    bad = _spec(adapter_options={"fake-ar": {"sweep": {"steps": 4}}})
+    with pytest.raises(UserError, match="sweep.steps = \\[4, 8, 16\\]"):
+        bad.validate()
