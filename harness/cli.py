@@ -84,18 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def write_report(dirs: list[str], out: Path | None) -> Path:
-    from genbench.reports.markdown import records_to_markdown
-    from genbench.store import load
-
-    frame = load(*dirs)
-    out = Path(out) if out else Path(dirs[0]) / "report.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(records_to_markdown(frame, link_base=out.parent.resolve()), encoding="utf-8")
-    return out
-
-
 def cmd_report(args: argparse.Namespace) -> int:
+    from genbench.reports.build import write_report
+
     out = write_report(args.dirs, Path(args.out) if args.out else None)
     print(f"report: {out}")
     return 0
@@ -103,6 +94,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from genbench import runner
+    from genbench.reports.build import write_report
 
     spec = runner.load_run_file(preset_path(args.preset))
     out = Path(args.out) if args.out else default_out(spec.name)
