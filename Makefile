@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(OFFLINE) $(VENV)/bin/genbench demo --out results/runs/quickstart-$$(date +%Y%m%d-%H%M%S)
+	$(OFFLINE) $(VENV)/bin/genbench demo --out results/runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q

@@ -92,17 +92,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_PRESETS = ("quickstart", "tradeoff")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the embedded presets (one run directory each under --out) and one report over all."""
     from genbench import runner
     from genbench.reports.build import write_report
 
-    spec = runner.load_run_file(preset_path(args.preset))
-    out = Path(args.out) if args.out else default_out(spec.name)
+    presets = args.preset or list(DEMO_PRESETS)
+    specs = [runner.load_run_file(preset_path(p)) for p in presets]
+    for spec in specs:
+        spec.validate()  # every preset checked before anything runs
+    out = Path(args.out) if args.out else default_out("demo")
     t0 = time.perf_counter()
-    results = runner.run(spec, out, resume=args.resume)
-    report = write_report([str(out)], None)
+    results = []
+    for spec in specs:
+        results += runner.run(spec, out / spec.name, resume=args.resume)
+    report = write_report([str(out / s.name) for s in specs], out / "report.md")
     failed = [r for r in results if r.status == "failed"]
-    print(f"records: {out / 'records.jsonl'}\nreport: {report}\n"
+    print(f"records: {', '.join(str(out / s.name / 'records.jsonl') for s in specs)}\nreport: {report}\n"
           f"{len(results)} cells, {len(failed)} failed, {time.perf_counter() - t0:.0f} s")
     return 1 if failed else 0
 
@@ -146,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="run the embedded default suite on the reference models and write a report")
-    demo.add_argument("--out", help="run directory (default results/runs/quickstart-TIME)")
-    demo.add_argument("--preset", default="quickstart", help="preset run file in suites/presets/")
+    demo.add_argument("--out", help="directory for the runs and report.md (default results/runs/demo-TIME)")
+    demo.add_argument("--preset", action="append",
+                      help="preset run file in suites/presets/ (repeatable; default quickstart and tradeoff)")
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=cmd_demo)
 

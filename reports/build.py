@@ -24,5 +24,23 @@ def write_report(dirs: list[str], out: Path | None = None) -> Path:
         if plots:
             text += "\n## Quality against compute\n\nFID of each sampler setting against its cost; one line per " \
                     "model, coloured by paradigm; circled points are the Pareto front.\n\n" + "\n\n".join(plots) + "\n"
+    text += models_section(frame, out.parent.resolve())
     out.write_text(text, encoding="utf-8")
     return out
+
+
+def models_section(frame, base: Path) -> str:
+    """Links to the cards of the reference models that appear in the records."""
+    import os
+
+    from genbench.adapters.zoo import CARDS_DIR
+
+    if frame.empty:
+        return ""
+    names = frame["adapter_name"].dropna().unique() if "adapter_name" in frame else frame["adapter"].unique()
+    cards = [(n, CARDS_DIR / f"{n}.md") for n in sorted(names) if (CARDS_DIR / f"{n}.md").exists()]
+    if not cards:
+        return ""
+    lines = ["", "## Model cards", ""]
+    lines += [f"- [`{n}`]({os.path.relpath(card, base)})" for n, card in cards]
+    return "\n".join(lines) + "\n"
