@@ -74,6 +74,6 @@ def collect(device: str = "cpu") -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "torchvision_shim": getattr(_compat, "shim_applied", lambda: None)(),
+        "torchvision_shim": _compat.shim_applied(),
         **device_description(device),
     }
