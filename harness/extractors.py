@@ -341,7 +341,9 @@ class ResizingExtractor(FeatureExtractor):
         start = 0
         for i in range(1, len(results) + 1):
             if i == len(results) or results[i].shape != results[start].shape:
-                groups.append(np.stack(results[start:i]).transpose(0, 3, 1, 2).astype(np.float32))
+                # clean-fid feeds ToTensor()(uint8) * 255, which is exactly x for every uint8 x
+                groups.append(np.ascontiguousarray(np.stack(results[start:i]).transpose(0, 3, 1, 2),
+                                                   dtype=np.float32))
                 start = i
         return groups
 

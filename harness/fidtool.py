@@ -493,9 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genbench")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    from genbench.registry import UnknownNameError
+
     try:
         return args.func(args)
-    except UserError as e:
+    except (UserError, UnknownNameError) as e:
         print(f"genbench: error: {e}", file=sys.stderr)
         return 2
 

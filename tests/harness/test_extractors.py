@@ -12,6 +12,7 @@ import genbench  # noqa: F401  (before torchvision / clean-fid: installs the tor
 from genbench.errors import UserError
 from genbench import extractors as gx
 from genbench.registry import UnknownNameError
+from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
 
@@ -80,11 +81,11 @@ def test_clean_resize_is_clean_fids_resize(shape):
     ref = build_resizer("clean")(img).transpose(2, 0, 1)  # (3, 299, 299) float32
     pillow = gx.clean_resize(img, use_pillow=True)
     assert pillow.dtype == np.float32
-    np.testing.assert_array_equal(pillow, ref)  # the very Pillow call: bit for bit
+    assert_matches_reference(pillow, ref, rtol=0, what="clean resize (Pillow) vs clean-fid")  # bit for bit
     # the default path (banded matrix products for small images): Pillow's arithmetic with
     # float64 sums in another order, so at most one float32 ulp (2**-15 near 255) on rare pixels
     ours = gx.clean_resize(img)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=2.0**-15)
+    assert_matches_reference(ours, ref, rtol=0, atol=2.0**-15, what="clean resize (banded) vs clean-fid")
     assert np.mean(ours != ref) < 1e-5
 
 
@@ -93,7 +94,8 @@ def test_legacy_pytorch_resize_is_clean_fids_resize():
 
     img = np.random.default_rng(2).integers(0, 256, (37, 50, 3), dtype=np.uint8)
     ref = build_resizer("legacy_pytorch")(img)
-    np.testing.assert_allclose(gx.legacy_pytorch_resize(img).transpose(1, 2, 0), ref, rtol=0, atol=1e-4)
+    assert_matches_reference(gx.legacy_pytorch_resize(img).transpose(1, 2, 0), ref, rtol=0, atol=1e-4,
+                             what="legacy_pytorch resize vs clean-fid")
 
 
 # --- torchscript:FILE ------------------------------------------------------------------------------------
@@ -211,10 +213,10 @@ def test_real_inception_is_identified_and_batch_independent(monkeypatch):
     d = ex.describe()
     assert d["weights_sha256"] == "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
     assert d == {**d, "extractor": "inception", "dim": 2048, "resize": "clean", "layer": "pool_3"}
-    images = [digit_images(0, 1)[0], digit_images(1, 1, size=40)[0]]
-    ref = ex.features(images, batch_size=2)
-    assert ref.shape == (2, 2048) and np.all(ref >= 0)  # pool_3 follows a ReLU
-    for bs in (1,):
+    images = [digit_images(0, 1)[0], digit_images(1, 1, size=40)[0], digit_images(2, 1)[0]]
+    ref = ex.features(images, batch_size=3)
+    assert ref.shape == (3, 2048) and np.all(ref >= 0)  # pool_3 follows a ReLU
+    for bs in (1, 2):
         got = ex.features(images, batch_size=bs)
         assert np.max(np.abs(got - ref)) <= 1e-6 * np.max(np.abs(ref))
 
@@ -234,3 +236,44 @@ def test_center_crop_arr_steps():
     np.testing.assert_array_equal(out, np.asarray(step)[:, 16:80])
     assert center_crop_arr(Image.fromarray(img), 64).tolist() == out.tolist()
     assert center_crop_arr(img[..., :1], 32).shape == (32, 32, 1)
+
+
+# --- pytorch-fid's port (torch-fidelity's / pytorch-fid's cached state dict) ------------------------------
+def _random_pytorch_fid_state(path: Path) -> Path:
+    """A state dict of pytorch-fid's architecture (clean-fid's copy) with random weights."""
+    from cleanfid import inception_pytorch as ip
+
+    torch.manual_seed(0)
+    net = ip._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = ip.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = ip.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = ip.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = ip.FIDInceptionE_1(1280)
+    net.Mixed_7c = ip.FIDInceptionE_2(2048)
+    torch.save(net.state_dict(), str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_pytorch_fid_state_dict_matches_clean_fids_legacy_pytorch(tmp_path):
+    """A (trusted) pytorch-fid state dict runs through clean-fid's own model code; in
+    legacy_pytorch mode the features equal clean-fid's legacy_pytorch features."""
+    from cleanfid import fid as cfid
+
+    state_file = _random_pytorch_fid_state(tmp_path / "pt_inception-random.pth")
+    folder = write_pngs(tmp_path / "imgs", digit_images(0, 2, size=40))
+    ex = gx.InceptionExtractor(path=state_file, trust_unknown=True, mode="legacy_pytorch")
+    assert ex.info.kind == "pytorch_fid_state_dict" and ex.describe()["resize"] == "legacy_pytorch"
+    ours = ex.folder_features(folder, batch_size=1)
+
+    # clean-fid's legacy_pytorch pipeline around the same model (clean-fid's feature_extractor
+    # calls it as model(x / 255)[0], as genbench's port does)
+    model = ex._net.model
+    ref = cfid.get_folder_features(str(folder), lambda x: model(x / 255)[0].squeeze(-1).squeeze(-1),
+                                   num_workers=0, batch_size=2, device=torch.device("cpu"),
+                                   mode="legacy_pytorch", verbose=False)
+    assert_matches_reference(ours, ref, rtol=1e-5, atol=1e-6, what="pytorch-fid port vs clean-fid legacy_pytorch")

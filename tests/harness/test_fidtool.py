@@ -15,6 +15,7 @@ from genbench.errors import UserError
 from genbench.extractors import build_extractor
 from genbench.metrics import image as image_metrics
 from tests.harness.test_extractors import digit_images, tiny_torchscript, write_pngs
+from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
 N = 24
@@ -70,14 +71,15 @@ def test_fid_matches_clean_fid(data, capsys, tmp_path):
     assert _cli(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert reference > 1e-3
-    assert out["fid"] == pytest.approx(reference, rel=1e-4)
+    assert_matches_reference(out["fid"], reference, rtol=1e-4, what="FID vs clean-fid compute_fid")
     assert {"extractor": f"torchscript:tiny.pt", "mode": "clean", "n_a": N, "n_b": N, "sqrtm": "eigh",
             "dim": 16}.items() <= out.items()
     assert out["weights_sha256"] and len(out["weights_sha256"]) == 64
     # the clean-fid numerics too (scipy sqrtm), from the cache this time
     assert _cli(argv + ["--sqrtm", "scipy_sqrtm"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["a_statistics"] == "cache" and again["fid"] == pytest.approx(reference, rel=1e-6)
+    assert again["a_statistics"] == "cache"
+    assert_matches_reference(again["fid"], reference, rtol=1e-6, what="FID (scipy sqrtm) vs clean-fid")
 
 
 def test_features_and_kid_match_clean_fid(data):
@@ -89,12 +91,14 @@ def test_features_and_kid_match_clean_fid(data):
     ref_b = cfid.get_folder_features(str(data["b"]), net, **kw)
     ours_a = fidtool.path_to_features(data["a"], f"torchscript:{data['net']}", "clean", batch_size=5)
     ours_b = fidtool.path_to_features(data["b"], f"torchscript:{data['net']}", "clean", batch_size=5)
-    np.testing.assert_allclose(ours_a, ref_a, rtol=1e-5, atol=1e-6)
+    assert_matches_reference(ours_a, ref_a, rtol=1e-5, atol=1e-6, what="features vs clean-fid get_folder_features")
     kid, _ = image_metrics.features_to_kid(ours_a, ours_b, num_subsets=20, max_subset_size=1000, seed=0)
     np.random.seed(0)
-    assert kid == pytest.approx(cfid.kernel_distance(ours_a, ours_b, num_subsets=20), rel=1e-9)
+    assert_matches_reference(kid, cfid.kernel_distance(ours_a, ours_b, num_subsets=20), rtol=1e-9,
+                             what="KID vs clean-fid kernel_distance, same features")
     # on its own float32 features clean-fid's kernel sums run in float32: equal to ~1e-4
-    assert kid == pytest.approx(cfid.kernel_distance(ref_a, ref_b, num_subsets=20), rel=1e-3)
+    assert_matches_reference(kid, cfid.kernel_distance(ref_a, ref_b, num_subsets=20), rtol=1e-3,
+                             what="KID vs clean-fid kernel_distance on its float32 features")
 
 
 # --- cache -------------------------------------------------------------------------------------------
