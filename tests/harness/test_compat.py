@@ -80,7 +80,21 @@ def test_torchvision_fails_without_genbench_here():
     assert "torchvision::nms does not exist" in proc.stderr
 
 
-def test_shim_does_nothing_when_extension_loads(monkeypatch):
+@pytest.fixture
+def fresh_decision(monkeypatch):
+    """Let a test re-run the decision without losing this process's real one.
+
+    The real decision is taken first (applying the shim if this environment needs it, so
+    later imports of torchvision in the test session still work); monkeypatch restores it.
+    """
+    _compat.shim_applied()
+    monkeypatch.setattr(_compat, "applied", None)
+    monkeypatch.setattr(_compat, "reason", "not checked yet")
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    return monkeypatch
+
+
+def test_shim_does_nothing_when_extension_loads(fresh_decision):
     """With a loadable extension (here torch's own, already loaded, libc10) no op gets defined."""
     from pathlib import Path
 
@@ -90,23 +104,17 @@ def test_shim_does_nothing_when_extension_loads(monkeypatch):
     if not libs:
         pytest.skip("no libc10 to stand in for a loadable extension")
     lib = str(libs[0])
-    monkeypatch.setattr(_compat, "applied", None)
-    monkeypatch.setattr(_compat, "reason", "not checked yet")
-    monkeypatch.setattr(_compat, "_torchvision_dir", lambda: "/nonexistent/torchvision")
-    monkeypatch.setattr(_compat, "_extension_path", lambda package_dir: lib)
-    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    fresh_decision.setattr(_compat, "_torchvision_dir", lambda: "/nonexistent/torchvision")
+    fresh_decision.setattr(_compat, "_extension_path", lambda package_dir: lib)
     defined = []
-    monkeypatch.setattr(_compat, "_define_ops", lambda torch, message: defined.append(1) or [])
+    fresh_decision.setattr(_compat, "_define_ops", lambda torch, message: defined.append(1) or [])
     assert _compat.shim_applied() is False
     assert _compat.reason == "torchvision's C++ extension loads"
     assert defined == []
 
 
-def test_shim_does_nothing_without_torchvision(monkeypatch):
-    monkeypatch.setattr(_compat, "applied", None)
-    monkeypatch.setattr(_compat, "reason", "not checked yet")
-    monkeypatch.setattr(_compat, "_torchvision_dir", lambda: None)
-    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+def test_shim_does_nothing_without_torchvision(fresh_decision):
+    fresh_decision.setattr(_compat, "_torchvision_dir", lambda: None)
     assert _compat.shim_applied() is False
     assert _compat.reason == "torchvision is not installed"
 
