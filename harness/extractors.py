@@ -399,14 +399,16 @@ class ResizingExtractor(FeatureExtractor):
     def describe(self) -> dict[str, Any]:
         return {"extractor": self.name, "dim": self.dim, "resize": self.mode}
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+    def close(self, wait: bool = True) -> None:
+        """Stop the resize thread pool (a later call starts a new one)."""
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            pool.shutdown(wait=wait)
 
-    def __del__(self):  # the pool's threads are daemon-like; shut them down politely
+    def __del__(self):
+        # never wait here: the last reference may go away in one of the pool's own threads
         try:
-            self.close()
+            self.close(wait=False)
         except Exception:
             pass
 

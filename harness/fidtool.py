@@ -186,15 +186,77 @@ def write_statistics_npz(path: str | Path, mu: np.ndarray, sigma: np.ndarray, *,
 
 
 # --- sources ----------------------------------------------------------------------------------------
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+#: images read from an npz at a time (an ADM sample batch at 256x256 holds 9.8 GB)
+NPZ_CHUNK = 1000
+_STAT_FIELDS = ("mu", "sigma", "n", IDENTITY_KEY)
+
+
+def _npz_fields(path: Path) -> list[str]:
+    """The field names of an npz, read from its zip directory (no array is loaded)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return list(z.files)
     except Exception as e:
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
 
 
-def _stats_from_npz(path: Path, data: dict[str, np.ndarray], extractor, identity: dict[str, Any]) -> Statistics:
+def _npz_read(path: Path, fields) -> dict[str, np.ndarray]:
+    """Only the named fields of an npz (missing ones are left out)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in fields if k in z.files}
+    except Exception as e:
+        raise UserError(f"{path}: cannot read fields {', '.join(fields)} ({type(e).__name__}: {e})") from None
+
+
+class _NpzImages:
+    """Streams the uint8 images of an npz field in chunks, without loading the whole array."""
+
+    def __init__(self, path: Path, field: str = "arr_0"):
+        import zipfile
+
+        self.path, self.field = path, field
+        try:
+            with zipfile.ZipFile(path) as zf, zf.open(f"{field}.npy") as f:
+                self.shape, fortran, self.dtype = self._header(f)
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
+            raise UserError(f"{path}: field {field} cannot be read ({type(e).__name__}: {e})") from None
+        if fortran:
+            raise UserError(f"{path}: field {field} is stored in Fortran order; save it with np.savez from a "
+                            f"C-ordered array")
+        if self.dtype != np.uint8 or len(self.shape) != 4 or self.shape[-1] not in (1, 3):
+            raise UserError(f"{path}: field {field} must hold uint8 images (N, H, W, 3); got {self.dtype} "
+                            f"{self.shape}")
+        if self.shape[0] == 0:
+            raise UserError(f"{path}: field {field} holds no images")
+
+    @staticmethod
+    def _header(f):
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        return np.lib.format.read_array_header_2_0(f)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def chunks(self, rows: int | None = None):
+        import zipfile
+
+        rows = rows or NPZ_CHUNK
+        row_bytes = int(np.prod(self.shape[1:]))
+        with zipfile.ZipFile(self.path) as zf, zf.open(f"{self.field}.npy") as f:
+            self._header(f)
+            for start in range(0, len(self), rows):
+                n = min(rows, len(self) - start)
+                raw = f.read(n * row_bytes)
+                if len(raw) != n * row_bytes:
+                    raise UserError(f"{self.path}: field {self.field} is truncated at image {start + len(raw) // row_bytes}")
+                yield np.frombuffer(raw, dtype=np.uint8).reshape((n, *self.shape[1:]))
+
+
+def _stats_from_npz(path: Path, fields: list[str], extractor, identity: dict[str, Any]) -> Statistics:
+    data = _npz_read(path, _STAT_FIELDS)
     mu = np.asarray(data["mu"], np.float64)
     sigma = np.asarray(data["sigma"], np.float64)
     _check_dim(mu, sigma, getattr(extractor, "dim", None), str(path))
@@ -212,7 +274,7 @@ def _stats_from_npz(path: Path, data: dict[str, np.ndarray], extractor, identity
                 f"`genbench stats SOURCE --extractor ... --out {path.name}` using the same extractor and mode"
             )
     n = int(data["n"]) if "n" in data and int(data["n"]) >= 0 else None
-    kind = "adm_reference" if "mu_s" in data else "stats_npz"
+    kind = "adm_reference" if "mu_s" in fields else "stats_npz"
     return Statistics(mu=mu, sigma=sigma, n=n, source=str(path), kind=kind, identity=stored)
 
 
@@ -252,27 +314,20 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         if p.suffix.lower() != ".npz":
             raise UserError(f"{p}: a source must be a folder of images, a .npz of statistics or images, or a "
                             f"data set name ({', '.join(DATASETS)}); got a {p.suffix or 'plain'} file")
-        data = _load_npz(p)
-        has_stats = "mu" in data and "sigma" in data
-        has_images = "arr_0" in data
+        fields = _npz_fields(p)
+        has_stats = "mu" in fields and "sigma" in fields
+        has_images = "arr_0" in fields
         if has_stats and (npz_prefer == "stats" or not has_images):
-            return _stats_from_npz(p, data, ex, identity)
+            return _stats_from_npz(p, fields, ex, identity)
         if has_images:
-            images = data["arr_0"]
-            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-                raise UserError(f"{p}: field arr_0 must hold uint8 images (N, H, W, 3); got {images.dtype} "
-                                f"{images.shape}")
-            if len(images) == 0:
-                raise UserError(f"{p}: field arr_0 holds no images")
-            if images.shape[-1] == 1:
-                if grey != "convert":
-                    raise UserError(f"{p}: field arr_0 holds greyscale images (N, H, W, 1); pass grey='convert' "
-                                    f"(--grey convert) to replicate the channel")
-                images = np.repeat(images, 3, axis=-1)
+            images = _NpzImages(p)
+            if images.shape[-1] == 1 and grey != "convert":
+                raise UserError(f"{p}: field arr_0 holds greyscale images (N, H, W, 1); pass grey='convert' "
+                                f"(--grey convert) to replicate the channel")
             pre = {"source": "npz arr_0", "grey": grey}
-            return _cached(lambda: _array_stats(ex, images, batch_size), _npz_sha256(p), identity, pre,
+            return _cached(lambda: _npz_features(ex, images, batch_size), _npz_sha256(p), identity, pre,
                            str(p), "images_npz", cache_dir, use_cache)
-        raise UserError(f"{p}: the npz has fields {', '.join(sorted(data)) or 'none'}; expected mu and sigma "
+        raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
                         f"(statistics) or arr_0 (uint8 images)")
 
     text = str(path)
@@ -305,6 +360,16 @@ def _folder_stats(ex, folder, batch_size: int):
 
 def _array_stats(ex, images: np.ndarray, batch_size: int):
     return _features_of_array(ex, images, batch_size)
+
+
+def _npz_features(ex, images: "_NpzImages", batch_size: int) -> np.ndarray:
+    """Features of an npz's images, a chunk at a time (features do not depend on batching)."""
+    parts = []
+    for chunk in images.chunks():
+        if chunk.shape[-1] == 1:
+            chunk = np.repeat(chunk, 3, axis=-1)
+        parts.append(_features_of_array(ex, chunk, batch_size))
+    return np.concatenate(parts)
 
 
 def _cached(compute_features, data_hash: str, identity: dict[str, Any], pre: dict[str, Any], source: str,
@@ -345,13 +410,13 @@ def path_to_features(path: str | Path, extractor="inception", mode: str | None =
 
         return _folder_stats(ex, ImageFolder(p, grey=grey, alpha=alpha), batch_size)
     if p.is_file() and p.suffix.lower() == ".npz":
-        data = _load_npz(p)
-        if "arr_0" not in data:
-            raise UserError(f"{p}: features need images (field arr_0); this file has {', '.join(sorted(data))}")
-        images = data["arr_0"]
-        if images.ndim == 4 and images.shape[-1] == 1 and grey == "convert":
-            images = np.repeat(images, 3, axis=-1)
-        return _features_of_array(ex, images, batch_size)
+        if "arr_0" not in _npz_fields(p):
+            raise UserError(f"{p}: features need images (field arr_0); this file has "
+                            f"{', '.join(_npz_fields(p))}")
+        images = _NpzImages(p)
+        if images.shape[-1] == 1 and grey != "convert":
+            raise UserError(f"{p}: field arr_0 holds greyscale images; pass grey='convert' to replicate the channel")
+        return _npz_features(ex, images, batch_size)
     if _looks_like_dataset(str(path)):
         from genbench import data as gdata
 

@@ -153,7 +153,7 @@ def test_nothing_cached_from_a_failed_pass(data, tmp_path):
 
 
 # --- sources: npz files and data sets ----------------------------------------------------------------------
-def test_stats_file_round_trip_and_foreign_files(data, tmp_path, capsys):
+def test_stats_file_round_trip_and_foreign_files(data, tmp_path, capsys, monkeypatch):
     net = f"torchscript:{data['net']}"
     out = tmp_path / "a_stats.npz"
     assert _cli(["stats", str(data["a"]), "--extractor", net, "--out", str(out), "--no-cache"]) == 0
@@ -183,9 +183,10 @@ def test_stats_file_round_trip_and_foreign_files(data, tmp_path, capsys):
     # the same file's images, recomputed: the very same statistics (PNG is lossless)
     r2 = fidtool.compute_fid(data["a"], adm, net, use_cache=False, npz_prefer="images")
     assert r2["fid"] == pytest.approx(direct, rel=1e-9) and r2["n_b"] == N
-    # an ADM / DiT sample batch: arr_0 only
+    # an ADM / DiT sample batch: arr_0 only (streamed in chunks, here of 5 images; compressed too)
+    monkeypatch.setattr(fidtool, "NPZ_CHUNK", 5)
     samples = tmp_path / "samples.npz"
-    np.savez(samples, arr_0=images_b, arr_1=np.arange(N))
+    np.savez_compressed(samples, arr_0=images_b, arr_1=np.arange(N))
     assert fidtool.compute_fid(data["a"], samples, net, use_cache=False)["fid"] == pytest.approx(direct, rel=1e-9)
 
 
