@@ -15,6 +15,11 @@ ADAPTERS.register("masked-kjv", lazy="genbench.adapters.mdlm:MaskedText")
 ADAPTERS.register("diffusion-digits", lazy="genbench.adapters.diffusion:DiffusionDigits")
 ADAPTERS.register("vq-digits", lazy="genbench.adapters.vq:VQDigits")
 
+# Real checkpoints, loaded with from_pretrained from a local directory (NAME:PATH) or the hub.
+ADAPTERS.register("hf-causal-lm", lazy="genbench.adapters.hf:HFCausalLM")
+
+EXTRACTORS.register("inception", lazy="genbench.extractors:InceptionExtractor")
+EXTRACTORS.register("torchscript", lazy="genbench.extractors:TorchScriptExtractor")
 EXTRACTORS.register("digits-classifier", lazy="genbench.adapters.classifier:DigitsClassifierExtractor")
 
 TRAINERS.register("digits-classifier", lazy="genbench.adapters.classifier:train_digits_classifier")

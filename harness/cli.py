@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="report file (default DIR/report.md)")
     rep.set_defaults(func=cmd_report)
 
+    from genbench import fidtool
+
+    fidtool.add_commands(sub)
+
     zoo = sub.add_parser("zoo", help="the reference models: list them, or retrain their weights from a seed")
     zoo.add_argument("action", choices=["train", "list"])
     zoo.add_argument("--model", action="append", help="model name (repeatable; default all)")

@@ -49,6 +49,8 @@ class Registry:
 
     def _add(self, name: str, obj: Any) -> None:
         old = self._entries.get(name)
+        if isinstance(obj, str) and old is not None and not isinstance(old, str):
+            return  # the module that a lazy string names was imported first and registered itself
         # A lazy string is replaced by the object it names when that module registers itself.
         if old is not None and not isinstance(old, str) and old is not obj:
             if getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):

@@ -60,3 +60,12 @@ def test_entry_point_adapters_are_found(monkeypatch):
 def test_adapter_spec_with_path():
     assert split_adapter_spec("ar-digits") == ("ar-digits", None)
     assert split_adapter_spec("hf-causal-lm:/models/gpt2") == ("hf-causal-lm", "/models/gpt2")
+
+
+def test_a_lazy_string_after_the_real_object_keeps_the_object():
+    reg = Registry("thing")
+    import json
+
+    reg.register("dumps", json.dumps)
+    reg.register("dumps", lazy="json:dumps")
+    assert reg.get("dumps") is json.dumps
