@@ -1,0 +1,202 @@
+"""The masked-diffusion reference models and the shared MDLM math (genbench.adapters.mdlm)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genbench import data
+from genbench.adapters import mdlm, zoo
+from genbench.errors import UserError
+from genbench.interfaces import LikelihoodKind
+from genbench.registry import ADAPTERS
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return mdlm.MaskedDigits(mc_samples=16)
+
+
+@pytest.fixture(scope="module")
+def text_model():
+    return mdlm.MaskedText(mc_samples=8, steps=8, length=48)
+
+
+@pytest.mark.parametrize("name", ["masked-digits", "masked-kjv"])
+def test_shipped_weights_match_their_sha256(name):
+    meta = json.loads((zoo.WEIGHTS_DIR / f"{name}.json").read_text())
+    assert zoo.file_sha256(zoo.WEIGHTS_DIR / f"{name}.safetensors") == meta["sha256"]
+    assert meta["card"]["paradigm"] == "masked"
+    assert (zoo.CARDS_DIR / f"{name}.md").exists()
+
+
+def test_registered_names_are_the_classes():
+    assert ADAPTERS.get("masked-digits") is mdlm.MaskedDigits
+    assert ADAPTERS.get("masked-kjv") is mdlm.MaskedText
+
+
+# --- digits -------------------------------------------------------------------------
+def test_digits_sample_is_seeded_and_on_the_grid(digits_model):
+    a = digits_model.sample(5, seed=3, batch_size=2, steps=4).validate(5, "image")
+    b = digits_model.sample(5, seed=3, batch_size=5, steps=4)
+    c = digits_model.sample(5, seed=4, batch_size=5, steps=4)
+    assert a.images.shape == (5, 8, 8, 1) and a.images.dtype == np.uint8
+    assert np.array_equal(a.images, b.images)       # same seed, any batch size
+    assert not np.array_equal(a.images, c.images)
+    assert np.array_equal(data.levels_to_image(data.image_to_levels(a.images)), a.images)
+    assert a.nfe_per_sample == 4 and a.nfe == 4 * 3  # three batches of 2, 2, 1
+    assert digits_model.sample(2, seed=0).nfe_per_sample == 16  # the constructor default
+
+
+def test_digits_likelihood_is_a_seeded_bound_below_uniform(digits_model):
+    images = data.digits_arrays("test")[0][:6]
+    ll = digits_model.log_likelihood(images, seed=1).validate()
+    assert ll.kind is LikelihoodKind.UPPER_BOUND and digits_model.likelihood_kind is LikelihoodKind.UPPER_BOUND
+    assert ll.unit == "dimension" and ll.nll.shape == ll.units.shape == ll.stderr.shape == (6,)
+    assert np.all(ll.units == 64) and ll.mc_samples == 16
+    assert np.all(ll.stderr > 0) and np.all(ll.stderr < 0.2 * ll.nll)
+    assert ll.per_unit() / math.log(2) < math.log2(17) - 1.0  # clearly better than uniform
+    assert ll.info["timesteps"] == "antithetic"
+    again = digits_model.log_likelihood(images, seed=1)
+    other = digits_model.log_likelihood(images, seed=2)
+    assert np.array_equal(ll.nll, again.nll) and not np.array_equal(ll.nll, other.nll)
+    # an example's estimate does not depend on what shares its batch
+    assert digits_model.log_likelihood(images[:1], seed=1).nll[0] == ll.nll[0]
+
+
+def test_antithetic_elbo_agrees_with_many_iid_timesteps(digits_model):
+    ids = torch.from_numpy(data.image_to_levels(data.digits_arrays("test")[0][:2]).reshape(2, 64))
+    kw = dict(seed=11, batch_size=512)
+    with torch.inference_mode():
+        anti, anti_se = mdlm.sequences_to_elbo(digits_model.logits, ids, digits_model.mask_id, mc_samples=32,
+                                               timesteps="antithetic", **kw)
+        # the brute force uses MDLM's literal 1/t weight, so this also checks the default
+        # Rao-Blackwellised weight estimates the same bound
+        brute, brute_se = mdlm.sequences_to_elbo(digits_model.logits, ids, digits_model.mask_id, mc_samples=1024,
+                                                 timesteps="iid", weight="1/t", **kw)
+    assert np.all(np.abs(anti - brute) < 3 * np.sqrt(anti_se**2 + brute_se**2))
+
+
+def test_rao_blackwell_weight_is_the_conditional_mean_of_1_over_t():
+    from scipy.integrate import quad
+
+    n, eps = 10, 1e-3
+    w = mdlm.mask_count_weights(torch.arange(n + 1), torch.tensor(n), eps).numpy()
+    assert w[0] == 0
+    for m in (1, 2, 5, 10):
+        num = quad(lambda t: t ** (m - 1) * (1 - t) ** (n - m), eps, 1)[0]
+        den = quad(lambda t: t ** m * (1 - t) ** (n - m), eps, 1)[0]
+        assert np.isclose(w[m], num / den, rtol=1e-6)
+
+
+def test_stderr_estimators_on_known_terms():
+    terms = torch.tensor([[1.0, 3.0, 2.0, 6.0], [5.0, 5.0, 5.0, 5.0]])
+    nll, se = mdlm.elbo_terms_to_estimate(terms, "antithetic")
+    assert np.allclose(nll, [3.0, 5.0])
+    assert np.allclose(se, [math.sqrt(2**2 + 4**2) / 4, 0.0])  # neighbouring pairs collapsed
+    _, se_iid = mdlm.elbo_terms_to_estimate(terms, "iid")
+    assert np.isclose(se_iid[0], np.std([1, 3, 2, 6], ddof=1) / 2)
+    _, se_odd = mdlm.elbo_terms_to_estimate(torch.tensor([[1.0, 2.0, 4.0]]), "antithetic")
+    assert np.isclose(se_odd[0], math.sqrt(1.5 * np.sum((np.array([1, 2, 4]) - 7 / 3) ** 2)) / 3)
+
+
+def test_timesteps_are_stratified_in_range():
+    t = mdlm.draw_timesteps(torch.Generator().manual_seed(0), 8, "antithetic")
+    u = (t - 1e-3) / (1 - 1e-3)
+    assert torch.all((u >= torch.arange(8) / 8) & (u < (torch.arange(9)[1:]) / 8))
+    s = mdlm.draw_timesteps(torch.Generator().manual_seed(0), 8, "systematic", replicates=2)
+    gaps = torch.diff(torch.sort(s[:4]).values)
+    assert torch.allclose(gaps, torch.full((3,), 0.25 * (1 - 1e-3), dtype=torch.float64), atol=1e-9)
+
+
+# --- the shared math, model-agnostic ---------------------------------------------------
+def _mask_loving_logits(mask_id: int, vocab: int):
+    """A fake model whose raw logits prefer the mask id above all."""
+    def fn(ids):
+        out = torch.zeros(*ids.shape, vocab)
+        out[..., mask_id] = 50.0
+        out[..., 2] = 1.0
+        return out
+    return fn
+
+
+def test_mask_id_is_never_predicted():
+    mask_id, vocab = 3, 5  # the mask id sits inside the output vocabulary
+    fn = _mask_loving_logits(mask_id, vocab)
+    xt = torch.tensor([[3, 1, 3, 4]])
+    logp = mdlm.subs_log_probs(fn(xt), xt, mask_id)
+    assert torch.all(logp[..., mask_id] == -math.inf)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(1, 4))
+    assert logp[0, 1, 1] == 0 and logp[0, 3, 4] == 0  # revealed tokens carry over
+    ids, nfe = mdlm.masked_sample(fn, 4, 6, mask_id, steps=3, seed=0, temperature=1.0)
+    assert not (ids == mask_id).any() and nfe == 3
+    nll, se = mdlm.sequences_to_elbo(fn, torch.tensor([[0, 1, 2, 4]]), mask_id, mc_samples=4, seed=0)
+    assert np.all(np.isfinite(nll)) and np.all(np.isfinite(se))
+
+
+def test_padding_is_never_scored():
+    fn = _mask_loving_logits(3, 5)
+    ids = torch.tensor([[2, 2, 0, 0], [2, 2, 1, 4]])
+    nll, _ = mdlm.sequences_to_elbo(fn, ids, 3, mc_samples=8, seed=0, lengths=[2, 2],
+                                    row_keys=[(0,), (0,)])
+    assert nll[0] == nll[1]  # what follows the length does not matter
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+@pytest.mark.parametrize("length,steps", [(64, 1), (64, 16), (64, 64), (256, 64), (7, 5)])
+def test_unmask_counts_cover_the_sequence(schedule, length, steps):
+    counts = mdlm.unmask_counts(length, steps, schedule)
+    assert len(counts) == steps and sum(counts) == length and min(counts) >= 1
+
+
+def test_bad_inputs_are_user_errors(digits_model, text_model):
+    with pytest.raises(UserError):
+        digits_model.log_likelihood(np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(UserError):
+        digits_model.log_likelihood(np.zeros((2, 8, 8, 1), dtype=np.float32))
+    with pytest.raises(UserError):
+        digits_model.sample(1, seed=0, steps=65)
+    with pytest.raises(UserError):
+        mdlm.MaskedDigits(schedule="square")
+    with pytest.raises(UserError):
+        text_model.log_likelihood([])
+    with pytest.raises(UserError):
+        text_model.log_likelihood(["fine", ""])
+    with pytest.raises(UserError):
+        text_model.log_likelihood("a string, not a list")
+
+
+# --- text ------------------------------------------------------------------------------
+def test_text_sample_is_seeded(text_model):
+    a = text_model.sample(2, seed=5).validate(2, "text")
+    b = text_model.sample(2, seed=5, batch_size=1)
+    c = text_model.sample(2, seed=6)
+    assert a.tokens.shape == (2, 48) and a.tokens.dtype == np.int64
+    assert a.tokens.min() >= 0 and a.tokens.max() < 256
+    assert np.array_equal(a.tokens, b.tokens) and not np.array_equal(a.tokens, c.tokens)
+    assert a.texts[0] == bytes(a.tokens[0].astype(np.uint8).tolist()).decode("utf-8", errors="replace")
+    assert a.nfe_per_sample == 8 and a.nfe == 8
+    assert text_model.sample(1, seed=0, steps=3).nfe_per_sample == 3
+
+
+def test_text_likelihood_per_document_bytes(text_model):
+    book = data.kjv_texts("test")[0]
+    docs = [book[:100], book[1000:1600]]  # one short window; 600 bytes = 3 windows, the last short
+    ll = text_model.log_likelihood(docs, seed=0).validate()
+    assert ll.kind is LikelihoodKind.UPPER_BOUND and ll.unit == "byte" and ll.mc_samples == 8
+    assert list(ll.units) == [len(d.encode("utf-8")) for d in docs]
+    assert np.all(ll.stderr > 0) and ll.info["chunks"] == 4
+    assert ll.per_unit() / math.log(2) < 8.0 - 3.0  # clearly better than uniform bytes
+    # a document's bound is the sum of its windows' bounds
+    assert text_model.log_likelihood([docs[0]], seed=0).nll[0] == ll.nll[0]
+
+
+def test_describe_names_the_options(digits_model, text_model):
+    d = digits_model.describe()
+    assert d["name"] == "masked-digits" and d["paradigm"] == "masked" and len(d["weights_sha256"]) == 64
+    assert d["sampler"]["steps"] == 16 and d["likelihood"]["mc_samples"] == 16
+    t = text_model.describe()
+    assert t["sampler"]["length"] == 48 and t["likelihood"]["window"] == 256
