@@ -1,24 +1,29 @@
 """Text likelihood metrics, with lm-evaluation-harness's definitions.
 
 All take a total negative log-likelihood in nats and a count; the count decides the unit:
-``word_perplexity = exp(nll / words)`` with words from splitting the original document on
-whitespace; ``byte_perplexity = exp(nll / utf8_bytes)``; ``bits_per_byte = nll / bytes / ln 2``.
+``word_perplexity = exp(nll / words)`` with words = ``len(re.split(r"\s+", document))`` (lm-eval's
+``count_words``: a leading or trailing whitespace run adds one empty "word", as on every WikiText
+page); ``byte_perplexity = exp(nll / utf8_bytes)``; ``bits_per_byte = nll / bytes / ln 2``.
 Different tokenizers are only comparable per byte or per word.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
 
 LN2 = math.log(2.0)
+_WHITESPACE = re.compile(r"\s+")
 
 
 def texts_to_word_count(texts: Iterable[str]) -> int:
-    """Words as lm-evaluation-harness counts them: ``len(text.split())`` per document."""
-    return sum(len(t.split()) for t in texts)
+    """Words as lm-evaluation-harness's ``count_words`` counts them: ``len(re.split(r"\s+", doc))``
+    per document. Unlike ``len(doc.split())`` this counts an empty piece before a leading and
+    after a trailing whitespace run; matching it keeps word perplexity comparable with lm-eval."""
+    return sum(len(_WHITESPACE.split(t)) for t in texts)
 
 
 def texts_to_byte_count(texts: Iterable[str]) -> int:

@@ -7,11 +7,14 @@ from genbench.metrics import text
 
 
 def test_lm_eval_definitions():
-    docs = ["Hello  world\n", "héllo"]  # two words + one word; bytes: 13 + 6
-    assert text.texts_to_word_count(docs) == 3
+    # lm-eval's count_words is len(re.split(r"\s+", doc)): the trailing newline of the first
+    # document adds an empty piece, so 3 + 1 words; bytes: 13 + 6
+    docs = ["Hello  world\n", "héllo"]
+    assert text.texts_to_word_count(docs) == 4
+    assert text.texts_to_word_count([" = Title = \n body text \n"]) == 7
     assert text.texts_to_byte_count(docs) == 19
-    m = text.nll_to_text_metrics(10.0, n_bytes=19, n_words=3, n_tokens=5)
-    assert m["word_perplexity"] == pytest.approx(math.exp(10 / 3))
+    m = text.nll_to_text_metrics(10.0, n_bytes=19, n_words=4, n_tokens=5)
+    assert m["word_perplexity"] == pytest.approx(math.exp(10 / 4))
     assert m["byte_perplexity"] == pytest.approx(math.exp(10 / 19))
     assert m["bits_per_byte"] == pytest.approx(10 / 19 / math.log(2))
     assert m["token_perplexity"] == pytest.approx(math.exp(2))
