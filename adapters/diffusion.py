@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
+from genbench.adapters.sampling import cosine_lr, key_to_generator
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -67,13 +68,6 @@ LEVELS = data.DIGITS_LEVELS
 PIXELS = 64
 BIN_WIDTH = 2.0 / (LEVELS - 1)
 SAMPLERS = ("ancestral", "ddim")
-
-
-def key_to_generator(*key: int) -> torch.Generator:
-    """A torch.Generator seeded from an integer key (SeedSequence mixes it, so (0, 1) and
-    (1, 0) give unrelated streams)."""
-    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
 
 
 def levels_to_unit(levels: torch.Tensor) -> torch.Tensor:
@@ -550,12 +544,6 @@ class DiffusionDigits(Generator):
 # --------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------
-def _cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
-
-
 def diffusion_loss(net: Denoiser, x: torch.Tensor, gen: torch.Generator, sched: Schedule,
                    ce_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Training loss of a batch x (B, 64) in [-1, 1] -> (loss, ELBO diffusion term per image).
@@ -617,7 +605,7 @@ def train_diffusion_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, lo
     for step in range(steps):
         net.train()
         for g in opt.param_groups:
-            g["lr"] = _cosine_lr(step, steps, hp["lr"], warmup=max(1, steps // 50))
+            g["lr"] = cosine_lr(step, steps, hp["lr"], warmup=max(1, steps // 50), floor=0.05)
         if len(perm) < bs:
             perm = torch.randperm(len(train), generator=gen)
         idx, perm = perm[:bs], perm[bs:]

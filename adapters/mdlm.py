@@ -62,6 +62,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
+from genbench.adapters.sampling import cosine_lr
 from genbench.adapters.nn import Transformer, TransformerConfig
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -433,12 +434,6 @@ def init_local_attention(model: Transformer, shape: tuple[int, ...], head_offset
             block.qkv.bias[: 2 * d] = 0.0
 
 
-def _cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 # --------------------------------------------------------------------------------------
 # Reference models
 # --------------------------------------------------------------------------------------
@@ -666,7 +661,7 @@ def _train(model: Transformer, batches: Callable[[int], torch.Tensor], mask_id: 
     t0 = time.perf_counter()
     for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = _cosine_lr(step, steps, lr, warmup=max(1, steps // 50))
+            g["lr"] = cosine_lr(step, steps, lr, warmup=max(1, steps // 50))
         t_max = 1.0 if t_curriculum <= 0 else min(1.0, 0.5 + 0.5 * step / (t_curriculum * steps))
         loss = masked_diffusion_loss(model, batches(step), mask_id, gen, t_max=t_max)
         opt.zero_grad(set_to_none=True)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
+from genbench.adapters.sampling import cosine_lr
 from genbench.errors import UserError
 from genbench.interfaces import Tokenizer
 from genbench.registry import ADAPTERS
@@ -211,12 +212,6 @@ DIGITS_TRAIN = {"steps": 1600, "batch_size": 128, "lr": 2e-3, "beta": 0.25, "ema
 DIGITS_ARCH = {"codebook_size": 256, "code_dim": 16, "channels": 64, "downsample": 2}
 
 
-def _cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
-
-
 def _model_to_reconstruction(model: VQVAE, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
     """x (N, 1, 8, 8) in [0, 1] -> (uint8 reconstructions (N, 8, 8, 1), codes (N, 4, 4))."""
     model.eval()
@@ -253,7 +248,7 @@ def train_vq_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every
     for step in range(steps):
         model.train()
         for g in opt.param_groups:
-            g["lr"] = _cosine_lr(step, steps, hp["lr"], warmup=max(1, steps // 50))
+            g["lr"] = cosine_lr(step, steps, hp["lr"], warmup=max(1, steps // 50), floor=0.05)
         if len(perm) < bs:
             perm = torch.randperm(len(train_x), generator=gen)
         idx, perm = perm[:bs], perm[bs:]
