@@ -22,6 +22,7 @@ class TransformerConfig:
     n_heads: int = 4
     causal: bool = True
     time_conditioned: bool = False  # adds an embedding of a scalar t in [0, 1]
+    dropout: float = 0.0     # on each residual branch, in training only
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,8 +41,9 @@ class KVCache:
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, heads: int, causal: bool):
+    def __init__(self, d: int, heads: int, causal: bool, dropout: float = 0.0):
         super().__init__()
+        self.drop = nn.Dropout(dropout)
         self.ln1 = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -64,8 +66,8 @@ class Block(nn.Module):
         if is_causal and k.shape[2] != q.shape[2]:
             raise ValueError("a cached causal forward takes one new position at a time")
         y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.ln2(x))
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class Transformer(nn.Module):
@@ -79,7 +81,7 @@ class Transformer(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         if cfg.time_conditioned:
             self.time = nn.Sequential(nn.Linear(1, cfg.d_model), nn.SiLU(), nn.Linear(cfg.d_model, cfg.d_model))
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.causal) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.causal, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.out_size)
 
