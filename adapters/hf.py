@@ -1,0 +1,498 @@
+"""``hf-causal-lm``: any Hugging Face causal language model behind the common interface.
+
+``hf-causal-lm:PATH`` loads ``AutoModelForCausalLM`` and ``AutoTokenizer`` from ``PATH``, a
+local checkpoint directory (as written by ``save_pretrained``) or a hub name (only where the
+hub or its cache is reachable).
+
+Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
+``loglikelihood_rolling``, token for token:
+
+* each document is tokenized on its own, with no special tokens added by the tokenizer;
+* ``L`` = the model's maximum length (``config.n_positions``, ``max_position_embeddings`` or
+  ``n_ctx``, in that order, else the tokenizer's ``model_max_length``, else 2048), or the
+  ``max_length`` option;
+* the document's tokens ``t[0..n)`` are cut into disjoint prediction windows
+  (``get_rolling_token_windows(..., context_len=1)`` + ``make_disjoint_window``): the first
+  reads ``[P] + t[:m-1]`` and predicts ``t[:m]`` (``m = min(L, n)``, ``P`` the prefix token
+  = the tokenizer's BOS id, else its EOS id); each later window predicts the next (up to)
+  ``L`` tokens ``t[s:e]`` reading ``t[e-L-1:e-1]``, i.e. conditioned on as many preceding
+  tokens as fit in ``L`` positions;
+* the document's log-likelihood is the sum over all its tokens; ``nll`` = minus that, in nats;
+  ``units`` = its token count. log-softmax is taken over the model's full output vocabulary
+  in float32 (float64 sums), as lm-eval does for a float32 model.
+
+Windows of all documents in one call are batched together (``batch_size`` per forward pass,
+sorted by length, right-padded with an attention mask and explicit positions), so pass many
+documents per call for throughput. Results do not depend on ``batch_size`` beyond float32
+rounding.
+
+Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
+pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
+each step: the same tokens, slower). Sample ``i`` of a call takes its uniforms from a
+generator keyed by ``(seed, i)`` and draws by inverse CDF in float64, so samples do not depend
+on ``batch_size`` (up to float rounding between batch shapes, which could flip a draw that
+lands exactly on a CDF boundary).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genbench.adapters.sampling import key_to_generator, logits_to_ids
+from genbench.errors import UserError
+from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
+from genbench.registry import ADAPTERS
+
+NAME = "hf-causal-lm"
+DEFINITION = "lm-eval loglikelihood_rolling"
+#: lm-eval's fallback when neither the config nor the tokenizer states a maximum length
+DEFAULT_MAX_LENGTH = 2048
+#: config attributes holding the number of positions, in the order lm-eval reads them
+POSITION_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "auto": "auto",
+}
+#: config keys that say nothing about the model itself (left out of its hash)
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash",
+                         "_attn_implementation_autoset", "_attn_implementation")
+
+
+# --------------------------------------------------------------------------------------
+# Rolling windows
+# --------------------------------------------------------------------------------------
+def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int) -> list[tuple[list[int], int]]:
+    """Disjoint prediction windows of one document -> ``[(sequence, n_targets)]``.
+
+    ``sequence`` holds the model input followed by the window's last target (so input =
+    ``sequence[:-1]``, targets = ``sequence[1:]``); only the last ``n_targets`` targets are
+    scored. Every token of the document is scored exactly once: the same windows as
+    lm-eval's ``get_rolling_token_windows(tokens, prefix_token, max_length, context_len=1)``
+    followed by ``make_disjoint_window`` (and its left truncation to ``max_length`` inputs).
+    """
+    if max_length < 1:
+        raise ValueError("max_length must be >= 1")
+    tokens = list(tokens)
+    n = len(tokens)
+    if n == 0:
+        return []
+    first = min(max_length, n)
+    windows = [([prefix_token] + tokens[:first], first)]
+    end = first
+    while end < n:
+        k = min(max_length, n - end)
+        end += k
+        # inputs: the max_length tokens before the last target (end - max_length - 1 >= 0 here)
+        windows.append((tokens[end - max_length - 1: end], k))
+    return windows
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+def _hub_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    try:
+        from huggingface_hub import constants
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - huggingface_hub always comes with transformers
+        return False
+
+
+def _looks_like_local_path(path: str) -> bool:
+    """A path that cannot be a hub name (``name`` or ``org/name``)."""
+    return (path.startswith(("/", "./", "../", "~", "\\")) or path in {".", ".."} or path.count("/") > 1
+            or (os.sep != "/" and os.sep in path) or path.endswith("/"))
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise UserError(f"{NAME}: option dtype={dtype!r} is not a dtype; use one of "
+                        f"{', '.join(sorted(set(k for k in DTYPES if len(k) > 4)))} "
+                        f'([adapter."{NAME}"] dtype in the run file)')
+    return DTYPES[key]
+
+
+def _load(path: str, *, dtype: Any, trust_remote_code: bool) -> tuple[Any, Any, str]:
+    """(model, tokenizer, resolved path); every failure is a UserError naming the path and the fix."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(path).expanduser()
+    fix = (f"use {NAME}:DIR with DIR a local checkpoint directory holding config.json, the weights and the "
+           "tokenizer files (as written by model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR))")
+    if local.exists():
+        if not local.is_dir():
+            raise UserError(f"{NAME}: {local} is a file, not a checkpoint directory; {fix}")
+        if not (local / "config.json").is_file():
+            raise UserError(f"{NAME}: {local / 'config.json'} does not exist, so {local} is not a Hugging Face "
+                            f"checkpoint; {fix}")
+        where, source = str(local.resolve()), f"the checkpoint in {local}"
+    elif _looks_like_local_path(path):
+        raise UserError(f"{NAME}: checkpoint directory {path} does not exist; {fix}")
+    else:
+        where, source = path, f"hub model {path!r}"
+    kwargs = {"trust_remote_code": bool(trust_remote_code)}
+    try:
+        with _quiet_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        if local.exists():
+            raise UserError(f"{NAME}: could not load {source}: {str(e).strip().splitlines()[0]}; {fix}") from None
+        why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and has no cached copy of it"
+               if _hub_offline() else f"loading it from the Hugging Face hub failed: "
+                                      f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+        raise UserError(f"{NAME}: {path!r} does not exist locally and {why}; {fix}, or download it where the hub "
+                        f"is reachable (`huggingface-cli download {path} --local-dir DIR`)") from None
+    return model, tokenizer, where
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    """No "Loading weights" progress bar on stderr while loading (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _config_sha256(config: Any) -> str:
+    d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------
+@ADAPTERS.register(NAME)
+class HFCausalLM(Generator):
+    """A Hugging Face causal LM checkpoint: exact rolling log-likelihood and ancestral sampling.
+
+    Options: ``device``, ``dtype`` (float32 | bfloat16 | float16 | auto), ``batch_size``
+    (windows per likelihood forward pass), ``max_length`` (likelihood window; default the
+    model's positions), ``trust_remote_code``, ``length`` (tokens per sample), ``temperature``
+    (0 = greedy), ``kv_cache``, ``prefix_token_id`` (the token the first token of a document
+    and of a sample is conditioned on; default the tokenizer's BOS, else EOS, as lm-eval).
+    """
+
+    name = NAME
+    paradigm = "autoregressive"
+    modality = "text"
+    likelihood_unit = "token"
+
+    def __init__(self, path: str | None = None, *, device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 8, max_length: int | None = None, trust_remote_code: bool = False,
+                 length: int = 64, temperature: float = 1.0, kv_cache: bool = True,
+                 prefix_token_id: int | None = None):
+        if path is None or str(path).strip() == "":
+            raise UserError(f"{NAME} needs a checkpoint: use {NAME}:PATH (a local checkpoint directory, or a hub "
+                            "name where the Hugging Face hub is reachable)")
+        self.path = str(path)
+        self.dtype = _torch_dtype(dtype)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise UserError(f'{NAME}: option device={device!r} is not a torch device; use e.g. "cpu" or "cuda"') \
+                from None
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.length = _positive_int("length", length)
+        self.temperature = float(temperature)
+        if not self.temperature >= 0 or math.isinf(self.temperature):
+            raise UserError(f'{NAME}: option temperature={temperature!r} must be a finite number >= 0 '
+                            '(0 = greedy); set [adapter."hf-causal-lm"] temperature in the run file')
+        self.kv_cache = bool(kv_cache)
+
+        self.model, self.tokenizer, self.resolved_path = _load(self.path, dtype=self.dtype,
+                                                              trust_remote_code=trust_remote_code)
+        self.model.to(self.device).eval()
+        self.model_positions = self._model_positions()
+        if max_length is None:
+            self.max_length = self._default_max_length()
+        else:
+            self.max_length = _positive_int("max_length", max_length)
+            if self.model_positions is not None and self.max_length > self.model_positions:
+                raise UserError(f"{NAME}: option max_length={self.max_length} exceeds the {self.model_positions} "
+                                f"positions of the model ({self.resolved_path}/config.json); use at most "
+                                f"{self.model_positions} or leave max_length unset")
+        self.prefix_token_id = self._prefix_token(prefix_token_id)
+        forward = inspect.signature(self.model.forward).parameters
+        self._takes_positions = "position_ids" in forward
+
+    # --- set-up helpers ------------------------------------------------------------
+    def _model_positions(self) -> int | None:
+        for attr in POSITION_ATTRS:
+            value = getattr(self.model.config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def _default_max_length(self) -> int:
+        if self.model_positions is not None:
+            return self.model_positions
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < 10**12:
+            return limit
+        return DEFAULT_MAX_LENGTH
+
+    def _prefix_token(self, override: int | None) -> int:
+        vocab = self.model.config.get_text_config().vocab_size if hasattr(self.model.config, "get_text_config") \
+            else getattr(self.model.config, "vocab_size", None)
+        if override is not None:
+            token = int(override)
+            source = "option prefix_token_id"
+        else:
+            token = self.tokenizer.bos_token_id
+            if token is None:
+                token = self.tokenizer.eos_token_id
+            if token is None:
+                raise UserError(
+                    f"{NAME}: the tokenizer of {self.resolved_path} (tokenizer_config.json / special_tokens_map.json) "
+                    "has neither a bos_token nor an eos_token, so the first token of a document has nothing to be "
+                    "conditioned on; set bos_token or eos_token in its tokenizer_config.json, or pass the option "
+                    f'prefix_token_id=ID ([adapter."{NAME}"] prefix_token_id in the run file)')
+            source = "the tokenizer's bos_token/eos_token"
+        if token < 0 or (vocab is not None and token >= vocab):
+            raise UserError(f"{NAME}: prefix token id {token} (from {source}) is outside the model's vocabulary "
+                            f"of {vocab} ids ({self.resolved_path}); pass prefix_token_id=ID with a valid id")
+        return token
+
+    # --- interface -----------------------------------------------------------------
+    @property
+    def likelihood_kind(self) -> LikelihoodKind:
+        return LikelihoodKind.EXACT
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "name": self.name, "paradigm": self.paradigm, "modality": self.modality,
+            "path": self.resolved_path,
+            "model_class": type(self.model).__name__,
+            "model_type": getattr(config, "model_type", None),
+            "config_sha256": _config_sha256(config),
+            "n_params": int(sum(p.numel() for p in self.model.parameters())),
+            "tokenizer": f"{type(self.tokenizer).__name__}:{self.tokenizer.name_or_path}",
+            "tokenizer_vocab_size": len(self.tokenizer),
+            "max_length": self.max_length,
+            "prefix_token": self.prefix_token_id,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "sampler": {"length": self.length, "temperature": self.temperature, "kv_cache": self.kv_cache},
+        }
+
+    # --- likelihood ----------------------------------------------------------------
+    def _documents(self, texts: Any) -> list[str]:
+        if isinstance(texts, (str, bytes)):
+            raise UserError(f"{NAME}: log_likelihood takes a list of documents, got one "
+                            f"{type(texts).__name__}; wrap it in a list")
+        try:
+            texts = list(texts)
+        except TypeError:
+            raise UserError(f"{NAME}: log_likelihood takes a list of strings, got {type(texts).__name__}") from None
+        docs = []
+        for i, t in enumerate(texts):
+            if isinstance(t, (bytes, bytearray)):
+                try:
+                    t = bytes(t).decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{NAME}: document {i} is bytes that are not UTF-8 (byte {e.start}: "
+                                    f"{bytes(t)[e.start:e.start + 4]!r}); decode it to str with its encoding "
+                                    "first") from None
+            elif not isinstance(t, str):
+                raise UserError(f"{NAME}: document {i} is a {type(t).__name__}, not a string; log_likelihood "
+                                "takes a list of strings")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise UserError(f"{NAME}: document {i} is not valid Unicode text (character {e.start} is "
+                                f"{t[e.start]!r}, a lone surrogate); it cannot be encoded as UTF-8: fix its "
+                                "decoding (e.g. read the file with encoding='utf-8')") from None
+            if not t:
+                raise UserError(f"{NAME}: document {i} is empty; an empty document has no tokens to score "
+                                "(drop it before scoring)")
+            docs.append(t)
+        return docs
+
+    def _tokenize(self, docs: list[str]) -> list[list[int]]:
+        enc = self.tokenizer(docs, add_special_tokens=False, return_attention_mask=False, verbose=False)
+        ids = [list(map(int, x)) for x in enc["input_ids"]]
+        for i, x in enumerate(ids):
+            if not x:
+                raise UserError(f"{NAME}: document {i} ({docs[i][:20]!r}...) tokenizes to no tokens; drop it "
+                                "before scoring")
+        return ids
+
+    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+        """A list of documents (str) -> exact NLL in nats per document, units = its tokens.
+
+        lm-eval ``loglikelihood_rolling`` (see the module docstring); ``seed`` is unused.
+        """
+        docs = self._documents(batch)
+        L = self.max_length
+        info = {"max_length": L, "windows": 0, "prefix_token": self.prefix_token_id, "definition": DEFINITION}
+        if not docs:
+            return LogLikelihood(nll=np.zeros(0), units=np.zeros(0), unit="token", kind=LikelihoodKind.EXACT,
+                                 info=info)
+        token_lists = self._tokenize(docs)
+        units = np.array([len(t) for t in token_lists], dtype=np.float64)
+        windows: list[tuple[int, int, list[int], int]] = []  # (doc, window index, sequence, n targets)
+        for d, toks in enumerate(token_lists):
+            for w, (seq, k) in enumerate(rolling_windows(toks, self.prefix_token_id, L)):
+                windows.append((d, w, seq, k))
+        info["windows"] = len(windows)
+        window_ll = self._score_windows(windows)
+        nll = np.zeros(len(docs))
+        for (d, _, _, _), ll in zip(windows, window_ll):  # in document/window order: batch-independent sums
+            nll[d] -= ll
+        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
+
+    @torch.inference_mode()
+    def _score_windows(self, windows: list[tuple[int, int, list[int], int]]) -> np.ndarray:
+        """Sum of log-probs (float64) of each window's scored targets, windows batched by length."""
+        out = np.zeros(len(windows))
+        order = sorted(range(len(windows)), key=lambda i: (-len(windows[i][2]), i))
+        bad: list[tuple[int, int, bool]] = []  # (doc, window, has NaN)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s: s + self.batch_size]
+            width = len(windows[idx[0]][2]) - 1  # sorted: the first is the longest
+            ids = torch.full((len(idx), width), self.prefix_token_id, dtype=torch.int64)
+            tgt = torch.zeros((len(idx), width), dtype=torch.int64)
+            scored = torch.zeros((len(idx), width), dtype=torch.bool)
+            mask = torch.zeros((len(idx), width), dtype=torch.int64)
+            for r, i in enumerate(idx):
+                seq, k = windows[i][2], windows[i][3]
+                t = torch.as_tensor(seq, dtype=torch.int64)
+                n = len(seq) - 1
+                ids[r, :n] = t[:-1]
+                tgt[r, :n] = t[1:]
+                scored[r, n - k: n] = True
+                mask[r, :n] = 1
+            kwargs: dict[str, Any] = {"attention_mask": mask.to(self.device), "use_cache": False}
+            if self._takes_positions:
+                kwargs["position_ids"] = torch.arange(width, device=self.device).expand(len(idx), width)
+            logits = self.model(input_ids=ids.to(self.device), **kwargs).logits
+            token_nll = _token_nll(logits, tgt.to(self.device))  # (B, T) float32
+            scored_d = scored.to(self.device)
+            sums = torch.where(scored_d, token_nll.double(), 0.0).sum(dim=1).cpu()
+            for r, i in enumerate(idx):
+                total = -float(sums[r])
+                if not math.isfinite(total):
+                    bad.append((windows[i][0], windows[i][1], bool(torch.isnan(token_nll[r][scored_d[r]]).any())))
+                out[i] = total
+        if bad:
+            bad.sort()
+            d, w, nan = bad[0]
+            more = f" (and {len(bad) - 1} more windows)" if len(bad) > 1 else ""
+            what = "NaN" if nan else "infinite (or -inf for the observed token)"
+            raise UserError(f"{NAME}: model produced {what} logits on document {d}, window {w}{more} "
+                            f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
+                            "check the weights, or load in float32 (option dtype=\"float32\") if a half-precision "
+                            "model overflows")
+        return out
+
+    # --- sampling ------------------------------------------------------------------
+    def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
+               steps: int | None = None) -> Samples:
+        """n samples of ``length`` tokens after the prefix token: tokens int64 (n, length), texts
+        decoded with ``skip_special_tokens=True``; one forward pass per token per batch
+        (``nfe_per_sample = length``)."""
+        if condition is not None:
+            raise UserError(f"{NAME} samples unconditionally (from the prefix token): pass condition=None")
+        if steps is not None and int(steps) != self.length:
+            raise UserError(f"{NAME} is autoregressive: it takes one step per token (length={self.length}); "
+                            f"steps={steps} cannot change that: pass steps=None or change the option length")
+        n = int(n)
+        if n < 0:
+            raise UserError(f"{NAME}: n must be >= 0, got {n}")
+        batch_size = _positive_int("batch_size", batch_size)
+        if self.model_positions is not None and self.length > self.model_positions:
+            raise UserError(f"{NAME}: option length={self.length} needs {self.length} positions, more than the "
+                            f"model's {self.model_positions} ({self.resolved_path}/config.json); use at most "
+                            f"{self.model_positions}")
+        tokens = torch.empty((n, self.length), dtype=torch.int64)
+        nfe = 0
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            u = torch.stack([torch.rand(self.length, generator=key_to_generator(seed, start + i),
+                                        dtype=torch.float64) for i in range(size)])
+            ids, calls = self._sample_batch(u, start)
+            tokens[start: start + size] = ids
+            nfe += calls
+        rows = tokens.numpy().astype(np.int64)
+        texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in rows]
+        return Samples(tokens=rows, texts=texts, nfe=nfe, nfe_per_sample=float(self.length),
+                       info={"length": self.length, "temperature": self.temperature, "kv_cache": self.kv_cache,
+                             "start": f"prefix token {self.prefix_token_id}", "decode": "skip_special_tokens"})
+
+    @torch.inference_mode()
+    def _sample_batch(self, u: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
+        size = u.shape[0]
+        seq = torch.full((size, 1), self.prefix_token_id, dtype=torch.int64, device=self.device)
+        past = None
+        calls = 0
+        for pos in range(self.length):
+            if self.kv_cache:
+                inp = seq if past is None else seq[:, -1:]
+                out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+            else:
+                out = self.model(input_ids=seq, use_cache=False)
+            calls += 1
+            logits = out.logits[:, -1].float()
+            broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
+            if bool(broken.any()):
+                r = int(broken.nonzero()[0, 0])
+                raise UserError(f"{NAME}: model produced NaN or infinite logits while sampling (sample {start + r}, "
+                                f"position {pos}) ({self.resolved_path}); check the weights or use dtype=\"float32\"")
+            nxt = logits_to_ids(logits, u[:, pos], self.temperature).to(self.device)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+        return seq[:, 1:].cpu(), calls
+
+
+def _token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)[target] per position: logits (B, T, V), targets (B, T) -> (B, T) float32.
+
+    Cross-entropy over consecutive chunks of positions (views, no copies; float32 even for a
+    half-precision model): on a CPU, chunks that fit in cache make this ~1.5x faster than one
+    log-softmax over the whole batch; on an accelerator, few large chunks.
+    """
+    b, t, v = logits.shape
+    flat, tflat = logits.reshape(b * t, v), targets.reshape(b * t)
+    rows = max(16, (1 << 19) // v) if logits.device.type == "cpu" else max(1, (1 << 27) // v)
+    out = torch.empty(b * t, dtype=torch.float32, device=logits.device)
+    for s in range(0, b * t, rows):
+        out[s: s + rows] = F.cross_entropy(flat[s: s + rows].float(), tflat[s: s + rows], reduction="none")
+    return out.view(b, t)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or v < 1 or v != value:
+        raise UserError(f'{NAME}: option {name}={value!r} must be a positive integer '
+                        f'([adapter."{NAME}"] {name} in the run file)')
+    return v
+
+
+__all__ = ["HFCausalLM", "rolling_windows", "DEFINITION"]
