@@ -130,7 +130,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             if n not in zoo.TRAINERS:
                 raise zoo.TRAINERS.unknown(n)
     out = Path(args.out) if args.out else zoo.WEIGHTS_DIR
-    zoo.train(names, seed=args.seed, out_dir=out)
+    zoo.train(names, seed=args.seed, out_dir=out, jobs=args.jobs)
     return 0
 
 
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--model", action="append", help="model name (repeatable; default all)")
     zoo.add_argument("--seed", type=int, default=0)
     zoo.add_argument("--out", help="weights directory (default: the package's adapters/weights)")
+    zoo.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                     help="models trained at once, one process and one thread each (default 2)")
     zoo.set_defaults(func=cmd_zoo)
     return p
 
