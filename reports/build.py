@@ -37,7 +37,11 @@ def models_section(frame, base: Path) -> str:
 
     if frame.empty:
         return ""
-    names = frame["adapter_name"].dropna().unique() if "adapter_name" in frame else frame["adapter"].unique()
+    names = set(frame["adapter_name"].dropna() if "adapter_name" in frame else frame["adapter"])
+    # feature extractors (the digits classifier) and scorers (text_quality) have cards too
+    for conv in frame.get("convention", []):
+        if isinstance(conv, dict):
+            names.update(v for k, v in conv.items() if k in ("extractor", "scorer") and isinstance(v, str))
     cards = [(n, CARDS_DIR / f"{n}.md") for n in sorted(names) if (CARDS_DIR / f"{n}.md").exists()]
     if not cards:
         return ""

@@ -113,4 +113,25 @@ def _artifacts(group: pd.DataFrame, link_base: Path | None) -> list[str]:
                 out.append(f"- `{adapter}` (seed {seed}): ![{adapter}]({target})")
             else:
                 out.append(f"- `{adapter}` (seed {seed}): [{f.name}]({target})")
+                out += text_samples_to_excerpt(f)
     return out
+
+
+#: how text suites separate samples in their samples.txt
+SAMPLE_SEPARATOR = "\n\n-----\n\n"
+
+
+def text_samples_to_excerpt(path: Path, *, samples: int = 2, chars: int = 200) -> list[str]:
+    """The first samples of a samples.txt, cut to ``chars`` characters, as an indented block
+    under its list item (so text models can be read side by side in the report)."""
+    try:
+        texts = path.read_text(encoding="utf-8", errors="replace").split(SAMPLE_SEPARATOR)[:samples]
+    except OSError:
+        return []
+    lines = ["", "  ```text"]
+    for i, t in enumerate(texts):
+        cut = t[:chars].replace("`", "'") + ("..." if len(t) > chars else "")
+        lines += [f"  {line}" for line in cut.splitlines() or [""]]
+        if i < len(texts) - 1:
+            lines.append("  -----")
+    return lines + ["  ```", ""]

@@ -13,6 +13,7 @@ import numpy as np
 from genbench.interfaces import Generator
 from genbench.metrics import text as text_metrics
 from genbench.registry import build_adapter
+from genbench.reports.markdown import SAMPLE_SEPARATOR
 from genbench.suite import Metric, Suite, SuiteContext
 
 
@@ -32,7 +33,7 @@ class TextQuality(Suite):
         samples = generator.sample(n, seed=ctx.seed, batch_size=int(o["batch_size"]), steps=o["steps"])
         samples.validate(n, "text")
         texts = [t for t in samples.texts if t]
-        (ctx.artifacts / "samples.txt").write_text("\n\n-----\n\n".join(samples.texts), encoding="utf-8")
+        (ctx.artifacts / "samples.txt").write_text(SAMPLE_SEPARATOR.join(samples.texts), encoding="utf-8")
         scorer = build_adapter(o["scorer"], device=ctx.device)
         length = int(np.median([len(t.encode("utf-8")) for t in texts]))
 
