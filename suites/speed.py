@@ -42,8 +42,27 @@ def spread(times: np.ndarray) -> dict[str, float]:
     return {"median_s": float(med), "iqr_s": float(q3 - q1), "min_s": float(times.min()), "max_s": float(times.max())}
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs), so the
+    next ``peak_rss_mb`` covers only what runs after; False where the OS has no such reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size (MiB) since the last ``reset_peak_rss`` (VmHWM), else since the
+    process started (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
@@ -80,6 +99,7 @@ class Speed(Suite):
 
         if ctx.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
+        rss_reset = reset_peak_rss()
         times = time_calls(sample_batch, repeats=int(o["repeats"]), warmup=int(o["warmup"]), device=ctx.device)
         s = last["samples"]
         per_sample_units = _units_per_sample(s)
@@ -105,8 +125,11 @@ class Speed(Suite):
             yield Metric("peak_memory_mb", torch.cuda.max_memory_allocated() / 2**20, unit="MiB",
                          higher_is_better=False, convention={"what": "torch.cuda.max_memory_allocated", **conv})
         else:
+            what = ("peak RSS of the process while this cell sampled (VmHWM, reset at the cell's start; includes "
+                    "the harness, the weights and the interpreter)" if rss_reset else
+                    "peak RSS of the whole process since it started (this OS cannot reset it; includes earlier cells)")
             yield Metric("peak_memory_mb", peak_rss_mb(), unit="MiB", higher_is_better=False,
-                         convention={"what": "peak RSS of the whole process so far (includes the harness)", **conv})
+                         convention={"what": what, **conv})
         if o["flops"]:
             flops = count_flops(lambda: sample_batch(-99, 1))
             if flops is not None:
