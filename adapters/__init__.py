@@ -17,6 +17,7 @@ ADAPTERS.register("vq-digits", lazy="genbench.adapters.vq:VQDigits")
 
 # Real checkpoints, loaded with from_pretrained from a local directory (NAME:PATH) or the hub.
 ADAPTERS.register("hf-causal-lm", lazy="genbench.adapters.hf:HFCausalLM")
+ADAPTERS.register("hf-masked-diffusion-lm", lazy="genbench.adapters.hf_mdlm:HFMaskedDiffusionLM")
 
 EXTRACTORS.register("inception", lazy="genbench.extractors:InceptionExtractor")
 EXTRACTORS.register("torchscript", lazy="genbench.extractors:TorchScriptExtractor")

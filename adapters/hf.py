@@ -129,36 +129,42 @@ def _torch_dtype(dtype: Any) -> Any:
     return DTYPES[key]
 
 
-def _load(path: str, *, dtype: Any, trust_remote_code: bool) -> tuple[Any, Any, str]:
-    """(model, tokenizer, resolved path); every failure is a UserError naming the path and the fix."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load(path: str, *, dtype: Any, trust_remote_code: bool, name: str = NAME,
+          auto_class: str = "AutoModelForCausalLM", load_hint: str = "") -> tuple[Any, Any, str]:
+    """(model, tokenizer, resolved path) of a checkpoint loaded with ``transformers.<auto_class>``;
+    every failure is a UserError naming the adapter ``name``, the path and the fix.
+
+    ``load_hint`` is added to the message when a local checkpoint's class does not fit
+    ``auto_class`` ("Unrecognized configuration class")."""
+    import transformers
 
     local = Path(path).expanduser()
-    fix = (f"use {NAME}:DIR with DIR a local checkpoint directory holding config.json, the weights and the "
+    fix = (f"use {name}:DIR with DIR a local checkpoint directory holding config.json, the weights and the "
            "tokenizer files (as written by model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR))")
     if local.exists():
         if not local.is_dir():
-            raise UserError(f"{NAME}: {local} is a file, not a checkpoint directory; {fix}")
+            raise UserError(f"{name}: {local} is a file, not a checkpoint directory; {fix}")
         if not (local / "config.json").is_file():
-            raise UserError(f"{NAME}: {local / 'config.json'} does not exist, so {local} is not a Hugging Face "
+            raise UserError(f"{name}: {local / 'config.json'} does not exist, so {local} is not a Hugging Face "
                             f"checkpoint; {fix}")
         where, source = str(local.resolve()), f"the checkpoint in {local}"
     elif _looks_like_local_path(path):
-        raise UserError(f"{NAME}: checkpoint directory {path} does not exist; {fix}")
+        raise UserError(f"{name}: checkpoint directory {path} does not exist; {fix}")
     else:
         where, source = path, f"hub model {path!r}"
     kwargs = {"trust_remote_code": bool(trust_remote_code)}
     try:
         with _quiet_progress_bars():
-            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
+            model = getattr(transformers, auto_class).from_pretrained(where, dtype=dtype, **kwargs)
     except (OSError, ValueError, KeyError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if local.exists():
-            raise UserError(f"{NAME}: could not load {source}: {str(e).strip().splitlines()[0]}; {fix}") from None
+            hint = load_hint if "Unrecognized configuration class" in first else ""
+            raise UserError(f"{name}: could not load {source} with {auto_class}: {first}{hint}; {fix}") from None
         why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and has no cached copy of it"
-               if _hub_offline() else f"loading it from the Hugging Face hub failed: "
-                                      f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
-        raise UserError(f"{NAME}: {path!r} does not exist locally and {why}; {fix}, or download it where the hub "
+               if _hub_offline() else f"loading it from the Hugging Face hub failed: {first}")
+        raise UserError(f"{name}: {path!r} does not exist locally and {why}; {fix}, or download it where the hub "
                         f"is reachable (`huggingface-cli download {path} --local-dir DIR`)") from None
     return model, tokenizer, where
 
