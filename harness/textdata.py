@@ -11,6 +11,7 @@ A spec is one of:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +26,18 @@ class TextPreset:
     column: str
     note: str
     last_n: int | None = None  # keep only the last N rows (OpenWebText validation)
+    #: name of a function in DETOKENIZERS: the model scores the detokenized text while words
+    #: and bytes are counted on the original, as lm-eval's task does
+    detokenizer: str | None = None
 
 
 #: the paper definitions of common likelihood benchmarks
 PRESETS: dict[str, TextPreset] = {
     "wikitext-2": TextPreset("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test", "page",
-                             "lm-evaluation-harness `wikitext`: whole Wikipedia articles, raw text"),
+                             "lm-evaluation-harness `wikitext`: whole Wikipedia articles, detokenized for scoring, "
+                             "words and bytes counted on the raw page", detokenizer="wikitext"),
     "wikitext-103": TextPreset("EleutherAI/wikitext_document_level", "wikitext-103-raw-v1", "test", "page",
-                               "as wikitext-2, the 103M-token version's test split"),
+                               "as wikitext-2, the 103M-token version's test split", detokenizer="wikitext"),
     "ptb": TextPreset("ptb_text_only", None, "test", "sentence", "Penn Treebank test sentences (GPT-2 zero-shot)"),
     "lambada": TextPreset("EleutherAI/lambada_openai", "default", "test", "text",
                           "LAMBADA (OpenAI's detokenised version, as GPT-2 and lm-eval use)"),
@@ -41,6 +46,44 @@ PRESETS: dict[str, TextPreset] = {
                                     "MDLM's OpenWebText validation: the last 100,000 documents of train",
                                     last_n=100_000),
 }
+
+# lm-evaluation-harness's WikiText detokenizer (tasks/wikitext): the raw pages space out
+# punctuation and number separators (" @,@ "); the model reads the text as written. Ordered
+# (kind, pattern, replacement) steps: "s" a plain substring, "re" a regular expression.
+_WIKITEXT_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("s", "s '", "s'"),
+    ("re", r"/' [0-9]/", r"/'[0-9]/"),
+    ("s", " @-@ ", "-"), ("s", " @,@ ", ","), ("s", " @.@ ", "."),
+    ("s", " : ", ": "), ("s", " ; ", "; "), ("s", " . ", ". "), ("s", " ! ", "! "), ("s", " ? ", "? "),
+    ("s", " , ", ", "),
+    ("re", r"\(\s*([^\)]*?)\s*\)", r"(\1)"),
+    ("re", r"\[\s*([^\]]*?)\s*\]", r"[\1]"),
+    ("re", r"{\s*([^}]*?)\s*}", r"{\1}"),
+    ("re", r"\"\s*([^\"]*?)\s*\"", r'"\1"'),
+    ("re", r"'\s*([^']*?)\s*'", r"'\1'"),
+    ("s", "= = = =", "===="), ("s", "= = =", "==="), ("s", "= =", "=="),
+    ("s", " \u00b0 ", "\u00b0"), ("s", " \n", "\n"), ("s", "\n ", "\n"), ("s", " N ", " 1 "), ("s", " 's", "'s"),
+)
+
+
+def wikitext_detokenize(page: str) -> str:
+    """A raw WikiText page -> the text lm-eval's ``wikitext`` task scores."""
+    for kind, pattern, replacement in _WIKITEXT_STEPS:
+        page = page.replace(pattern, replacement) if kind == "s" else re.sub(pattern, replacement, page)
+    return page
+
+
+DETOKENIZERS = {"wikitext": wikitext_detokenize}
+
+
+def documents_to_scored_texts(spec: str, documents: list[str]) -> list[str]:
+    """The texts a model scores for documents of ``spec``: detokenized for presets that say so
+    (their words and bytes are still counted on ``documents``), else the documents themselves."""
+    preset = PRESETS.get(spec)
+    if preset is None or preset.detokenizer is None:
+        return list(documents)
+    return [DETOKENIZERS[preset.detokenizer](d) for d in documents]
+
 
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 

@@ -98,8 +98,10 @@ class Likelihood(Suite):
         docs = [d for d in docs if d]
         if not docs:
             raise UserError(f"likelihood suite: dataset {label!r} has no text")
+        # words and bytes are counted on `docs`; the model may read a detokenized form (WikiText)
+        scored = textdata.documents_to_scored_texts(label, docs)
         parts = [generator.log_likelihood([d], seed=ctx.seed + i).validate()
-                 for i, d in enumerate(ctx.progress(docs, desc="likelihood"))]
+                 for i, d in enumerate(ctx.progress(scored, desc="likelihood"))]
         ll = concat_likelihoods(parts)
         n_bytes = text_metrics.texts_to_byte_count(docs)
         n_words = text_metrics.texts_to_word_count(docs)
@@ -110,7 +112,10 @@ class Likelihood(Suite):
         total = float(ll.nll.sum())
         values = text_metrics.nll_to_text_metrics(total, n_bytes=n_bytes, n_words=n_words, n_tokens=n_tokens)
         se_total = None if ll.stderr is None else float(np.sqrt(np.sum(ll.stderr ** 2)))
+        detok = textdata.PRESETS[label].detokenizer if label in textdata.PRESETS else None
         conv = likelihood_convention(ll, dataset=label, documents=len(docs),
+                                     scored_text=f"{detok} detokenized; words and bytes of the raw text"
+                                     if detok else "as loaded",
                                      bytes=n_bytes, words=n_words,
                                      max_bytes_per_document=o["max_bytes_per_document"],
                                      definition="lm-evaluation-harness wikitext-style: documents scored separately")
