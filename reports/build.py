@@ -1,4 +1,5 @@
-"""Write a report from run directories: Markdown tables, sample links and trade-off plots."""
+"""Write a report from run directories: Markdown tables, sample links and trade-off plots, and the
+same report as HTML (``report.html`` beside ``report.md``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,28 @@ def write_report(dirs: list[str], out: Path | None = None) -> Path:
                     "model, coloured by paradigm; circled points are the Pareto front.\n\n" + "\n\n".join(plots) + "\n"
     text += models_section(frame, out.parent.resolve())
     out.write_text(text, encoding="utf-8")
+    markdown_to_html(text, out.with_suffix(".html"))
     return out
+
+
+HTML_STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
+table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
+img{max-width:100%;image-rendering:pixelated}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}
+code{font-size:90%}li{margin:.2rem 0}"""
+
+
+def markdown_to_html(text: str, path: Path) -> Path:
+    """The Markdown report as one self-contained HTML page beside it (images stay linked)."""
+    import html
+
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code", "sane_lists"])
+    title = html.escape(text.splitlines()[0].lstrip("# ") if text else "genbench report")
+    path.write_text(f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+                    f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
+    return path
 
 
 def models_section(frame, base: Path) -> str:

@@ -27,3 +27,6 @@ def test_report_shows_text_excerpts_and_links_the_cards_of_models_and_extractors
     assert "In the beginning In the beginning" in text and "second" in text and "third" not in text
     assert "..." in text  # the long first sample is cut
     assert "cards/ar-kjv.md" in text and "cards/digits-classifier.md" in text and "cards/my-model.md" not in text
+    page = (store.dir / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<td>" in page
+    assert 'href="' in page and "In the beginning" in page
