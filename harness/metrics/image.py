@@ -17,6 +17,8 @@ Conventions (see ``/work/shared/conventions.md``):
   ``(x.y / d + 1)^3``, 100 subsets of at most 1,000 rows, same random draws).
 * IS: ADM / improved-GAN, consecutive splits without shuffling (torch-fidelity shuffles first).
 * Precision/recall: Kynkäänniemi et al. 2019 as in ADM's evaluator, k = 3.
+* Bootstrap FID: replicates of one or both feature sets; a reference known only by its
+  statistics (ADM's reference batch) stays fixed (``statistics2=``).
 """
 from __future__ import annotations
 
@@ -234,8 +236,9 @@ def _weighted_statistics(f: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray,
 
 def bootstrap_fid(
     features1,
-    features2,
+    features2=None,
     *,
+    statistics2: tuple | None = None,
     n_boot: int = 100,
     seed: int = 0,
     level: float = 0.95,
@@ -247,19 +250,32 @@ def bootstrap_fid(
     ("second" keeps a fixed reference, e.g. ADM's reference batch, as the first set) and
     recomputes the FID with the eigh method. Bootstrap replicates of FID are biased upward
     (a resample holds duplicate rows), hence the basic interval (see :class:`FIDBootstrap`).
+    statistics2: ``(mu2 (D,), sigma2 (D, D))`` in place of ``features2``, for a reference known
+    only by its statistics (ADM's ``VIRTUAL_imagenet256_labeled.npz``); it stays fixed, so
+    ``resample`` must be "first".
     """
     f1 = _as_features(features1, "features1", min_rows=2)
-    f2 = _as_features(features2, "features2", min_rows=2)
-    _same_dim(f1, f2, "bootstrap FID", "features1", "features2")
+    if (features2 is None) == (statistics2 is None):
+        raise ValueError("give exactly one of features2 and statistics2")
     if n_boot < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if resample not in ("both", "first", "second"):
         raise ValueError(f"resample must be 'both', 'first' or 'second', got {resample!r}")
+    if features2 is not None:
+        f2 = _as_features(features2, "features2", min_rows=2)
+        _same_dim(f1, f2, "bootstrap FID", "features1", "features2")
+        stats2 = features_to_statistics(f2)
+    else:
+        if resample != "first":
+            raise ValueError("with statistics2 the reference is fixed: resample must be 'first'")
+        stats2 = _as_statistics(*statistics2, "2")
+        if stats2[0].shape[0] != f1.shape[1]:
+            raise ValueError(f"bootstrap FID: features1 has {f1.shape[1]} feature dimensions but statistics2 "
+                             f"has {stats2[0].shape[0]}; both must come from the same extractor")
     rng = np.random.default_rng(seed)
     stats1 = features_to_statistics(f1)
-    stats2 = features_to_statistics(f2)
     point = statistics_to_fid(*stats1, *stats2)
     values = np.empty(n_boot)
     for i in range(n_boot):

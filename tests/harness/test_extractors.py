@@ -38,6 +38,100 @@ def tiny_torchscript(path: Path, dim: int = 16, seed: int = 0) -> Path:
     return path
 
 
+class _ConvRelu(torch.nn.Module):
+    """A stand-in for the TF graph's Conv2dLayer (convolution, batch norm, ReLU): conv + ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.conv2d = torch.nn.Conv2d(cin, cout, kernel, stride=stride)
+        # variance-preserving weights: with PyTorch's default init 17 random layers forget the input
+        torch.nn.init.kaiming_normal_(self.conv2d.weight, nonlinearity="relu")
+        torch.nn.init.normal_(self.conv2d.bias, std=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2d(x))
+
+
+class _Mixed(torch.nn.Module):
+    """A stand-in for an Inception block: its 1x1 branch ``conv`` first, then a ``tower`` (with a
+    skip, so that eleven random blocks still pass the input's signal on)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = _ConvRelu(cin, 8)
+        self.tower = _ConvRelu(cin, cout - 8, 3, 1)
+        self.skip = cout - 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.nn.functional.pad(self.tower(x), (1, 1, 1, 1))
+        return torch.cat([self.conv(x), x[:, : self.skip] + t], 1)
+
+
+class StyleGANLike(torch.nn.Module):
+    """StyleGAN2-ADA's ``inception-2015-12-05.pt`` in miniature: the same interface (``layers``,
+    a Sequential with the TF graph's child names, ``mixed_6.conv``; ``output``;
+    ``forward(img, return_features)`` with its TF1-style resize, transcribed from that file's
+    TorchScript code) and random weights. 12-d pool features, mixed_6 at 5x5 (175-d spatial)."""
+
+    def __init__(self, seed: int = 0, tf1_resize: bool = True):
+        super().__init__()
+        from collections import OrderedDict
+
+        torch.manual_seed(seed)
+        mixed = [(f"mixed{'' if i == 0 else f'_{i}'}", _Mixed(8 if i == 0 else 12, 12)) for i in range(11)]
+        self.layers = torch.nn.Sequential(OrderedDict([
+            ("conv", _ConvRelu(3, 8, 3, 4)), ("conv_1", _ConvRelu(8, 8)), ("conv_2", _ConvRelu(8, 8)),
+            ("pool0", torch.nn.MaxPool2d(3)), ("conv_3", _ConvRelu(8, 8)), ("conv_4", _ConvRelu(8, 8)),
+            ("pool1", torch.nn.MaxPool2d(5)), *mixed, ("pool2", torch.nn.AdaptiveAvgPool2d(1))]))
+        self.output = torch.nn.Linear(12, 10)
+        self.tf1_resize = tf1_resize
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        b, c, h, w = img.shape
+        if self.tf1_resize:
+            theta = torch.eye(2, 3, device=img.device)
+            theta[0, 2] += theta[0, 0] / w - theta[0, 0] / 299
+            theta[1, 2] += theta[1, 1] / h - theta[1, 1] / 299
+            theta = theta.to(img.dtype).unsqueeze(0).repeat([b, 1, 1])
+            grid = torch.nn.functional.affine_grid(theta, [b, c, 299, 299], align_corners=False)
+            img = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border",
+                                                  align_corners=False)
+        else:
+            img = torch.nn.functional.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)
+        features = self.layers((img - 128) / 128).reshape(-1, 12)
+        if return_features:
+            return features
+        return torch.softmax(self.output(features), dim=1)
+
+
+def stylegan_like_inception(path: Path, seed: int = 0, tf1_resize: bool = True) -> StyleGANLike:
+    """Save a :class:`StyleGANLike` as TorchScript at ``path``; returns the eager module."""
+    eager = StyleGANLike(seed, tf1_resize).eval()
+    torch.jit.script(eager).save(str(path))
+    return eager
+
+
+def standin_outputs(eager: StyleGANLike, images, mode: str = "clean") -> tuple[np.ndarray, np.ndarray]:
+    """(pool features, spatial features) of the stand-in, computed here: clean-fid's own resize
+    (or the module's forward for legacy_tensorflow), the eager module, a hook on
+    ``layers.mixed_6.conv``, its first 7 channels flattened in ADM's (H, W, C) order."""
+    captured = []
+    hook = eager.layers.mixed_6.conv.register_forward_hook(lambda m, i, out: captured.append(out))
+    with torch.no_grad():
+        if mode == "legacy_tensorflow":
+            pool = torch.cat([eager(torch.from_numpy(im.transpose(2, 0, 1)[None].astype(np.float32)),
+                                    return_features=True) for im in images])
+        else:
+            from cleanfid.resize import build_resizer
+
+            resize = build_resizer(mode)
+            x = torch.from_numpy(np.stack([resize(im).transpose(2, 0, 1) for im in images]))
+            pool = eager.layers((x - 128) / 128).flatten(1)
+    hook.remove()
+    spatial = torch.cat(captured)[:, :7].numpy().transpose(0, 2, 3, 1).reshape(len(images), -1)
+    return pool.double().numpy(), spatial.astype(np.float64)
+
+
 def digit_images(start: int, n: int, size: int = 32, shift: int = 0) -> np.ndarray:
     """uint8 (n, size, size, 3) RGB images made from sklearn's 8x8 digits (upscaled)."""
     from sklearn.datasets import load_digits
@@ -219,6 +313,12 @@ def test_real_inception_is_identified_and_batch_independent(monkeypatch):
     for bs in (1, 2):
         got = ex.features(images, batch_size=bs)
         assert np.max(np.abs(got - ref)) <= 1e-6 * np.max(np.abs(ref))
+    # sFID: the layers run one by one reproduce the network's pool_3 bit for bit, and mixed_6/conv is 17x17
+    assert ex.spatial_status() is None and ex.spatial_dim == 2023
+    out = ex.outputs(images, batch_size=2, spatial=True)
+    np.testing.assert_array_equal(out["features"], ref)
+    assert out["spatial"].shape == (3, 2023) and np.all(out["spatial"] >= 0)  # mixed_6/conv ends in a ReLU
+    assert "no classifier head" in ex.logits_status()
 
 
 # --- ADM's centre crop ----------------------------------------------------------------------------------
@@ -236,6 +336,24 @@ def test_center_crop_arr_steps():
     np.testing.assert_array_equal(out, np.asarray(step)[:, 16:80])
     assert center_crop_arr(Image.fromarray(img), 64).tolist() == out.tolist()
     assert center_crop_arr(img[..., :1], 32).shape == (32, 32, 1)
+
+
+def test_quantisation_rules_are_the_papers_formulas():
+    from genbench.imagefiles import float_images_to_uint8
+
+    x = np.random.default_rng(5).uniform(-1.2, 1.2, (2, 4, 4, 3))
+    t = torch.from_numpy(x)
+    # DiT / LlamaGen: clamp(127.5 x + 128, 0, 255) then a truncating cast (round half up)
+    dit = torch.clamp(127.5 * t + 128.0, 0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(float_images_to_uint8(x, "round"), dit)
+    adm = ((t + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()  # ADM's image_sample.py
+    np.testing.assert_array_equal(float_images_to_uint8(x, "truncate"), adm)
+    y = (x + 1) / 2
+    mar = np.round(np.clip(y * 255, 0, 255)).astype(np.uint8)
+    np.testing.assert_array_equal(float_images_to_uint8(y, "round01"), mar)
+    assert np.mean(float_images_to_uint8(x, "truncate").astype(int) - float_images_to_uint8(x, "round")) < -0.3
+    with pytest.raises(UserError, match="quantisation rule 'floor'"):
+        float_images_to_uint8(x, "floor")
 
 
 # --- pytorch-fid's port (torch-fidelity's / pytorch-fid's cached state dict) ------------------------------
@@ -277,3 +395,152 @@ def test_pytorch_fid_state_dict_matches_clean_fids_legacy_pytorch(tmp_path):
                                    num_workers=0, batch_size=2, device=torch.device("cpu"),
                                    mode="legacy_pytorch", verbose=False)
     assert_matches_reference(ours, ref, rtol=1e-5, atol=1e-6, what="pytorch-fid port vs clean-fid legacy_pytorch")
+
+    # sFID: torchvision's Mixed_6d is the TF graph's mixed_6; its branch1x1 is mixed_6/conv
+    assert ex.spatial_status() is None and ex.spatial_dim == 2023
+    images = digit_images(0, 2, size=40)
+    captured = []
+    hook = model.blocks[2][6].branch1x1.register_forward_hook(lambda m, i, out: captured.append(out.clone()))
+    out = ex.outputs(images, spatial=True)
+    hook.remove()
+    adm_order = captured[-1][:, :7].permute(0, 2, 3, 1).reshape(2, -1).double().numpy()  # (H, W, C)
+    assert out["spatial"].shape == (2, 2023)
+    assert_matches_reference(out["spatial"], adm_order, rtol=1e-6, what="pytorch-fid port: Mixed_6d.branch1x1")
+    # IS: the state dict's fc weight, without its bias
+    fc = torch.load(str(state_file), weights_only=True)["fc.weight"].double().numpy()
+    assert ex.logits_status() is None
+    assert_matches_reference(ex.features_to_logits(out["features"]), out["features"] @ fc.T, rtol=1e-12,
+                             what="pytorch-fid port logits")
+
+
+# --- sFID's spatial features and IS's logits ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    path = tmp_path_factory.mktemp("standin") / "stylegan-like.pt"
+    return path, stylegan_like_inception(path)
+
+
+def test_spatial_features_are_mixed_6_conv_in_adm_order(standin):
+    path, eager = standin
+    ex = gx.InceptionExtractor(path=path, trust_unknown=True)
+    assert ex.spatial_status() is None and ex.dim == 12 and ex.spatial_dim == 7 * 5 * 5
+    images = [*digit_images(0, 4), *digit_images(4, 2, size=48)]
+    ref_pool, ref_spatial = standin_outputs(eager, images)
+    outs = {bs: ex.outputs(images, batch_size=bs, spatial=True) for bs in (1, 4, 6)}
+    # the banded clean resize may differ from clean-fid's by one float32 ulp on rare pixels
+    assert_matches_reference(outs[6]["spatial"], ref_spatial, rtol=1e-5, atol=1e-6,
+                             what="spatial features vs the stand-in's mixed_6.conv, (H, W, C) order")
+    assert_matches_reference(outs[6]["features"], ref_pool, rtol=1e-5, atol=1e-6, what="pool features")
+    np.testing.assert_array_equal(outs[6]["features"], ex.features(images, batch_size=6))
+    for bs in (1, 4):  # batch-size independence, <= 1e-6 relative
+        for key in ("features", "spatial"):
+            diff = np.max(np.abs(outs[bs][key] - outs[6][key]))
+            assert diff <= 1e-6 * np.max(np.abs(outs[6][key])), (bs, key, diff)
+
+
+def test_spatial_features_in_legacy_tensorflow_mode(standin, tmp_path):
+    path, eager = standin
+    images = digit_images(0, 3, size=40)
+    ex = gx.InceptionExtractor(path=path, trust_unknown=True, mode="legacy_tensorflow")
+    assert ex.spatial_status() is None  # genbench's TF1 resize reproduced the network's own forward
+    out = ex.outputs(images, spatial=True)
+    ref_pool, ref_spatial = standin_outputs(eager, images, mode="legacy_tensorflow")
+    assert_matches_reference(out["features"], ref_pool, rtol=1e-5, atol=1e-6, what="pool, legacy_tensorflow")
+    assert_matches_reference(out["spatial"], ref_spatial, rtol=1e-5, atol=1e-6, what="spatial, legacy_tensorflow")
+
+    # a network whose own resize is another one: the probe catches it, and says so
+    other = tmp_path / "bilinear-inside.pt"
+    stylegan_like_inception(other, tf1_resize=False)
+    odd = gx.InceptionExtractor(path=other, trust_unknown=True, mode="legacy_tensorflow")
+    assert "does not reproduce the network's own features" in odd.spatial_status()
+    with pytest.raises(UserError, match="bilinear-inside.pt.*mode clean for sFID"):
+        odd.outputs(images, spatial=True)
+    assert gx.InceptionExtractor(path=other, trust_unknown=True).spatial_status() is None  # clean mode is fine
+
+
+def test_no_spatial_features_without_mixed_6(tiny_file, monkeypatch):
+    monkeypatch.setenv(gx.INCEPTION_ENV, str(tiny_file))
+    ex = gx.InceptionExtractor(trust_unknown=True)
+    assert "no layers.mixed_6.conv" in ex.spatial_status()
+    with pytest.raises(UserError, match=r"tiny\.pt.*no layers\.mixed_6\.conv"):
+        ex.outputs(digit_images(0, 2), spatial=True)
+    t = gx.build_extractor(f"torchscript:{tiny_file}")
+    assert "no spatial (sFID) features" in t.spatial_status()
+
+
+def test_logits_are_pool_features_times_the_output_weight(standin):
+    path, eager = standin
+    ex = gx.InceptionExtractor(path=path, trust_unknown=True)
+    assert ex.logits_status() is None
+    f = ex.features(digit_images(0, 3))
+    w = eager.output.weight.detach().double().numpy()
+    assert_matches_reference(ex.features_to_logits(f), f @ w.T, rtol=1e-12, what="logits without bias")
+
+
+# --- CLIP ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(8, 8), (37, 50), (300, 200), (32, 32), (33, 45)])
+def test_clip_resize_is_clean_fids_clip_preprocessing(shape):
+    """clean-fid's img_preprocess_clip: torchvision Resize(size, BICUBIC) + CenterCrop(size) on Pillow."""
+    from PIL import Image
+    from torchvision import transforms
+
+    img = np.random.default_rng(4).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    size = 32
+    t = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                            transforms.CenterCrop(size)])
+    ref = np.asarray(t(Image.fromarray(img))).clip(0, 255).astype(np.uint8).transpose(2, 0, 1)
+    assert_matches_reference(gx.clip_resize(img, size), ref, rtol=0, what="clip resize vs torchvision")
+
+
+def tiny_clip(folder: Path) -> tuple[Path, Path]:
+    """An open_clip model config (a one-layer ViT on 32x32 inputs) and random weights for it."""
+    import json
+
+    import open_clip
+
+    cfg = folder / "tinyclip.json"
+    cfg.write_text(json.dumps({"embed_dim": 8,
+                               "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "patch_size": 8,
+                                              "head_width": 8},
+                               "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2,
+                                            "layers": 1}}))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tinyclip", pretrained=None, load_weights=False)
+    weights = folder / "tinyclip.pt"
+    torch.save(model.state_dict(), str(weights))
+    return cfg, weights
+
+
+def test_clip_extractor_is_encode_image_of_clean_fids_input(tmp_path, tiny_file):
+    import open_clip
+    from PIL import Image
+    from torchvision import transforms
+
+    cfg, weights = tiny_clip(tmp_path)
+    ex = gx.build_extractor(f"clip:{cfg}:{weights}")
+    d = ex.describe()
+    assert d["resize"] == "clip" and d["dim"] == 8 and d["weights_sha256"] == gx.file_sha256(weights)
+    images = [*digit_images(0, 3), *digit_images(3, 2, size=48)]
+    ours = ex.features(images, batch_size=2)
+
+    # clean-fid's CLIP_fx on img_preprocess_clip's output, with the weights loaded here
+    model = open_clip.create_model("tinyclip", pretrained=None, load_weights=False)
+    open_clip.load_checkpoint(model, str(weights))
+    prep = transforms.Compose([transforms.Resize(32, interpolation=transforms.InterpolationMode.BICUBIC),
+                               transforms.CenterCrop(32)])
+    x = torch.stack([torch.from_numpy(np.asarray(prep(Image.fromarray(im))).transpose(2, 0, 1).copy())
+                     for im in images]).float() / 255
+    norm = transforms.Normalize(gx.OPENAI_CLIP_MEAN, gx.OPENAI_CLIP_STD)
+    with torch.no_grad():
+        ref = model.eval().encode_image(norm(x)).double().numpy()
+    assert_matches_reference(ours, ref, rtol=1e-5, atol=1e-6, what="CLIP features vs clean-fid's CLIP pipeline")
+
+    with pytest.raises(UserError, match="never downloads"):
+        gx.build_extractor("clip:ViT-B-32")
+    with pytest.raises(UserError, match=r"missing\.pt.*never downloads"):
+        gx.build_extractor(f"clip:ViT-B-32:{tmp_path / 'missing.pt'}")
+    with pytest.raises(UserError, match="hf-hub"):
+        gx.build_extractor(f"clip:hf-hub:org/model:{weights}")
+    with pytest.raises(UserError, match=r"tiny\.pt: not weights of open_clip"):
+        gx.build_extractor(f"clip:{cfg}:{tiny_file}")

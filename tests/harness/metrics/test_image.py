@@ -187,6 +187,15 @@ def test_bootstrap_fid():
     assert fixed_ref.std < r.std * 1.5
     with pytest.raises(ValueError, match="n_boot"):
         im.bootstrap_fid(a, b, n_boot=1)
+    # a reference known only by its statistics (ADM's reference batch) stays fixed
+    fixed = im.bootstrap_fid(a, statistics2=im.features_to_statistics(b), n_boot=30, seed=3, resample="first")
+    assert fixed == im.bootstrap_fid(a, b, n_boot=30, seed=3, resample="first")
+    with pytest.raises(ValueError, match="resample must be 'first'"):
+        im.bootstrap_fid(a, statistics2=im.features_to_statistics(b), n_boot=5)
+    with pytest.raises(ValueError, match="exactly one of features2 and statistics2"):
+        im.bootstrap_fid(a, b, statistics2=im.features_to_statistics(b), resample="first")
+    with pytest.raises(ValueError, match="statistics2 has 3"):
+        im.bootstrap_fid(a, statistics2=im.features_to_statistics(b[:, :3]), resample="first")
 
 
 # --- KID ---------------------------------------------------------------------------------------
