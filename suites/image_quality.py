@@ -3,13 +3,29 @@
 Every number carries its convention: extractor and weights hash, resize, quantisation,
 sample and reference counts. The FID of the training split against the same reference
 (``fid_train_floor``) is recorded beside it: a model cannot be expected to beat it.
+
+Two ways to name the reference:
+
+* a built-in data set split (``dataset`` / ``reference_split``; the digits defaults, which
+  the demo runs): features from ``extractor`` on the arrays, the train split as the floor;
+* ``reference``: any source ``genbench fid`` takes (an ``.npz`` of statistics such as ADM's
+  ``VIRTUAL_imagenet256_labeled.npz``, an image folder, ``hf:PATH[:SPLIT]``...), with a
+  resizing extractor such as ``inception``. Then the samples can be class-conditional
+  (``samples_per_class`` of each of ``num_classes`` labels, in class order), drawn in chunks of
+  ``sample_chunk`` and saved as PNGs (``save_png``) into the cell's artifacts; sFID is reported
+  when both sides have spatial statistics, the Inception Score when the extractor has logits,
+  KID and precision/recall when the reference holds images (ADM's ``arr_0``), and the floor
+  only when a ``train_reference`` is given. See ``suites/presets/imagenet256.toml``.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
+from genbench.errors import UserError
 from genbench.interfaces import Generator
 from genbench.metrics import image as image_metrics
 from genbench.registry import EXTRACTORS
@@ -30,6 +46,19 @@ class ImageQuality(Suite):
         "kid_subsets": 100,
         "kid_subset_size": 200,
         "pr_k": 3,
+        # --- a reference by path (None: the data set split above) ---
+        "reference": None,
+        "extractor_mode": None,
+        "num_classes": None,
+        "samples_per_class": None,
+        "sample_chunk": 1000,
+        "save_png": False,
+        "quantisation": None,
+        "center_crop": None,
+        "grey": "error",
+        "is_splits": 10,
+        "fid_bootstrap": 0,
+        "train_reference": None,
     }
 
     def applies_to(self, generator: Generator) -> bool:
@@ -37,6 +66,9 @@ class ImageQuality(Suite):
 
     def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
         o = ctx.options
+        if o.get("reference") is not None:
+            yield from self._run_reference(generator, ctx)
+            return
         extractor = EXTRACTORS.get(o["extractor"])()
         reference = reference_images(o["dataset"], o["reference_split"])
         n = int(o["n_samples"])
@@ -81,3 +113,186 @@ class ImageQuality(Suite):
         pr_conv = {**convention, "k": int(o["pr_k"]), "definition": "Kynkaanniemi et al. 2019 (ADM)"}
         yield Metric("precision", precision, unit="fraction", higher_is_better=True, n=n, task=o["dataset"], convention=pr_conv)
         yield Metric("recall", recall, unit="fraction", higher_is_better=True, n=n, task=o["dataset"], convention=pr_conv)
+
+    # --- a reference given by path (ImageNet-style protocols) -----------------------------------
+    def _run_reference(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
+        from genbench import fidtool
+        from genbench.extractors import build_extractor, extractor_identity
+
+        o = ctx.options
+        reference = o["reference"]
+        if not isinstance(reference, str) or not reference.strip():
+            raise UserError("[suite.image_quality] field 'reference' is empty: give the reference statistics or "
+                            "images, e.g. --set image_quality.reference=PATH/VIRTUAL_imagenet256_labeled.npz")
+        labels = _class_labels(generator, o)
+        n = len(labels) if labels is not None else int(o["n_samples"])
+        ex = build_extractor(o["extractor"], mode=o["extractor_mode"], device=ctx.device)
+        spatial = fidtool.spatial_status(ex) is None
+        ref_kw = dict(center_crop=o["center_crop"], grey=o["grey"])
+        ref = fidtool.path_to_statistics(reference, ex, keep_features=True, **ref_kw)
+
+        drawn = _draw_samples(generator, ex, ctx, labels, n, spatial)
+        identity = extractor_identity(ex)
+        mu, sigma = image_metrics.features_to_statistics(drawn["features"])
+        mu_s = sigma_s = None
+        if "spatial" in drawn:  # only its statistics are needed (50,000 x 2023 float64 is 0.8 GB)
+            mu_s, sigma_s = image_metrics.features_to_statistics(drawn.pop("spatial"))
+        samples = fidtool.Statistics(mu=mu, sigma=sigma, n=n, source=f"samples of {getattr(generator, 'name', '?')}",
+                                     kind="samples", identity=identity, mu_s=mu_s, sigma_s=sigma_s,
+                                     features=drawn["features"])
+        wanted = ["fid"] + (["is"] if fidtool.logits_status(ex) is None else [])
+        if ref.features is not None:
+            wanted += ["kid", "pr"]
+        res = fidtool.statistics_to_metrics(samples, ref, ex, wanted, bootstrap=int(o["fid_bootstrap"] or 0),
+                                            is_splits=int(o["is_splits"]), kid_subsets=int(o["kid_subsets"]),
+                                            kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
+                                            seed=ctx.seed)
+        for w in res["warnings"]:
+            warnings.warn(w, stacklevel=2)
+        task = Path(reference).name or reference
+        convention = {
+            **ex.describe(),
+            "quantisation": drawn["quantisation"],
+            "reference": reference,
+            "reference_statistics": fidtool.statistics_origin(ref),
+            "n_reference": ref.n,
+            "n_samples": n,
+            "sqrtm": res["sqrtm"],
+            "nfe_per_sample": drawn["nfe_per_sample"],
+            "steps": o["steps"],
+            "class_conditional": None if labels is None else {
+                "num_classes": int(labels.max()) + 1, "samples_per_class": int(o["samples_per_class"]),
+                "order": "class by class, chunks of sample_chunk images with seeds derived from the cell's"},
+            "center_crop_reference": o["center_crop"],
+            "saved_png": drawn["png_dir"],
+            "warnings": res["warnings"],
+            "not_computed": _not_computed(res, ref, wanted),
+        }
+        fid_conv = dict(convention)
+        if "fid_ci" in res:
+            fid_conv.update(ci=res["fid_ci"], ci_level=res["fid_ci_level"], bootstrap=res["fid_bootstrap"])
+        yield Metric("fid", res["fid"], unit="FID", higher_is_better=False, n=n, task=task,
+                     stderr=res.get("fid_boot_std"), convention=fid_conv)
+        if res["sfid"] is not None:
+            yield Metric("sfid", res["sfid"], unit="FID", higher_is_better=False, n=n, task=task,
+                         convention={**convention, "layer": res["sfid_layer"], "dim": res["sfid_dim"]})
+        if "is" in res:
+            yield Metric("inception_score", res["is"], unit="IS", higher_is_better=True, n=n, task=task,
+                         stderr=res["is_std"] / np.sqrt(res["is_splits"]),
+                         convention={**convention, "splits": res["is_splits"], "std_over_splits": res["is_std"],
+                                     "definition": res["is_convention"]})
+        if "kid" in res:
+            yield Metric("kid", res["kid"], unit="KID", higher_is_better=False, n=n, task=task,
+                         stderr=res["kid_std"] / np.sqrt(res["kid_subsets"]),
+                         convention={**convention, "kid_subsets": res["kid_subsets"],
+                                     "kid_subset_size": res["kid_subset_size"], "n_reference": res["kid_n_b"],
+                                     "kernel": "polynomial d=3, gamma=1/dim, coef=1; unbiased"})
+        if "precision" in res:
+            pr_conv = {**convention, "k": res["pr_k"], "n_reference": res["pr_n_real"],
+                       "definition": "Kynkaanniemi et al. 2019 (ADM)"}
+            yield Metric("precision", res["precision"], unit="fraction", higher_is_better=True, n=n, task=task,
+                         convention=pr_conv)
+            yield Metric("recall", res["recall"], unit="fraction", higher_is_better=True, n=n, task=task,
+                         convention=pr_conv)
+        if o["train_reference"]:
+            train = fidtool.path_to_statistics(o["train_reference"], ex, spatial=False, **ref_kw)
+            floor = image_metrics.statistics_to_fid(train.mu, train.sigma, ref.mu, ref.sigma)
+            yield Metric("fid_train_floor", floor, unit="FID", higher_is_better=False, n=train.n, task=task,
+                         convention={**convention, "n_samples": train.n, "train_reference": o["train_reference"],
+                                     "what": "train split images in place of samples: the floor"})
+
+
+def _class_labels(generator: Generator, o: dict[str, Any]) -> np.ndarray | None:
+    """int64 (num_classes * samples_per_class,): each class's label repeated, class by class."""
+    per_class = o.get("samples_per_class")
+    if per_class is None:
+        return None
+    classes = o.get("num_classes") or getattr(generator, "num_classes", None)
+    if not classes or int(per_class) < 1:
+        raise UserError(f"[suite.image_quality] samples_per_class = {per_class} needs num_classes (the generator "
+                        f"{getattr(generator, 'name', '?')!r} does not say how many it has): set num_classes")
+    total = int(classes) * int(per_class)
+    if int(o["n_samples"]) != total:
+        raise UserError(f"[suite.image_quality] n_samples = {o['n_samples']} but num_classes x samples_per_class = "
+                        f"{classes} x {per_class} = {total}; set n_samples = {total}")
+    return np.repeat(np.arange(int(classes), dtype=np.int64), int(per_class))
+
+
+def _chunk_seed(seed: int, k: int) -> int:
+    """The first chunk uses the cell's seed (a one-chunk run is ``sample(n, seed=seed)``); the
+    others a seed derived from (seed, k)."""
+    return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def _draw_samples(generator: Generator, ex, ctx: SuiteContext, labels, n: int, spatial: bool) -> dict[str, Any]:
+    """Sample in chunks, save PNGs, keep only features: ``features`` (n, D), ``spatial``
+    (n, Ds) when asked, the quantisation, NFE per sample and where the PNGs went."""
+    o = ctx.options
+    chunk = max(1, int(o["sample_chunk"]))
+    png_dir = ctx.artifacts / "samples" if o["save_png"] else None
+    parts: list[dict[str, np.ndarray]] = []
+    declared: set[str] = set()
+    nfe = 0.0
+    label_lines = ["file,label"]
+    for k, start in enumerate(range(0, n, chunk)):
+        size = min(chunk, n - start)
+        condition = None if labels is None else labels[start: start + size]
+        s = generator.sample(size, seed=_chunk_seed(ctx.seed, k), batch_size=int(o["batch_size"]),
+                             condition=condition, steps=o["steps"])
+        s.validate(size, "image")
+        nfe += s.nfe_per_sample * size
+        rule = s.info.get("quantisation") if isinstance(s.info, dict) else None
+        if rule is not None:
+            declared.add(str(rule))
+        if k == 0:
+            h = s.images.shape[1]
+            images_to_grid_png(s.images[:32], ctx.artifacts / "samples.png", columns=8, scale=max(1, 32 // h))
+        if png_dir is not None:
+            label_lines += _save_pngs(s.images, png_dir, start, condition)
+        if hasattr(ex, "outputs"):
+            parts.append(ex.outputs(s.images, spatial=spatial))
+        else:
+            parts.append({"features": np.asarray(ex.features(s.images), dtype=np.float64)})
+    if png_dir is not None and labels is not None:
+        (png_dir / "labels.csv").write_text("\n".join(label_lines) + "\n")
+    configured = o.get("quantisation")
+    if configured and declared and declared != {str(configured)}:
+        raise UserError(f"[suite.image_quality] quantisation = {configured!r}, but the adapter "
+                        f"{getattr(generator, 'name', '?')!r} reports {', '.join(sorted(declared))}; "
+                        f"make them agree (genbench.imagefiles.QUANTISATION_RULES)")
+    if declared:
+        quantisation = ", ".join(sorted(declared)) + " (reported by the adapter)"
+    elif configured:
+        quantisation = f"{configured} (as configured; the adapter does not report its rule)"
+    else:
+        quantisation = "not reported by the adapter"
+    out: dict[str, Any] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    out.update(quantisation=quantisation, nfe_per_sample=nfe / n, png_dir=str(png_dir) if png_dir else None)
+    return out
+
+
+def _save_pngs(images: np.ndarray, folder: Path, start: int, labels) -> list[str]:
+    """uint8 (B, H, W, C) -> ``folder/{index:06d}.png`` (lossless); the labels.csv lines."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, img in enumerate(images):
+        name = f"{start + i:06d}.png"
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(folder / name)
+        if labels is not None:
+            lines.append(f"{name},{int(labels[i])}")
+    return lines
+
+
+def _not_computed(res: dict[str, Any], ref, wanted: list[str]) -> dict[str, str]:
+    """Why a metric of the suite is missing from this cell."""
+    out = {}
+    if res.get("sfid") is None:
+        out["sfid"] = res["sfid_note"]
+    if "is" not in wanted:
+        out["inception_score"] = "the extractor has no classifier logits"
+    if ref.features is None:
+        reason = f"{ref.source} holds statistics but no images (arr_0), which they need"
+        out["kid"] = out["precision"] = out["recall"] = reason
+    return out

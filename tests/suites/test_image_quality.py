@@ -1,0 +1,182 @@
+"""The image-quality suite: the ImageNet-style protocol (class-conditional samples, a reference by
+path, PNGs, chunks) end to end on a tiny fake model and reference, and the digits path unchanged."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genbench  # noqa: F401  (before clean-fid: installs the torchvision shim)
+from genbench.errors import UserError
+from genbench.interfaces import Generator, Samples
+from genbench.registry import ADAPTERS
+from genbench.suite import SuiteContext
+from genbench.suites.image_quality import ImageQuality
+from tests.harness.test_extractors import digit_images, tiny_torchscript, write_pngs
+# autouse: one torch thread (shared CPUs), and a statistics cache in each test's tmp dir
+from tests.harness.test_fidtool import one_torch_thread, private_cache  # noqa: F401
+from tests.reference import assert_matches_reference
+
+torch = pytest.importorskip("torch")
+PRESET = Path(__file__).resolve().parents[2] / "suites" / "presets" / "imagenet256.toml"
+CLASSES, PER_CLASS, CHUNK = 4, 6, 10
+
+
+class ClassConditionalFake(Generator):
+    """Each class draws from its own ten digits (tinted), one RNG per sample; float output in
+    [-1, 1] quantised by the protocol's rule. Records every call."""
+
+    name = "fake-class-conditional"
+    paradigm = "diffusion"
+    modality = "image"
+    num_classes = CLASSES
+    rule = "round"
+    calls: list = []
+
+    def __init__(self, path=None, *, device: str = "cpu"):
+        pass
+
+    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+        from genbench.imagefiles import float_images_to_uint8
+
+        labels = np.asarray(condition)
+        assert labels.shape == (n,)
+        type(self).calls.append((seed, labels.copy()))
+        digits = digit_images(0, CLASSES * 10) / 127.5 - 1.0
+        x = np.empty((n, 32, 32, 3))
+        for i, c in enumerate(labels):
+            rng = np.random.default_rng([seed, i])
+            base = digits[int(c) * 10 + int(rng.integers(10))]
+            x[i] = base * (0.6 + 0.1 * int(c)) + rng.normal(0, 0.05, base.shape)
+        return Samples(images=float_images_to_uint8(x, self.rule), nfe=10 * n, nfe_per_sample=10.0,
+                       info={"quantisation": self.rule})
+
+
+class Truncating(ClassConditionalFake):
+    name = "fake-class-conditional-truncating"
+    rule = "truncate"
+
+
+ADAPTERS.register(ClassConditionalFake.name, ClassConditionalFake)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("iq")
+    return {"reference": write_pngs(root / "reference", digit_images(100, 24)),
+            "net": tiny_torchscript(root / "tiny.pt")}
+
+
+def _options(files, **over):
+    return {**ImageQuality.options, "reference": str(files["reference"]), "extractor": f"torchscript:{files['net']}",
+            "extractor_mode": "clean", "num_classes": CLASSES, "samples_per_class": PER_CLASS,
+            "n_samples": CLASSES * PER_CLASS, "sample_chunk": CHUNK, "save_png": True, "quantisation": "round",
+            "batch_size": 8, "kid_subset_size": 1000, **over}
+
+
+def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_path):
+    from cleanfid import fid as cfid
+
+    from genbench import runner
+
+    spec = runner.load_run_file(PRESET)
+    assert spec.suites == ["image_quality"] and spec.adapters == []  # the model comes from --adapter
+    preset = spec.suite_options["image_quality"]
+    assert (preset["num_classes"], preset["samples_per_class"], preset["n_samples"]) == (1000, 50, 50_000)
+    assert (preset["extractor"], preset["save_png"], preset["quantisation"]) == ("inception", True, "round")
+    # the protocol at toy scale: the preset's options, with the sizes, model and extractor made small
+    spec.adapters = [ClassConditionalFake.name]
+    small = _options(files)
+    preset.update({k: small[k] for k in ("reference", "extractor", "extractor_mode", "num_classes",
+                                          "samples_per_class", "n_samples", "sample_chunk", "batch_size")})
+    ClassConditionalFake.calls.clear()
+    out = tmp_path / "run"
+    results = runner.run(spec, out, log=lambda *a: None)
+    assert [r.status for r in results] == ["ok"], results
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    by_metric = {r["metric"]: r for r in records if r.get("metric")}
+    assert set(by_metric) == {"fid", "kid", "precision", "recall"}  # no logits, no spatial features here
+
+    # class-conditional, class by class, in chunks whose first seed is the cell's
+    labels = np.repeat(np.arange(CLASSES), PER_CLASS)
+    assert [len(c[1]) for c in ClassConditionalFake.calls] == [10, 10, 4]
+    np.testing.assert_array_equal(np.concatenate([c[1] for c in ClassConditionalFake.calls]), labels)
+    seeds = [c[0] for c in ClassConditionalFake.calls]
+    assert seeds[0] == 0 and len(set(seeds)) == 3
+
+    # every sample saved as a PNG with its label; the FID is clean-fid's on those files
+    fid = by_metric["fid"]
+    png_dir = Path(fid["convention"]["saved_png"])
+    assert png_dir.is_relative_to(out / fid["artifacts"]) and len(list(png_dir.glob("*.png"))) == CLASSES * PER_CLASS
+    lines = (png_dir / "labels.csv").read_text().splitlines()
+    assert lines[0] == "file,label" and lines[1] == "000000.png,0" and lines[-1] == f"000023.png,{CLASSES - 1}"
+    net = torch.jit.load(str(files["net"])).eval()
+    reference = cfid.compute_fid(str(png_dir), str(files["reference"]), mode="clean", custom_feat_extractor=net,
+                                 num_workers=0, batch_size=8, device=torch.device("cpu"), verbose=False)
+    assert_matches_reference(fid["value"], reference, rtol=1e-4, what="suite FID vs clean-fid on the saved PNGs")
+
+    conv = fid["convention"]
+    assert fid["n"] == CLASSES * PER_CLASS and conv["n_reference"] == 24 and conv["resize"] == "clean"
+    assert conv["quantisation"] == "round (reported by the adapter)" and conv["nfe_per_sample"] == 10.0
+    assert conv["class_conditional"]["samples_per_class"] == PER_CLASS and conv["warnings"] == []
+    assert set(conv["not_computed"]) == {"sfid", "inception_score"}
+    assert by_metric["precision"]["convention"]["k"] == 3 and by_metric["kid"]["convention"]["n_reference"] == 24
+
+
+def test_protocol_checks_name_the_field(files, tmp_path):
+    suite = ImageQuality()
+
+    def run(generator=None, **over):
+        ctx = SuiteContext(seed=0, options=_options(files, **over), artifacts=tmp_path / "cell")
+        return list(suite.run(generator or ClassConditionalFake(), ctx))
+
+    with pytest.raises(UserError, match=r"field 'reference' is empty.*--set image_quality\.reference="):
+        run(reference="")
+    with pytest.raises(UserError, match=r"n_samples = 20 but num_classes x samples_per_class = 4 x 6 = 24"):
+        run(n_samples=20)
+    with pytest.raises(UserError, match=r"quantisation = 'round'.*reports truncate"):
+        run(Truncating())
+
+    # a reference known only by its statistics: FID alone, and the others say why they are missing
+    from genbench import fidtool
+
+    s = fidtool.path_to_statistics(files["reference"], f"torchscript:{files['net']}", use_cache=False)
+    stats = tmp_path / "reference_stats.npz"
+    np.savez(stats, mu=s.mu, sigma=s.sigma)
+    metrics = run(reference=str(stats), save_png=False, train_reference=str(files["reference"]))
+    assert [m.metric for m in metrics] == ["fid", "fid_train_floor"]
+    assert "holds statistics but no images" in metrics[0].convention["not_computed"]["kid"]
+    assert metrics[0].convention["saved_png"] is None
+    assert metrics[1].value == pytest.approx(0.0, abs=1e-6)  # the reference's own images against its statistics
+
+
+def test_digits_defaults_and_path_unchanged(tmp_path):
+    """The demo's digits path: same defaults, same metrics, same conventions."""
+    from genbench import data
+    from genbench.metrics import image as im
+    from genbench.registry import EXTRACTORS
+
+    digits_defaults = {"dataset": "digits", "reference_split": "test", "extractor": "digits-classifier",
+                       "n_samples": 400, "batch_size": 200, "steps": None, "kid_subsets": 100,
+                       "kid_subset_size": 200, "pr_k": 3}
+    assert {k: ImageQuality.options[k] for k in digits_defaults} == digits_defaults
+    assert ImageQuality.options["reference"] is None
+
+    class Replay(Generator):
+        name, paradigm, modality = "replay", "autoregressive", "image"
+
+        def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+            return Samples(images=data.digits_arrays("val")[0][:n], nfe=n, nfe_per_sample=1.0)
+
+    options = {**ImageQuality.options, "n_samples": 60}
+    metrics = list(ImageQuality().run(Replay(), SuiteContext(seed=0, options=options, artifacts=tmp_path)))
+    assert [m.metric for m in metrics] == ["fid", "fid_train_floor", "kid", "precision", "recall"]
+    ex = EXTRACTORS.get("digits-classifier")()
+    expected = im.features_to_fid(ex.features(data.digits_arrays("val")[0][:60]),
+                                  ex.features(data.digits_arrays("test")[0]))
+    assert metrics[0].value == pytest.approx(expected, rel=1e-12)
+    conv = metrics[0].convention
+    assert conv["resize"] == "none" and conv["reference"] == "digits test split" and conv["n_samples"] == 60
+    assert "not_computed" not in conv and (tmp_path / "samples.png").is_file()
