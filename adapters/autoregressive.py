@@ -426,8 +426,7 @@ def train_ar_kjv(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: i
     gen = zoo.seed_everything(seed)
     window, bos = 256, 256
     # Books joined by a newline so crops may straddle a boundary, like packed training text.
-    corpus = torch.from_numpy(np.frombuffer("\n".join(data.kjv_texts("train")).encode("utf-8"),
-                                            dtype=np.uint8).astype(np.int64))
+    corpus = torch.from_numpy(data.kjv_bytes("train").astype(np.int64))
     cfg = TransformerConfig(vocab_size=bos + 1, out_size=256, seq_len=window, causal=True, **arch)
     model = Transformer(cfg)
     offsets = torch.arange(window + 1)

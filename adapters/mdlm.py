@@ -731,8 +731,7 @@ def train_masked_kjv(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_ever
     gen = zoo.seed_everything(seed)
     window, mask_id = 256, 256
     # Books joined by a newline so windows may straddle a boundary, like packed training text.
-    corpus = torch.from_numpy(np.frombuffer("\n".join(data.kjv_texts("train")).encode("utf-8"),
-                                            dtype=np.uint8).astype(np.int64))
+    corpus = torch.from_numpy(data.kjv_bytes("train").astype(np.int64))
     cfg = TransformerConfig(vocab_size=mask_id + 1, out_size=256, seq_len=window, causal=False, **arch)
     model = Transformer(cfg)
     init_local_attention(model, (window,), [(1,), (-1,), (2,), (-2,)] * (cfg.n_heads // 4 or 1))

@@ -120,6 +120,12 @@ def kjv_texts(split: str) -> list[str]:
     return [text for i, (_, text) in enumerate(_kjv_books()) if kjv_split_of_book(i) == split]
 
 
+def kjv_bytes(split: str) -> np.ndarray:
+    """uint8 (n,): the split's books joined by newlines, as UTF-8 bytes (the byte models'
+    training corpus, and what crops of real text are cut from)."""
+    return np.frombuffer("\n".join(kjv_texts(split)).encode("utf-8"), dtype=np.uint8)
+
+
 def kjv(split: str):
     """The KJV split as a ``datasets.Dataset`` with columns ``book`` and ``text``."""
     import datasets

@@ -132,7 +132,7 @@ class Likelihood(Suite):
                          convention=conv)
         if not label.startswith("kjv"):
             return
-        train_bytes = np.frombuffer("\n".join(data.kjv_texts("train")).encode(), dtype=np.uint8)
+        train_bytes = data.kjv_bytes("train")
         test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
         base = {"kind": "exact", "unit": "byte", "dataset": label}
         yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,

@@ -38,7 +38,7 @@ class TextQuality(Suite):
         length = int(np.median([len(t.encode("utf-8")) for t in texts]))
 
         # real held-out text cut into pieces of the samples' length: the reference point
-        corpus = "\n".join(data.kjv_texts(o["split"])).encode("utf-8")
+        corpus = data.kjv_bytes(o["split"]).tobytes()
         starts = np.random.default_rng(ctx.seed).choice(len(corpus) - length, size=n, replace=False)
         real = [corpus[s: s + length].decode("utf-8", errors="ignore") for s in starts]
 

@@ -142,7 +142,6 @@ def test_bad_inputs_are_user_errors(digits_model, text_model):
 
 
 def test_trainer_writes_a_loadable_model(tmp_path):
-    torch.set_num_threads(1)
     ar.train_ar_digits(seed=0, out_dir=tmp_path, steps=3, eval_every=3, n_layers=1, d_model=16)
     model = ar.ARDigits(path=str(tmp_path))
     assert model.meta["card"]["train_steps"] == 3 and model.config.n_layers == 1

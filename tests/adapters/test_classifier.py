@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from genbench import data
 from genbench.adapters import classifier, zoo
@@ -61,7 +60,6 @@ def test_bad_images_are_user_errors(extractor):
 
 
 def test_trainer_writes_a_loadable_model(tmp_path):
-    torch.set_num_threads(1)
     classifier.train_digits_classifier(seed=0, out_dir=tmp_path, epochs=1)
     ex = classifier.DigitsClassifierExtractor(path=str(tmp_path))
     assert ex.meta["card"]["train_steps"] == 19 and 0 <= ex.meta["card"]["test_accuracy"] <= 1

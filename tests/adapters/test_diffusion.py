@@ -21,14 +21,6 @@ from genbench.registry import ADAPTERS
 NAME = "diffusion-digits"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: on a busy machine, waiting on a second thread costs more than it saves."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def model() -> DiffusionDigits:

@@ -55,14 +55,6 @@ def _tokenizer(mask: bool = True):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~100x slower with 2 intra-op threads on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _save(d, tok, nan: bool = False):
     """A tiny BERT (untied embeddings, large init so that context matters) + tokenizer in d."""

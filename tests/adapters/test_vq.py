@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from genbench import data
 from genbench.adapters import zoo
@@ -16,14 +15,6 @@ from genbench.registry import ADAPTERS
 
 NAME = "vq-digits"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: on a busy machine, waiting on a second thread costs more than it saves."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

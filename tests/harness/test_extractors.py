@@ -2,7 +2,6 @@
 features independent of the batch size, clear errors."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -151,14 +150,6 @@ def write_pngs(folder: Path, images: np.ndarray, prefix: str = "img") -> Path:
         Image.fromarray(img).save(folder / f"{prefix}_{i:03d}.png")
     return folder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The test machines are shared: OpenMP with several threads on busy cores is 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

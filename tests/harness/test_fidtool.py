@@ -3,7 +3,6 @@ every bad input a UserError that names the file."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,6 @@ from tests.reference import assert_matches_reference
 torch = pytest.importorskip("torch")
 N = 24
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +66,7 @@ def test_fid_matches_clean_fid(data, capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert reference > 1e-3
     assert_matches_reference(out["fid"], reference, rtol=1e-4, what="FID vs clean-fid compute_fid")
-    assert {"extractor": f"torchscript:tiny.pt", "mode": "clean", "n_a": N, "n_b": N, "sqrtm": "eigh",
+    assert {"extractor": "torchscript:tiny.pt", "mode": "clean", "n_a": N, "n_b": N, "sqrtm": "eigh",
             "dim": 16}.items() <= out.items()
     assert out["weights_sha256"] and len(out["weights_sha256"]) == 64
     # the clean-fid numerics too (scipy sqrtm), from the cache this time

@@ -15,8 +15,8 @@ from genbench.registry import ADAPTERS
 from genbench.suite import SuiteContext
 from genbench.suites.image_quality import ImageQuality
 from tests.harness.test_extractors import digit_images, tiny_torchscript, write_pngs
-# autouse: one torch thread (shared CPUs), and a statistics cache in each test's tmp dir
-from tests.harness.test_fidtool import one_torch_thread, private_cache  # noqa: F401
+# autouse: a statistics cache in each test's tmp dir
+from tests.harness.test_fidtool import private_cache  # noqa: F401
 from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
