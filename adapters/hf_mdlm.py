@@ -69,8 +69,8 @@ import numpy as np
 import torch
 
 from genbench.adapters import hf, mdlm
-from genbench.adapters.mdlm import (SAMPLING_EPS, SCHEDULES, TIMESTEPS, WEIGHTS, check_mc_samples, masked_sample,
-                                    sequences_to_elbo, unmask_counts)
+from genbench.adapters.mdlm import (ORDERS, SAMPLING_EPS, SCHEDULES, TIMESTEPS, WEIGHTS, check_mc_samples,
+                                    masked_sample, sequences_to_elbo, unmask_counts)
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -118,7 +118,8 @@ class HFMaskedDiffusionLM(Generator):
     ``max_length`` (window), ``short_window`` (own-length | mask-padded), ``mc_samples``,
     ``timesteps``, ``weight``, ``batch_size`` (masked copies per forward pass); sampler:
     ``length``, ``steps`` (default length), ``schedule``, ``temperature`` (0 = argmax),
-    ``choice_temperature``.
+    ``choice_temperature``, ``order`` (confidence | random: which masked positions a step
+    commits).
     """
 
     name = NAME
@@ -132,7 +133,7 @@ class HFMaskedDiffusionLM(Generator):
                  max_length: int | None = None, short_window: str = "own-length", batch_size: int = 32,
                  mc_samples: int = 32, timesteps: str = "antithetic", weight: str = "rao-blackwell",
                  length: int = 64, steps: int | None = None, schedule: str = "cosine",
-                 temperature: float = 1.0, choice_temperature: float = 0.0):
+                 temperature: float = 1.0, choice_temperature: float = 0.0, order: str = "confidence"):
         if path is None or str(path).strip() == "":
             raise UserError(f"{NAME} needs a checkpoint: use {NAME}:PATH (a local checkpoint directory, or a hub "
                             "name where the Hugging Face hub is reachable)")
@@ -168,6 +169,10 @@ class HFMaskedDiffusionLM(Generator):
             self.steps = hf._positive_int("steps", self.steps)
             unmask_counts(self.length, self.steps, self.schedule)
         self.temperature, self.choice_temperature = float(temperature), float(choice_temperature)
+        if order not in ORDERS:
+            raise UserError(f'{NAME}: option order={order!r} must be one of {", ".join(ORDERS)}; set '
+                            f'[adapter."{NAME}"] order in the run file')
+        self.order = order
         for option, value in (("temperature", self.temperature), ("choice_temperature", self.choice_temperature)):
             if not value >= 0 or math.isinf(value):
                 raise UserError(f"{NAME}: option {option}={value!r} must be a finite number >= 0 "
@@ -303,7 +308,7 @@ class HFMaskedDiffusionLM(Generator):
                            "sampling_eps": SAMPLING_EPS, "short_window": self.short_window},
             "sampler": {"length": self.length, "steps": self.steps, "schedule": self.schedule,
                         "temperature": self.temperature, "choice_temperature": self.choice_temperature,
-                        "order": "confidence"},
+                        "order": self.order},
         }
 
     # --- likelihood ----------------------------------------------------------------
@@ -401,13 +406,14 @@ class HFMaskedDiffusionLM(Generator):
         with torch.inference_mode(), _as_this_adapter():
             ids, nfe = masked_sample(logits_fn, n, self.length, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
-                                     choice_temperature=self.choice_temperature, batch_size=batch_size)
+                                     choice_temperature=self.choice_temperature, batch_size=batch_size,
+                                     order=self.order)
         tokens = ids.numpy().astype(np.int64)
         texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),
                        info={"length": self.length, "steps": s, "schedule": self.schedule,
                              "temperature": self.temperature, "choice_temperature": self.choice_temperature,
-                             "order": "confidence", "decode": "skip_special_tokens"})
+                             "order": self.order, "decode": "skip_special_tokens"})
 
 
 __all__ = ["HFMaskedDiffusionLM", "AUTO_CLASSES", "SHORT_WINDOWS"]

@@ -73,6 +73,10 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 TIMESTEPS = ("antithetic", "systematic", "iid")
 WEIGHTS = ("rao-blackwell", "1/t")
 SCHEDULES = ("cosine", "linear")
+#: which masked positions a sampling step commits: the most confident (MaskGIT, LLaDA) or
+#: uniformly random ones (MDLM's ancestral sampler: with one position per step it draws
+#: exactly from the model's conditionals, in a random order)
+ORDERS = ("confidence", "random")
 SAMPLING_EPS = 1e-3
 
 
@@ -313,6 +317,7 @@ def masked_sample(
     temperature: float = 1.0,
     choice_temperature: float = 0.0,
     batch_size: int = 64,
+    order: str = "confidence",
 ) -> tuple[torch.Tensor, int]:
     """Draw n sequences -> (ids (n, length) int64, nfe summed over batches).
 
@@ -321,11 +326,15 @@ def masked_sample(
     model (LLaDA's low-confidence remasking) plus, when ``choice_temperature`` > 0,
     MaskGIT's Gumbel noise scaled by ``choice_temperature * (1 - step/steps)``, and commit
     the highest scores. Without that noise the most predictable positions (blank
-    background, spaces) are always committed first and samples collapse onto a few modes. Sample i's
+    background, spaces) are always committed first and samples collapse onto a few modes.
+    ``order="random"`` commits uniformly random masked positions instead (MDLM's ancestral
+    sampler; ``choice_temperature`` is then unused). Sample i's
     noise comes from a generator keyed ``(seed, i)``, so samples do not depend on
     ``batch_size`` (up to floating-point differences between batched matmuls).
     """
     counts = unmask_counts(length, steps, schedule)
+    if order not in ORDERS:
+        raise UserError(f"order must be one of {ORDERS}, got {order!r}")
     if temperature < 0 or choice_temperature < 0:
         raise UserError(f"temperature and choice_temperature must be >= 0, got {temperature}, {choice_temperature}")
     out = torch.empty(n, length, dtype=torch.int64)
@@ -346,7 +355,9 @@ def masked_sample(
             else:
                 cand = logp.argmax(-1)
             conf = logp.gather(-1, cand.unsqueeze(-1)).squeeze(-1)
-            if choice_temperature > 0:
+            if order == "random":  # the top-k of i.i.d. Gumbel noise: a uniform random subset
+                conf = gumbel[..., -1]
+            elif choice_temperature > 0:
                 # MaskGIT: Gumbel noise on the log-confidence, annealed to 0 over the steps, so
                 # early choices are not all the most predictable (and most alike) positions
                 conf = conf + choice_temperature * (1 - step / len(counts)) * gumbel[..., -1]
@@ -445,6 +456,7 @@ class _MaskedModel(Generator):
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", steps: int | None = None,
                  schedule: str = "cosine", temperature: float = 1.0, choice_temperature: float = 4.5,
+                 order: str = "confidence",
                  mc_samples: int = 32,
                  timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256):
         state, meta = zoo.load_model_state(self.name, Path(path) if path is not None else None)
@@ -459,6 +471,9 @@ class _MaskedModel(Generator):
         self.schedule = schedule
         self.temperature = float(temperature)
         self.choice_temperature = float(choice_temperature)
+        self.order = order
+        if order not in ORDERS:
+            raise UserError(f"{self.name}: order must be one of {ORDERS}, got {order!r}")
         self.mc_samples = check_mc_samples(mc_samples)
         self.timesteps = timesteps
         self.weight = weight
@@ -498,7 +513,7 @@ class _MaskedModel(Generator):
             "name": self.name, "paradigm": self.paradigm, "modality": self.modality,
             "weights_sha256": self.meta["sha256"],
             "sampler": {"steps": self.steps, "schedule": self.schedule, "temperature": self.temperature,
-                        "choice_temperature": self.choice_temperature, "order": "confidence"},
+                        "choice_temperature": self.choice_temperature, "order": self.order},
             "likelihood": {"mc_samples": self.mc_samples, "timesteps": self.timesteps, "weight": self.weight,
                            "sampling_eps": SAMPLING_EPS},
         }
@@ -520,7 +535,8 @@ class MaskedDigits(_MaskedModel):
     """Masked diffusion over the 64 pixels of an 8x8 digit (17 grey levels + a mask id).
 
     Options: ``steps`` (default 16, at most 64), ``schedule`` cosine|linear, ``temperature``
-    (default 1), ``choice_temperature`` (default 4.5, MaskGIT's), ``mc_samples`` (default 32),
+    (default 1), ``choice_temperature`` (default 4.5, MaskGIT's), ``order`` confidence|random
+    (which positions a step commits), ``mc_samples`` (default 32),
     ``timesteps`` antithetic|systematic|iid and ``weight`` rao-blackwell|1/t for the ELBO.
     """
 
@@ -539,10 +555,11 @@ class MaskedDigits(_MaskedModel):
         with torch.inference_mode():
             ids, nfe = masked_sample(self.logits, n, self.config.seq_len, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
-                                     choice_temperature=self.choice_temperature, batch_size=batch_size)
+                                     choice_temperature=self.choice_temperature, batch_size=batch_size,
+                                     order=self.order)
         images = data.levels_to_image(ids.numpy().reshape(n, 8, 8, 1))
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(s),
-                       info={"steps": s, "schedule": self.schedule, "temperature": self.temperature,
+                       info={"steps": s, "schedule": self.schedule, "temperature": self.temperature, "order": self.order,
                              "choice_temperature": self.choice_temperature})
 
     def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
@@ -608,11 +625,12 @@ class MaskedText(_MaskedModel):
         with torch.inference_mode():
             ids, nfe = masked_sample(logits_of_prefix, n, self.length, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
-                                     choice_temperature=self.choice_temperature, batch_size=batch_size)
+                                     choice_temperature=self.choice_temperature, batch_size=batch_size,
+                                     order=self.order)
         tokens = ids.numpy().astype(np.int64)
         texts = [bytes(row.astype(np.uint8).tolist()).decode("utf-8", errors="replace") for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),
-                       info={"steps": s, "schedule": self.schedule, "temperature": self.temperature,
+                       info={"steps": s, "schedule": self.schedule, "temperature": self.temperature, "order": self.order,
                              "choice_temperature": self.choice_temperature,
                              "length_bytes": self.length})
 

@@ -200,3 +200,35 @@ def test_describe_names_the_options(digits_model, text_model):
     assert d["sampler"]["steps"] == 16 and d["likelihood"]["mc_samples"] == 16
     t = text_model.describe()
     assert t["sampler"]["length"] == 48 and t["likelihood"]["window"] == 256
+
+
+
+def test_random_order_commits_uniformly_random_positions():
+    """order="random" (MDLM's ancestral sampler) ignores the model's confidence: with one
+    position per step, the first position committed is uniform; "confidence" takes the surest."""
+    length, mask_id = 4, 2
+    seen: list[torch.Tensor] = []
+
+    def logits_fn(ids):  # position 0 is by far the most confident
+        seen.append(ids.clone())
+        logits = torch.zeros(ids.shape[0], ids.shape[1], 2)
+        logits[:, 0, 0] = 50.0
+        return logits
+
+    def first_committed(order: str, seed: int) -> int:
+        seen.clear()
+        ids, nfe = mdlm.masked_sample(logits_fn, 1, length, mask_id, steps=length, seed=seed, order=order,
+                                      temperature=0)
+        assert nfe == length and not bool((ids == mask_id).any())
+        return int((seen[1][0] != mask_id).nonzero()[0, 0])
+
+    assert {first_committed("confidence", seed) for seed in range(20)} == {0}
+    counts = np.bincount([first_committed("random", seed) for seed in range(400)], minlength=length)
+    assert counts.min() > 60  # each of 4 positions ~100 of 400 times (fails by chance with p < 1e-6)
+    a, _ = mdlm.masked_sample(logits_fn, 5, length, mask_id, steps=2, seed=3, order="random", batch_size=2)
+    b, _ = mdlm.masked_sample(logits_fn, 5, length, mask_id, steps=2, seed=3, order="random", batch_size=5)
+    assert torch.equal(a, b)
+    with pytest.raises(UserError, match="order must be one of"):
+        mdlm.masked_sample(logits_fn, 1, length, mask_id, steps=2, seed=0, order="left-to-right")
+    with pytest.raises(UserError, match="order must be one of"):
+        mdlm.MaskedDigits(order="raster")
