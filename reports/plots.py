@@ -66,6 +66,11 @@ def tradeoff_to_png(table: pd.DataFrame, cost: str, path: Path, *, quality: str 
         g = g.sort_values(cost)
         color = PARADIGM_COLORS.get(str(g["paradigm"].iloc[0]), "tab:gray")
         ax.plot(g[cost], g[quality], "o-", color=color, label=f"{model} ({g['paradigm'].iloc[0]})", alpha=0.85)
+        for x, y, label in zip(g[cost], g[quality], g["adapter"]):
+            # the swept setting, e.g. "steps=8", so each point can be read off the plot
+            setting = label[label.find("[") + 1: -1] if label.endswith("]") and "[" in label else ""
+            if setting:
+                ax.annotate(setting, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, color=color)
     front = data[pareto_front(data[cost].to_numpy(), data[quality].to_numpy())].sort_values(cost)
     ax.plot(front[cost], front[quality], "k--", lw=1, zorder=0)
     ax.scatter(front[cost], front[quality], s=140, facecolors="none", edgecolors="k", label="Pareto front")
