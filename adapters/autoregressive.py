@@ -146,14 +146,10 @@ class _ARModel(Generator):
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", kv_cache: bool = True,
                  temperature: float = 1.0, eval_batch_size: int = 64):
-        state, meta = zoo.load_model_state(self.name, Path(path) if path is not None else None)
-        self.meta = meta
-        self.config = TransformerConfig(**meta["config"]["transformer"])
-        self.bos_id = int(meta["config"]["bos_id"])
+        self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.config = self.model.cfg
+        self.bos_id = int(self.meta["config"]["bos_id"])
         self.device = torch.device(device)
-        self.model = Transformer(self.config)
-        self.model.load_state_dict(state)
-        self.model.to(self.device).eval()
         self.kv_cache = bool(kv_cache)
         self.temperature = float(temperature)
         self.eval_batch_size = int(eval_batch_size)

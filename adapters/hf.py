@@ -183,6 +183,21 @@ def _quiet_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+def checkpoint_description(model: Any, tokenizer: Any, resolved_path: str) -> dict[str, Any]:
+    """What identifies a loaded Hugging Face checkpoint in a record (config hashed without the
+    keys that do not change the model)."""
+    return {
+        "path": resolved_path,
+        "model_class": type(model).__name__,
+        "model_type": getattr(model.config, "model_type", None),
+        "config_sha256": _config_sha256(model.config),
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "tokenizer": f"{type(tokenizer).__name__}:{tokenizer.name_or_path}",
+        "tokenizer_vocab_size": len(tokenizer),
+        "dtype": str(model.dtype).removeprefix("torch."),
+    }
+
+
 def _config_sha256(config: Any) -> str:
     d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
@@ -289,19 +304,11 @@ class HFCausalLM(Generator):
         return LikelihoodKind.EXACT
 
     def describe(self) -> dict[str, Any]:
-        config = self.model.config
         return {
             "name": self.name, "paradigm": self.paradigm, "modality": self.modality,
-            "path": self.resolved_path,
-            "model_class": type(self.model).__name__,
-            "model_type": getattr(config, "model_type", None),
-            "config_sha256": _config_sha256(config),
-            "n_params": int(sum(p.numel() for p in self.model.parameters())),
-            "tokenizer": f"{type(self.tokenizer).__name__}:{self.tokenizer.name_or_path}",
-            "tokenizer_vocab_size": len(self.tokenizer),
+            **checkpoint_description(self.model, self.tokenizer, self.resolved_path),
             "max_length": self.max_length,
             "prefix_token": self.prefix_token_id,
-            "dtype": str(self.model.dtype).removeprefix("torch."),
             "sampler": {"length": self.length, "temperature": self.temperature, "kv_cache": self.kv_cache},
         }
 

@@ -289,20 +289,12 @@ class HFMaskedDiffusionLM(Generator):
                 "short_window": SHORT_WINDOWS[self.short_window], "tokenization": "no special tokens added"}
 
     def describe(self) -> dict[str, Any]:
-        config = self.model.config
         return {
             "name": self.name, "paradigm": self.paradigm, "modality": self.modality,
-            "path": self.resolved_path,
-            "model_class": type(self.model).__name__,
-            "model_type": getattr(config, "model_type", None),
+            **hf.checkpoint_description(self.model, self.tokenizer, self.resolved_path),
             "auto_class": self.auto_class,
-            "config_sha256": hf._config_sha256(config),
-            "n_params": int(sum(p.numel() for p in self.model.parameters())),
-            "tokenizer": f"{type(self.tokenizer).__name__}:{self.tokenizer.name_or_path}",
-            "tokenizer_vocab_size": len(self.tokenizer),
             "mask_token_id": self.mask_id, "mask_token_source": self.mask_source,
             "max_length": self.max_length,
-            "dtype": str(self.model.dtype).removeprefix("torch."),
             "shift_logits": self.shift_logits,
             "likelihood": {"mc_samples": self.mc_samples, "timesteps": self.timesteps, "weight": self.weight,
                            "sampling_eps": SAMPLING_EPS, "short_window": self.short_window},

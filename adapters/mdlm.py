@@ -459,14 +459,10 @@ class _MaskedModel(Generator):
                  order: str = "confidence",
                  mc_samples: int = 32,
                  timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256):
-        state, meta = zoo.load_model_state(self.name, Path(path) if path is not None else None)
-        self.meta = meta
-        self.config = TransformerConfig(**meta["config"]["transformer"])
-        self.mask_id = int(meta["config"]["mask_id"])
+        self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.config = self.model.cfg
+        self.mask_id = int(self.meta["config"]["mask_id"])
         self.device = torch.device(device)
-        self.model = Transformer(self.config)
-        self.model.load_state_dict(state)
-        self.model.to(self.device).eval()
         self.steps = int(steps if steps is not None else self.default_steps)
         self.schedule = schedule
         self.temperature = float(temperature)

@@ -119,6 +119,17 @@ def load_model_state(name: str, weights_dir: Path | None = None) -> tuple[dict[s
     return load_file(str(path)), meta
 
 
+def load_transformer(name: str, path: str | None, device: str | torch.device):
+    """(model in eval mode on ``device``, meta) of a zoo model built on ``nn.Transformer``
+    (its config under ``meta["config"]["transformer"]``), after the sha256 check."""
+    from genbench.adapters.nn import Transformer, TransformerConfig
+
+    state, meta = load_model_state(name, Path(path) if path is not None else None)
+    model = Transformer(TransformerConfig(**meta["config"]["transformer"]))
+    model.load_state_dict(state)
+    return model.to(torch.device(device)).eval(), meta
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (dropout, init) and return a dedicated generator for data order."""
     torch.manual_seed(seed)
