@@ -364,8 +364,8 @@ DIGITS_ARCH = {"d_model": 96, "n_layers": 3, "n_heads": 4, "dropout": 0.2}
 def train_ar_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: int = 0,
                     **overrides: Any) -> None:
     """Train ar-digits on the train split; the checkpoint with the best val bits/dim is kept."""
-    hp = {**DIGITS_TRAIN, **{k: v for k, v in overrides.items() if k in DIGITS_TRAIN}}
-    arch = {**DIGITS_ARCH, **{k: v for k, v in overrides.items() if k in DIGITS_ARCH}}
+    hp = zoo.with_overrides(DIGITS_TRAIN, overrides)
+    arch = zoo.with_overrides(DIGITS_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     bos = data.DIGITS_LEVELS
     levels = torch.from_numpy(data.image_to_levels(data.digits_arrays("train")[0]).reshape(-1, 64))
@@ -417,8 +417,8 @@ def train_ar_kjv(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: i
     window of a document and sampling see); the others are 256 raw bytes (what later
     rolling windows see, whose first prediction has one byte of context).
     """
-    hp = {**KJV_TRAIN, **{k: v for k, v in overrides.items() if k in KJV_TRAIN}}
-    arch = {**KJV_ARCH, **{k: v for k, v in overrides.items() if k in KJV_ARCH}}
+    hp = zoo.with_overrides(KJV_TRAIN, overrides)
+    arch = zoo.with_overrides(KJV_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     window, bos = 256, 256
     # Books joined by a newline so crops may straddle a boundary, like packed training text.

@@ -153,7 +153,7 @@ def train_digits_classifier(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, l
                             **overrides: Any) -> None:
     """Cross-entropy on the train split with +-1 pixel shifts; the epoch with the best val
     accuracy is kept; the card records val and test accuracy."""
-    hp = {**TRAIN, **{k: v for k, v in overrides.items() if k in TRAIN}}
+    hp = zoo.with_overrides(TRAIN, overrides)
     gen = zoo.seed_everything(seed)
     images, labels = data.digits_arrays("train")
     x, y = images_to_input(images), torch.from_numpy(labels)

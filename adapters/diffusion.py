@@ -580,8 +580,8 @@ def train_diffusion_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, lo
     """Train diffusion-digits on the train split; keeps the EMA checkpoint with the best val
     ELBO (bits/dim), fits the likelihood's timestep proposal on train images, then measures
     the val ELBO with ``final_mc_samples`` (256) timesteps per image."""
-    hp = {**DIGITS_TRAIN, **{k: v for k, v in overrides.items() if k in DIGITS_TRAIN}}
-    arch = {**DIGITS_ARCH, **{k: v for k, v in overrides.items() if k in DIGITS_ARCH}}
+    hp = zoo.with_overrides(DIGITS_TRAIN, overrides)
+    arch = zoo.with_overrides(DIGITS_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     train_levels = torch.from_numpy(data.image_to_levels(data.digits_arrays("train")[0]).reshape(-1, PIXELS))
     train = levels_to_unit(train_levels)

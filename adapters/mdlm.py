@@ -695,8 +695,8 @@ DIGITS_ARCH = {"d_model": 96, "n_layers": 3, "n_heads": 4}
 def train_masked_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: int = 0,
                         **overrides: Any) -> None:
     """Train masked-digits on the train split; validation ELBO bits/dim on val."""
-    hp = {**DIGITS_TRAIN, **{k: v for k, v in overrides.items() if k in DIGITS_TRAIN}}
-    arch = {**DIGITS_ARCH, **{k: v for k, v in overrides.items() if k in DIGITS_ARCH}}
+    hp = zoo.with_overrides(DIGITS_TRAIN, overrides)
+    arch = zoo.with_overrides(DIGITS_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     levels = torch.from_numpy(data.image_to_levels(data.digits_arrays("train")[0]).reshape(-1, 64))
     mask_id = data.DIGITS_LEVELS
@@ -740,8 +740,8 @@ KJV_ARCH = {"d_model": 128, "n_layers": 3, "n_heads": 4}
 def train_masked_kjv(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: int = 0,
                      **overrides: Any) -> None:
     """Train masked-kjv on random 256-byte windows of the train books; val ELBO bits/byte."""
-    hp = {**KJV_TRAIN, **{k: v for k, v in overrides.items() if k in KJV_TRAIN}}
-    arch = {**KJV_ARCH, **{k: v for k, v in overrides.items() if k in KJV_ARCH}}
+    hp = zoo.with_overrides(KJV_TRAIN, overrides)
+    arch = zoo.with_overrides(KJV_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     window, mask_id = 256, 256
     # Books joined by a newline so windows may straddle a boundary, like packed training text.

@@ -223,8 +223,8 @@ def _model_to_reconstruction(model: VQVAE, x: torch.Tensor) -> tuple[np.ndarray,
 def train_vq_digits(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: int = 0,
                     **overrides: Any) -> None:
     """Train vq-digits on the train split; keeps the checkpoint with the best val PSNR."""
-    hp = {**DIGITS_TRAIN, **{k: v for k, v in overrides.items() if k in DIGITS_TRAIN}}
-    arch = {**DIGITS_ARCH, **{k: v for k, v in overrides.items() if k in DIGITS_ARCH}}
+    hp = zoo.with_overrides(DIGITS_TRAIN, overrides)
+    arch = zoo.with_overrides(DIGITS_ARCH, overrides)
     gen = zoo.seed_everything(seed)
     train_images = data.digits_arrays("train")[0]
     val_images = data.digits_arrays("val")[0]

@@ -130,6 +130,12 @@ def load_transformer(name: str, path: str | None, device: str | torch.device):
     return model.to(torch.device(device)).eval(), meta
 
 
+def with_overrides(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A trainer's settings: ``defaults`` with the keyword overrides that name one of them
+    (the rest belong to the trainer's other tables)."""
+    return {**defaults, **{k: v for k, v in overrides.items() if k in defaults}}
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (dropout, init) and return a dedicated generator for data order."""
     torch.manual_seed(seed)
