@@ -21,6 +21,8 @@ import torch
 from genbench import data
 from genbench.adapters import mdlm
 
+from elbo_variance import print_estimator_table  # benchmarks/: shared with bench_hf_mdlm
+
 
 def repeated_estimates(model: mdlm.MaskedDigits, ids: torch.Tensor, timesteps: str, weight: str, k: int,
                        repeats: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,10 +35,6 @@ def repeated_estimates(model: mdlm.MaskedDigits, ids: torch.Tensor, timesteps: s
             est.append(nll)
             se.append(s)
     return np.array(est), np.array(se)
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x))))
 
 
 def main() -> None:
@@ -60,21 +58,7 @@ def main() -> None:
             rows[weight, timesteps] = (est.std(axis=0, ddof=1), se, est.mean(axis=0))
     print(f"masked-digits ELBO, {a.examples} test digits, {a.mc_samples} forward passes per estimate, "
           f"{a.repeats} repeats per estimator ({time.perf_counter() - t0:.0f} s)")
-    print("empirical sd = spread of the repeated estimates (the true standard error); reported se = what "
-          "sequences_to_elbo reports; both RMS over the examples, nats per image")
-    print(f"{'weight':<15}{'timesteps':<12}{'mean nll':>10}{'empirical sd':>14}{'reported se':>13}"
-          f"{'reported/emp':>14}")
-    for (weight, timesteps), (sd, se, mean) in rows.items():
-        print(f"{weight:<15}{timesteps:<12}{mean.mean():>10.2f}{rms(sd):>14.3f}{rms(se):>13.3f}"
-              f"{rms(se) / rms(sd):>14.2f}")
-    for weight in ("1/t", "rao-blackwell"):
-        r = rms(rows[weight, "antithetic"][0]) / rms(rows[weight, "iid"][0])
-        print(f"ratio antithetic / iid, weight {weight}: {r:.3f}")
-    ratio = rms(rows["rao-blackwell", "antithetic"][0]) / rms(rows["1/t", "iid"][0])
-    print(f"stderr ratio, genbench default (antithetic, Rao-Blackwellised) / plain i.i.d. 1/t at equal compute: "
-          f"{ratio:.3f} (target <= 0.6); i.i.d. forward passes for the same precision: "
-          f"{a.mc_samples / ratio**2:.0f}")
-
+    print_estimator_table(rows, reported_by="sequences_to_elbo", per="image", mc_samples=a.mc_samples)
 
 if __name__ == "__main__":
     main()

@@ -45,6 +45,8 @@ from genbench import data
 from genbench.adapters import mdlm
 from genbench.adapters.hf_mdlm import HFMaskedDiffusionLM
 
+from elbo_variance import print_estimator_table  # benchmarks/: shared with bench_antithetic
+
 BERT_POSITIONS = 64
 SETTINGS = [("1/t", "iid"), ("1/t", "antithetic"), ("rao-blackwell", "iid"), ("rao-blackwell", "antithetic")]
 
@@ -173,10 +175,6 @@ def passages(n: int, max_bytes: int) -> list[str]:
     return out
 
 
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x))))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("masked-kjv", "bert"), default="masked-kjv")
@@ -220,20 +218,7 @@ def main() -> None:
         z = (ref.nll - default[2]) / np.sqrt(ref.stderr ** 2 + default[0] ** 2 / a.repeats)
         print(f"masked-kjv adapter's own ELBO of the same passages: {ref.nll.sum() / ref.units.sum() / math.log(2):.3f}"
               f" bits/byte (64 timesteps); per-passage difference / its standard error: max |z| = {np.abs(z).max():.2f}")
-    print("empirical sd = spread of the repeated estimates (the true standard error); reported se = what the "
-          "adapter reports; both RMS over the passages, nats per passage")
-    print(f"{'weight':<15}{'timesteps':<12}{'mean nll':>10}{'empirical sd':>14}{'reported se':>13}"
-          f"{'reported/emp':>14}")
-    for (weight, timesteps), (sd, se, mean) in rows.items():
-        print(f"{weight:<15}{timesteps:<12}{mean.mean():>10.2f}{rms(sd):>14.3f}{rms(se):>13.3f}"
-              f"{rms(se) / rms(sd):>14.2f}")
-    for weight in ("1/t", "rao-blackwell"):
-        r = rms(rows[weight, "antithetic"][0]) / rms(rows[weight, "iid"][0])
-        print(f"ratio std(antithetic) / std(iid), weight {weight}, equal forward passes: {r:.3f} (target <= 0.6)")
-    ratio = rms(default[0]) / rms(rows["1/t", "iid"][0])
-    print(f"stderr ratio, adapter default (antithetic, Rao-Blackwellised) / plain i.i.d. 1/t at equal compute: "
-          f"{ratio:.3f}; i.i.d. 1/t forward passes for the same precision: {a.mc_samples / ratio**2:.0f}")
-
+    print_estimator_table(rows, reported_by="the adapter", per="passage", mc_samples=a.mc_samples)
 
 if __name__ == "__main__":
     main()
