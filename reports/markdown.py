@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from genbench.suites.common import SAMPLE_SEPARATOR
+
 PARADIGM_ORDER = {"autoregressive": 0, "masked": 1, "diffusion": 2}
 #: convention keys worth showing under a table (others stay in records.jsonl)
 SHOWN_CONVENTION = ("kind", "mc_samples", "extractor", "weights_sha256", "resize", "reference", "n_samples",
@@ -115,10 +117,6 @@ def _artifacts(group: pd.DataFrame, link_base: Path | None) -> list[str]:
                 out.append(f"- `{adapter}` (seed {seed}): [{f.name}]({target})")
                 out += text_samples_to_excerpt(f)
     return out
-
-
-#: how text suites separate samples in their samples.txt
-SAMPLE_SEPARATOR = "\n\n-----\n\n"
 
 
 def text_samples_to_excerpt(path: Path, *, samples: int = 2, chars: int = 200) -> list[str]:

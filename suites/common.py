@@ -7,6 +7,9 @@ import numpy as np
 
 from genbench.errors import UserError
 
+#: how text suites separate samples in an artifacts' samples.txt (reports split on it)
+SAMPLE_SEPARATOR = "\n\n-----\n\n"
+
 #: the reference image sets a suite can compare against, by name
 IMAGE_DATASETS = ("digits",)
 

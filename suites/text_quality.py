@@ -13,8 +13,8 @@ import numpy as np
 from genbench.interfaces import Generator
 from genbench.metrics import text as text_metrics
 from genbench.registry import build_adapter
-from genbench.reports.markdown import SAMPLE_SEPARATOR
 from genbench.suite import Metric, Suite, SuiteContext
+from genbench.suites.common import SAMPLE_SEPARATOR
 
 
 class TextQuality(Suite):

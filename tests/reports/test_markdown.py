@@ -1,6 +1,7 @@
 """The Markdown report: tables with conventions, text-sample excerpts, cards of the models used."""
 from genbench.reports.build import write_report
-from genbench.reports.markdown import SAMPLE_SEPARATOR, format_value
+from genbench.reports.markdown import format_value
+from genbench.suites.common import SAMPLE_SEPARATOR
 from genbench.store import RunStore
 
 
