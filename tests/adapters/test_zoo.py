@@ -8,6 +8,8 @@ import pytest
 from genbench.adapters import classifier, zoo
 from genbench.cli import main
 from genbench.errors import UserError
+from genbench.interfaces import PARADIGMS
+from genbench.registry import ADAPTERS
 
 
 def test_every_trainer_has_weights_matching_their_hash_and_a_card():
@@ -18,8 +20,12 @@ def test_every_trainer_has_weights_matching_their_hash_and_a_card():
                           "digits-classifier"}
     for name in names:
         state, meta = zoo.load_model_state(name)  # raises on a hash mismatch
+        assert zoo.file_sha256(zoo.WEIGHTS_DIR / f"{name}.safetensors") == meta["sha256"]
         assert state and meta["card"]["seed"] == 0 and meta["card"]["train_seconds"] > 0
         assert (zoo.CARDS_DIR / f"{name}.md").read_text().startswith(f"# {name}")
+        if name in ADAPTERS and meta["card"]["paradigm"] in PARADIGMS:  # generators (not the tokenizer/extractor)
+            assert ADAPTERS.get(name).paradigm == meta["card"]["paradigm"]
+    assert {zoo.load_model_state(n)[1]["card"]["paradigm"] for n in names} >= set(PARADIGMS)
     total = sum(f.stat().st_size for f in zoo.WEIGHTS_DIR.glob("*.safetensors"))
     assert total <= 20 * 2**20  # the budget for all shipped weights
 
