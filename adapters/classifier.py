@@ -164,8 +164,10 @@ def train_digits_classifier(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, l
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp["lr"], total_steps=total)
     t0 = time.perf_counter()
     best = (-1.0, 0, None)
+    loss_curve = []  # mean training loss per epoch: its shape, unlike its bytes, holds on every CPU
     for epoch in range(hp["epochs"]):
         model.train()
+        epoch_loss, batches = 0.0, 0
         perm = torch.randperm(len(x), generator=gen)
         for s in range(0, len(x), hp["batch_size"]):
             idx = perm[s: s + hp["batch_size"]]
@@ -175,6 +177,8 @@ def train_digits_classifier(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, l
             loss.backward()
             opt.step()
             sched.step()
+            epoch_loss, batches = epoch_loss + loss.item(), batches + 1
+        loss_curve.append(round(epoch_loss / batches, 5))
         val = _accuracy(model, "val")
         if log_every and (epoch % log_every == 0 or epoch == hp["epochs"] - 1):
             print(f"epoch {epoch} loss {loss.item():.4f} val acc {val:.4f}", flush=True)
@@ -193,6 +197,7 @@ def train_digits_classifier(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, l
         "val_metric": {"name": "val accuracy (200 images), epoch selected on it", "value": best[0],
                        "unit": "fraction"},
         "test_accuracy": test_acc,
+        "loss_curve": loss_curve,
         "data": "digits train split (1,197 images) with random +-1 pixel shifts",
         "hyperparameters": hp,
     }

@@ -34,6 +34,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def kernel_fingerprint() -> dict[str, Any]:
+    """What decides whether a retrain is bit-identical: the CPU model, the instruction set
+    torch dispatches to, the torch version and the thread count. Two machines with the same
+    fingerprint run the same kernels in the same order; any difference (another CPU model,
+    AVX-512 against AVX2, another torch) changes float rounding, and so the trained bytes."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu": cpu, "capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
 def save_model(
     name: str,
     module: torch.nn.Module,
@@ -62,6 +79,7 @@ def save_model(
         "sha256": file_sha256(path),
         "trained_on": f"{platform.machine()} torch {torch.__version__}, {torch.get_num_threads()} threads",
         "trained_at": time.strftime("%Y-%m-%d"),
+        "kernels": kernel_fingerprint(),
     }
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     cards_dir = CARDS_DIR if out_dir == WEIGHTS_DIR else out_dir
