@@ -19,9 +19,9 @@ ADAPTERS.register("vq-digits", lazy="genbench.adapters.vq:VQDigits")
 ADAPTERS.register("hf-causal-lm", lazy="genbench.adapters.hf:HFCausalLM")
 ADAPTERS.register("hf-masked-diffusion-lm", lazy="genbench.adapters.hf_mdlm:HFMaskedDiffusionLM")
 
-EXTRACTORS.register("inception", lazy="genbench.extractors:InceptionExtractor")
-EXTRACTORS.register("torchscript", lazy="genbench.extractors:TorchScriptExtractor")
-EXTRACTORS.register("clip", lazy="genbench.extractors:ClipExtractor")
+EXTRACTORS.register("inception", lazy="genbench.features.extractor_inception:InceptionExtractor")
+EXTRACTORS.register("torchscript", lazy="genbench.features.extractor_torchscript:TorchScriptExtractor")
+EXTRACTORS.register("clip", lazy="genbench.features.extractor_clip:ClipExtractor")
 EXTRACTORS.register("digits-classifier", lazy="genbench.adapters.classifier:DigitsClassifierExtractor")
 
 TRAINERS.register("digits-classifier", lazy="genbench.adapters.classifier:train_digits_classifier")

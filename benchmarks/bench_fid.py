@@ -5,7 +5,7 @@ random conv net, 64-d output, fewer dimensions than images so both square-root m
 well posed): decode each PNG, clean-fid's ``clean`` resize to 299x299 (Pillow bicubic per
 channel in float mode), the network on batches of 64, mean and covariance in float64, the
 Fréchet distance. clean-fid runs ``compute_fid(mode="clean", custom_feat_extractor=net,
-num_workers=0)``; genbench runs ``fidtool.compute_fid(..., use_cache=False)`` (no statistics
+num_workers=0)``; genbench runs ``compute_fid(..., use_cache=False)`` (no statistics
 cache: nothing is reused between repeats). Where genbench is faster: decoding and resizing run
 on a thread pool (Pillow releases the GIL) one batch ahead of the network, each image is
 resized straight into the batch buffer (no per-image tensors, ToTensor or collate), small
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import genbench  # noqa: F401  (first: installs the torchvision shim clean-fid needs)
-from genbench import fidtool
+from genbench.features.fid import compute_fid
 
 N_IMAGES = 200
 SIZE = 64
@@ -95,7 +95,7 @@ def main() -> None:
         name = f"torchscript:{net_file}"
 
         def ours() -> float:
-            return fidtool.compute_fid(a, b, name, "clean", batch_size=BATCH, use_cache=False)["fid"]
+            return compute_fid(a, b, name, "clean", batch_size=BATCH, use_cache=False)["fid"]
 
         def reference() -> float:
             return float(cleanfid.compute_fid(str(a), str(b), mode="clean", custom_feat_extractor=net,
@@ -104,7 +104,7 @@ def main() -> None:
 
         def fresh_cache() -> float:  # the CLI's default path: hash the files, compute, write the cache
             with tempfile.TemporaryDirectory(dir=tmp) as cache:
-                return fidtool.compute_fid(a, b, name, "clean", batch_size=BATCH, cache_dir=cache)["fid"]
+                return compute_fid(a, b, name, "clean", batch_size=BATCH, cache_dir=cache)["fid"]
 
         def network_only() -> None:  # the part both sides share: the net on the same batches
             x = torch.rand(BATCH, 3, 299, 299) * 255

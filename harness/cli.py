@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="report file (default DIR/report.md)")
     rep.set_defaults(func=cmd_report)
 
-    from genbench import fidtool
+    from genbench.features import commands as image_commands
 
-    fidtool.add_commands(sub)
+    image_commands.add_commands(sub)
 
     zoo = sub.add_parser("zoo", help="the reference models: list them, or retrain their weights from a seed")
     zoo.add_argument("action", choices=["train", "list"])

@@ -116,8 +116,9 @@ class ImageQuality(Suite):
 
     # --- a reference given by path (ImageNet-style protocols) -----------------------------------
     def _run_reference(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
-        from genbench import fidtool
-        from genbench.extractors import build_extractor, extractor_identity
+        from genbench.features.build import build_extractor, extractor_identity
+        from genbench.features.fid import statistics_origin, statistics_to_metrics
+        from genbench.features.statistics import Statistics, logits_status, path_to_statistics, spatial_status
 
         o = ctx.options
         reference = o["reference"]
@@ -127,9 +128,9 @@ class ImageQuality(Suite):
         labels = _class_labels(generator, o)
         n = len(labels) if labels is not None else int(o["n_samples"])
         ex = build_extractor(o["extractor"], mode=o["extractor_mode"], device=ctx.device)
-        spatial = fidtool.spatial_status(ex) is None
+        spatial = spatial_status(ex) is None
         ref_kw = dict(center_crop=o["center_crop"], grey=o["grey"])
-        ref = fidtool.path_to_statistics(reference, ex, keep_features=True, **ref_kw)
+        ref = path_to_statistics(reference, ex, keep_features=True, **ref_kw)
 
         drawn = _draw_samples(generator, ex, ctx, labels, n, spatial)
         identity = extractor_identity(ex)
@@ -137,16 +138,16 @@ class ImageQuality(Suite):
         mu_s = sigma_s = None
         if "spatial" in drawn:  # only its statistics are needed (50,000 x 2023 float64 is 0.8 GB)
             mu_s, sigma_s = image_metrics.features_to_statistics(drawn.pop("spatial"))
-        samples = fidtool.Statistics(mu=mu, sigma=sigma, n=n, source=f"samples of {getattr(generator, 'name', '?')}",
-                                     kind="samples", identity=identity, mu_s=mu_s, sigma_s=sigma_s,
-                                     features=drawn["features"])
-        wanted = ["fid"] + (["is"] if fidtool.logits_status(ex) is None else [])
+        samples = Statistics(mu=mu, sigma=sigma, n=n, source=f"samples of {getattr(generator, 'name', '?')}",
+                             kind="samples", identity=identity, mu_s=mu_s, sigma_s=sigma_s,
+                             features=drawn["features"])
+        wanted = ["fid"] + (["is"] if logits_status(ex) is None else [])
         if ref.features is not None:
             wanted += ["kid", "pr"]
-        res = fidtool.statistics_to_metrics(samples, ref, ex, wanted, bootstrap=int(o["fid_bootstrap"] or 0),
-                                            is_splits=int(o["is_splits"]), kid_subsets=int(o["kid_subsets"]),
-                                            kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
-                                            seed=ctx.seed)
+        res = statistics_to_metrics(samples, ref, ex, wanted, bootstrap=int(o["fid_bootstrap"] or 0),
+                                    is_splits=int(o["is_splits"]), kid_subsets=int(o["kid_subsets"]),
+                                    kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
+                                    seed=ctx.seed)
         for w in res["warnings"]:
             warnings.warn(w, stacklevel=2)
         task = Path(reference).name or reference
@@ -154,7 +155,7 @@ class ImageQuality(Suite):
             **ex.describe(),
             "quantisation": drawn["quantisation"],
             "reference": reference,
-            "reference_statistics": fidtool.statistics_origin(ref),
+            "reference_statistics": statistics_origin(ref),
             "n_reference": ref.n,
             "n_samples": n,
             "sqrtm": res["sqrtm"],
@@ -195,7 +196,7 @@ class ImageQuality(Suite):
             yield Metric("recall", res["recall"], unit="fraction", higher_is_better=True, n=n, task=task,
                          convention=pr_conv)
         if o["train_reference"]:
-            train = fidtool.path_to_statistics(o["train_reference"], ex, spatial=False, **ref_kw)
+            train = path_to_statistics(o["train_reference"], ex, spatial=False, **ref_kw)
             floor = image_metrics.statistics_to_fid(train.mu, train.sigma, ref.mu, ref.sigma)
             yield Metric("fid_train_floor", floor, unit="FID", higher_is_better=False, n=train.n, task=task,
                          convention={**convention, "n_samples": train.n, "train_reference": o["train_reference"],
@@ -259,7 +260,7 @@ def _draw_samples(generator: Generator, ex, ctx: SuiteContext, labels, n: int, s
     if configured and declared and declared != {str(configured)}:
         raise UserError(f"[suite.image_quality] quantisation = {configured!r}, but the adapter "
                         f"{getattr(generator, 'name', '?')!r} reports {', '.join(sorted(declared))}; "
-                        f"make them agree (genbench.imagefiles.QUANTISATION_RULES)")
+                        f"make them agree (genbench.features.quantise.QUANTISATION_RULES)")
     if declared:
         quantisation = ", ".join(sorted(declared)) + " (reported by the adapter)"
     elif configured:

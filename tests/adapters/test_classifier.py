@@ -8,7 +8,7 @@ import pytest
 from genbench import data
 from genbench.adapters import classifier
 from genbench.errors import UserError
-from genbench.extractors import build_extractor
+from genbench.features.build import build_extractor
 from genbench.registry import EXTRACTORS
 
 

@@ -14,9 +14,8 @@ from genbench.interfaces import Generator, Samples
 from genbench.registry import ADAPTERS
 from genbench.suite import SuiteContext
 from genbench.suites.image_quality import ImageQuality
-from tests.harness.test_extractors import digit_images, tiny_torchscript, write_pngs
-# autouse: a statistics cache in each test's tmp dir
-from tests.harness.test_fidtool import private_cache  # noqa: F401
+# private_cache (autouse): a statistics cache in each test's tmp dir
+from tests.harness.features.helpers import digit_images, private_cache, tiny_torchscript, write_pngs  # noqa: F401
 from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
@@ -39,7 +38,7 @@ class ClassConditionalFake(Generator):
         pass
 
     def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
-        from genbench.imagefiles import float_images_to_uint8
+        from genbench.features.quantise import float_images_to_uint8
 
         labels = np.asarray(condition)
         assert labels.shape == (n,)
@@ -140,9 +139,9 @@ def test_protocol_checks_name_the_field(files, tmp_path):
         run(Truncating())
 
     # a reference known only by its statistics: FID alone, and the others say why they are missing
-    from genbench import fidtool
+    from genbench.features.statistics import path_to_statistics
 
-    s = fidtool.path_to_statistics(files["reference"], f"torchscript:{files['net']}", use_cache=False)
+    s = path_to_statistics(files["reference"], f"torchscript:{files['net']}", use_cache=False)
     stats = tmp_path / "reference_stats.npz"
     np.savez(stats, mu=s.mu, sigma=s.sigma)
     metrics = run(reference=str(stats), save_png=False, train_reference=str(files["reference"]))

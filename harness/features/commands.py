@@ -1,0 +1,174 @@
+"""The CLI commands ``genbench fid``, ``genbench is`` and ``genbench stats``.
+
+A ``PATH`` is any image source (``genbench.features.sources``) or a statistics ``.npz``
+(``genbench.features.statistics``); results print with their convention
+(``genbench.features.fid``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from genbench.errors import UserError
+from genbench.features.build import extractor_identity
+from genbench.features.cache import CACHE_ENV, write_statistics_npz
+from genbench.features.fid import METRICS, compute_fid, compute_inception_score, parse_metrics
+from genbench.features.statistics import path_to_statistics, resolve_extractor
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from genbench.features.resize import RESIZE_MODES
+
+    p.add_argument("--extractor", default="inception", help="inception, inception:FILE, torchscript:FILE, "
+                   "clip:ARCH:FILE or a registered name (default inception)")
+    p.add_argument("--mode", default=None, choices=list(RESIZE_MODES),
+                   help="resize mode (default: the extractor's, clean for inception)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--grey", default="error", choices=["error", "convert"],
+                   help="a greyscale image: error (default) or convert (replicate the channel)")
+    p.add_argument("--alpha", default="error", choices=["error", "drop"],
+                   help="an image with transparency: error (default) or drop the alpha channel")
+    p.add_argument("--center-crop", type=int, default=None, metavar="SIZE",
+                   help="ADM's ImageNet preprocessing of the images first (BOX halvings, BICUBIC, centre crop)")
+    p.add_argument("--trust-unknown", action="store_true", help="accept Inception weights whose sha256 is not known")
+
+
+def _add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None, help=f"statistics cache (default ~/.cache/genbench/stats, or ${CACHE_ENV})")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
+    p.add_argument("--npz-prefer", default="stats", choices=["stats", "images"],
+                   help="an npz with both statistics and arr_0 images: use which (default stats)")
+
+
+def _fmt_n(n) -> str:
+    return "?" if n is None else str(n)
+
+
+def result_to_text(result: dict[str, Any]) -> str:
+    """``compute_fid``'s result as lines of text: each number with its convention and counts."""
+    sha = (result.get("weights_sha256") or "")[:12]
+    lines = [f"FID {result['fid']:.6g}  ({result['extractor']} {sha} mode={result['mode']}, "
+             f"n_a={_fmt_n(result['n_a'])}, n_b={_fmt_n(result['n_b'])}, sqrtm={result['sqrtm']})"]
+    if result.get("fid_ci"):
+        low, high = result["fid_ci"]
+        lines.append(f"  {result['fid_ci_level']:.0%} bootstrap interval [{low:.6g}, {high:.6g}] "
+                     f"({result['fid_bootstrap']} replicates of the samples, reference fixed)")
+    if result.get("sfid") is not None:
+        lines.append(f"sFID {result['sfid']:.6g}  ({result['sfid_layer']}, {result['sfid_dim']}-d, "
+                     f"n_a={_fmt_n(result['n_a'])}, n_b={_fmt_n(result['n_b'])})")
+    else:
+        lines.append(f"sFID n/a: {result['sfid_note'].removeprefix('no sFID: ')}")
+    if "is" in result:
+        lines.append(f"IS {result['is']:.6g} +- {result['is_std']:.3g}  (of {result['a']}, {result['is_splits']} "
+                     f"splits, n={result['is_n']}; {result['is_convention']})")
+    if "kid" in result:
+        lines.append(f"KID {result['kid']:.6g} +- {result['kid_std']:.3g}  ({result['kid_subsets']} subsets of "
+                     f"{result['kid_subset_size']}, n_a={result['kid_n_a']}, n_b={result['kid_n_b']})")
+    if "precision" in result:
+        lines.append(f"precision {result['precision']:.4f}, recall {result['recall']:.4f}  (k={result['pr_k']}, "
+                     f"{result['pr_n_fake']} samples against {result['pr_n_real']} reference images)")
+    return "\n".join(lines)
+
+
+def cmd_fid(args: argparse.Namespace) -> int:
+    result = compute_fid(args.path_a, args.path_b, args.extractor, args.mode, batch_size=args.batch_size,
+                         device=args.device, grey=args.grey, alpha=args.alpha, cache_dir=args.cache_dir,
+                         use_cache=not args.no_cache, trust_unknown=args.trust_unknown, sqrtm=args.sqrtm,
+                         npz_prefer=args.npz_prefer, metrics=parse_metrics(args.metrics), bootstrap=args.bootstrap,
+                         center_crop=args.center_crop)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(result_to_text(result))
+    for w in result["warnings"]:
+        print(f"genbench: warning: {w}", file=sys.stderr)
+    return 0
+
+
+def cmd_is(args: argparse.Namespace) -> int:
+    result = compute_inception_score(args.path, args.extractor, args.mode, batch_size=args.batch_size,
+                                     device=args.device, grey=args.grey, alpha=args.alpha,
+                                     trust_unknown=args.trust_unknown, splits=args.splits,
+                                     center_crop=args.center_crop)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"IS {result['is']:.6g} +- {result['is_std']:.3g}  ({result['extractor']} "
+              f"{(result['weights_sha256'] or '')[:12]} mode={result['mode']}, {result['is_splits']} splits, "
+              f"n={result['n']}; {result['is_convention']})")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
+    stats = path_to_statistics(args.path, ex, batch_size=args.batch_size, grey=args.grey, alpha=args.alpha,
+                               cache_dir=args.cache_dir, use_cache=not args.no_cache, npz_prefer=args.npz_prefer,
+                               center_crop=args.center_crop)
+    identity = extractor_identity(ex)
+    if stats.identity is None:
+        raise UserError(f"{args.path}: a statistics file from another tool records no extractor; genbench stats "
+                        f"will not relabel it as {identity.get('extractor')}'s")
+    out = write_statistics_npz(args.out, stats.mu, stats.sigma, n=stats.n, identity=identity,
+                               mu_s=stats.mu_s, sigma_s=stats.sigma_s,
+                               extra={"genbench_source": stats.source,
+                                      "genbench_data_hash": stats.data_hash or "",
+                                      "genbench_preprocessing": stats.preprocessing})
+    spatial = f", spatial {stats.mu_s.shape[0]}-d" if stats.has_spatial else ""
+    print(f"statistics: {out} (n={stats.n}, dim={stats.dim}{spatial}, {identity.get('extractor')} "
+          f"mode={identity.get('resize')})")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``fid``, ``is`` and ``stats`` to the ``genbench`` CLI's subparsers."""
+    fid = subparsers.add_parser("fid", help="FID (sFID, IS, KID, precision/recall) of samples against a reference")
+    fid.add_argument("path_a", metavar="PATH_A", help="the samples: folder, npz, data set or hf:PATH[:SPLIT]")
+    fid.add_argument("path_b", metavar="PATH_B", help="the reference: folder, npz (statistics, ADM reference "
+                     "batch), data set or hf:PATH[:SPLIT]")
+    _add_common(fid)
+    _add_cache(fid)
+    fid.add_argument("--metrics", default="fid", help=f"comma-separated, from {','.join(METRICS)} (default fid; "
+                     f"sFID is reported whenever both sides allow it)")
+    fid.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                     help="N bootstrap replicates of the samples for a 95%% interval of the FID (default off)")
+    fid.add_argument("--sqrtm", default=None, help="matrix square root method of statistics_to_fid (default its own)")
+    fid.add_argument("--json", action="store_true", help="print one JSON object: the numbers and their convention")
+    fid.set_defaults(func=cmd_fid)
+
+    is_ = subparsers.add_parser("is", help="Inception Score of one image source (ADM's convention)")
+    is_.add_argument("path", metavar="PATH")
+    _add_common(is_)
+    is_.add_argument("--splits", type=int, default=10, help="consecutive splits, no shuffle (default 10)")
+    is_.add_argument("--json", action="store_true")
+    is_.set_defaults(func=cmd_is)
+
+    stats = subparsers.add_parser("stats", help="write a source's feature statistics to an npz (mu, sigma + identity)")
+    stats.add_argument("path", metavar="PATH")
+    _add_common(stats)
+    _add_cache(stats)
+    stats.add_argument("--out", required=True, help="the .npz to write")
+    stats.set_defaults(func=cmd_stats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m genbench.features.commands fid A B``) until the CLI wires add_commands."""
+    parser = argparse.ArgumentParser(prog="genbench")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    from genbench.registry import UnknownNameError
+
+    try:
+        return args.func(args)
+    except (UserError, UnknownNameError) as e:
+        print(f"genbench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["add_commands", "main", "result_to_text", "cmd_fid", "cmd_is", "cmd_stats"]

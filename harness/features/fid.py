@@ -1,0 +1,215 @@
+"""FID and friends between two image sources (samples ``a``, reference ``b``), each number with
+its convention and sample counts.
+
+Metrics (``metrics=`` / ``--metrics fid,is,kid,pr``): FID always, sFID whenever both sides have
+spatial statistics (the result says why not otherwise), the Inception Score of the samples (ADM:
+logits without bias, consecutive splits), KID (clean-fid's kernel_distance) and
+precision/recall (k = 3, the reference's images as the real manifold, as ADM uses its reference
+batch's ``arr_0``); ``bootstrap=`` adds a bootstrap interval for the FID. Every result carries a
+warning when an Inception FID rests on fewer samples than the protocol's 50,000.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genbench.errors import UserError
+from genbench.features.build import extractor_identity
+from genbench.features.statistics import (Statistics, logits_status, path_to_features, path_to_statistics,
+                                          resolve_extractor, spatial_status)
+
+#: the metrics ``compute_fid`` knows (sFID comes with FID whenever both sides allow it)
+METRICS = ("fid", "sfid", "is", "kid", "pr")
+#: the ImageNet protocol's sample count (ADM, DiT, VAR, MAR...): fewer biases FID upward
+PROTOCOL_N = 50_000
+
+
+def _metrics():
+    from genbench.metrics import image
+
+    return image
+
+
+def _fid(mu_a, sigma_a, mu_b, sigma_b, sqrtm: str | None, what: str) -> tuple[float, str]:
+    fn = _metrics().statistics_to_fid
+    params = inspect.signature(fn).parameters
+    kw: dict[str, Any] = {}
+    method = None
+    for name in ("method", "sqrtm"):
+        if name in params:
+            if sqrtm is not None:
+                kw[name] = sqrtm
+            default = params[name].default
+            method = sqrtm or (default if default is not inspect.Parameter.empty else None)
+            break
+    else:
+        if sqrtm is not None:
+            raise UserError(f"--sqrtm {sqrtm}: genbench.metrics.image.statistics_to_fid takes no method option")
+    try:
+        value = float(fn(mu_a, sigma_a, mu_b, sigma_b, **kw))
+    except ValueError as e:  # e.g. scipy's sqrtm with a large imaginary part
+        raise UserError(f"{what}: {e}") from None
+    return value, str(method or "default of genbench.metrics.image.statistics_to_fid")
+
+
+def parse_metrics(text: str | tuple | list) -> tuple[str, ...]:
+    """``"fid,is,kid,pr"`` (or a sequence) -> the metric names, checked; FID is always included."""
+    names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; use a comma-separated list of "
+                        f"{', '.join(METRICS)}")
+    return tuple(dict.fromkeys(["fid", *names]))
+
+
+def _images_needed(s: Statistics, what: str) -> np.ndarray:
+    if s.features is None:
+        raise UserError(f"{s.source}: {what} needs the images of this side, but it holds only statistics (fields "
+                        f"mu, sigma); give the images (a folder, an npz with arr_0, a data set)")
+    return s.features
+
+
+def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid",), *, sqrtm: str | None = None,
+                          bootstrap: int = 0, is_splits: int = 10, kid_subsets: int = 100,
+                          kid_subset_size: int = 1000, pr_k: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Metrics of samples ``a`` against reference ``b`` (their ``Statistics``, with ``features``
+    where a metric needs them): a flat dict of values, each with its sample counts and options.
+
+    fid (always) and sfid (whenever both sides have spatial statistics; ``sfid_note`` says why
+    not otherwise, and asking for ``sfid`` explicitly then is an error); ``is``: Inception Score
+    of ``a`` (ADM: logits without bias, ``is_splits`` consecutive parts, no shuffle); ``kid``:
+    clean-fid's ``kernel_distance`` convention; ``pr``: precision and recall of ``a`` against
+    ``b``'s images, k = ``pr_k``; ``bootstrap``: that many bootstrap replicates of ``a`` against
+    ``b``'s fixed statistics give ``fid_ci`` (95 %, basic interval).
+    """
+    im = _metrics()
+    metrics = parse_metrics(metrics)
+    if a.dim != b.dim:
+        raise UserError(f"{a.source} has {a.dim}-d statistics but {b.source} has {b.dim}-d; use one extractor for both")
+    value, method = _fid(a.mu, a.sigma, b.mu, b.sigma, sqrtm, f"FID of {a.source} against {b.source}")
+    out: dict[str, Any] = {"fid": value, "sqrtm": method, "n_a": a.n, "n_b": b.n, "metrics": list(metrics)}
+
+    missing = [s for s in (a, b) if not s.has_spatial]
+    note = None
+    if missing:
+        reason = spatial_status(extractor)
+        files = [s.source for s in missing if s.kind in ("stats_npz", "adm_reference")]
+        note = (f"no sFID: {reason}" if reason is not None and len(files) < len(missing) else
+                f"no sFID: no spatial statistics (mu_s, sigma_s) in {' and '.join(files or [s.source for s in missing])}")
+    elif a.mu_s.shape != b.mu_s.shape:
+        note = (f"no sFID: spatial statistics of {a.mu_s.shape[0]} dimensions ({a.source}) against "
+                f"{b.mu_s.shape[0]} ({b.source})")
+    if note is not None:
+        if "sfid" in metrics:
+            raise UserError(note.replace("no sFID: ", "sFID asked for, but: "))
+        out.update(sfid=None, sfid_note=note)
+    else:
+        from genbench.features.extractor_inception import SPATIAL_LAYER
+
+        out.update(sfid=_fid(a.mu_s, a.sigma_s, b.mu_s, b.sigma_s, sqrtm, f"sFID of {a.source} against {b.source}")[0],
+                   sfid_dim=int(a.mu_s.shape[0]), sfid_layer=SPATIAL_LAYER, sfid_note=None)
+
+    if "is" in metrics:
+        if logits_status(extractor) is not None:
+            raise UserError(f"IS: {logits_status(extractor)}")
+        fa = _images_needed(a, "the Inception Score")
+        score, std = im.logits_to_inception_score(extractor.features_to_logits(fa), splits=min(is_splits, len(fa)),
+                                                  inputs="logits")
+        out.update({"is": score, "is_std": std, "is_splits": min(is_splits, len(fa)), "is_n": len(fa),
+                    "is_convention": "ADM: softmax of pool_3 x output weight (no bias), consecutive splits, "
+                                     "no shuffle"})
+    if "kid" in metrics:
+        fa, fb = _images_needed(a, "KID"), _images_needed(b, "KID")
+        size = min(kid_subset_size, len(fa), len(fb))
+        kid, kid_std = im.features_to_kid(fa, fb, num_subsets=kid_subsets, max_subset_size=size, seed=seed)
+        out.update(kid=kid, kid_std=kid_std, kid_subsets=kid_subsets, kid_subset_size=size,
+                   kid_n_a=len(fa), kid_n_b=len(fb))
+    if "pr" in metrics:
+        fa, fb = _images_needed(a, "precision/recall"), _images_needed(b, "precision/recall")
+        precision, recall = im.features_to_precision_recall(fb, fa, k=pr_k)
+        out.update(precision=precision, recall=recall, pr_k=pr_k, pr_n_real=len(fb), pr_n_fake=len(fa))
+    if bootstrap:
+        fa = _images_needed(a, "the bootstrap interval of FID")
+        boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
+        out.update(fid_ci=[boot.low, boot.high], fid_ci_level=boot.level, fid_boot_std=boot.std,
+                   fid_bootstrap=boot.n_boot, fid_bootstrap_method="eigh, samples resampled, reference fixed")
+    out["warnings"] = protocol_warnings(extractor, a.n)
+    return out
+
+
+def protocol_warnings(extractor, n: int | None) -> list[str]:
+    """A warning when an Inception FID (ImageNet-style) rests on fewer than 50,000 samples."""
+    if getattr(extractor, "name", None) != "inception" or n is None or n >= PROTOCOL_N:
+        return []
+    return [f"FID from {n} samples: the ImageNet protocol (ADM, DiT, VAR, MAR) uses {PROTOCOL_N:,}; FID is biased "
+            f"upward at smaller N, so this number is not comparable to published ones"]
+
+
+def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
+                device: str | None = None, grey: str = "error", alpha: str = "error",
+                cache_dir: str | Path | None = None, use_cache: bool = True, trust_unknown: bool = False,
+                sqrtm: str | None = None, npz_prefer: str = "stats", threads: int | None = None,
+                metrics=("fid",), bootstrap: int = 0, center_crop: int | None = None) -> dict[str, Any]:
+    """FID (and sFID, IS, KID, precision/recall: ``metrics``) of samples ``path_a`` against
+    reference ``path_b``, with its convention: a flat dict (``fid``, ``sfid``, ``extractor``,
+    ``weights_sha256``, ``mode``, ``dim``, ``n_a``, ``n_b``, ``sqrtm``, sources, cache use...).
+    center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet)."""
+    ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
+    metrics = parse_metrics(metrics)
+    if "is" in metrics and logits_status(ex) is not None:  # before any pass over the images
+        raise UserError(f"IS: {logits_status(ex)}")
+    both = bool({"kid", "pr"} & set(metrics))  # these need both sides' features; IS and bootstrap only a's
+    kw = dict(batch_size=batch_size, grey=grey, alpha=alpha, cache_dir=cache_dir, use_cache=use_cache,
+              npz_prefer=npz_prefer, center_crop=center_crop)
+    a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or "is" in metrics, **kw)
+    b = path_to_statistics(path_b, ex, keep_features=both, **kw)
+    if a.dim != b.dim:
+        raise UserError(f"{path_a} has {a.dim}-d statistics but {path_b} has {b.dim}-d; use one extractor for both")
+    out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap)
+    ident = extractor_identity(ex)
+    out.update({
+        "extractor": ex.describe().get("extractor"),
+        "weights_sha256": ident.get("weights_sha256"),
+        "mode": ident.get("resize", getattr(ex, "mode", None)),
+        "dim": a.dim,
+        "quantisation": "uint8 as stored in the sources",
+        "center_crop": center_crop,
+        "a": a.source,
+        "b": b.source,
+        "a_statistics": statistics_origin(a),
+        "b_statistics": statistics_origin(b),
+        "identity": ident,
+    })
+    return out
+
+
+def compute_inception_score(path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
+                            device: str | None = None, grey: str = "error", alpha: str = "error",
+                            trust_unknown: bool = False, splits: int = 10,
+                            center_crop: int | None = None) -> dict[str, Any]:
+    """The Inception Score of one source's images (ADM's convention), with its convention."""
+    ex = resolve_extractor(extractor, mode, device, trust_unknown)
+    if logits_status(ex) is not None:
+        raise UserError(f"IS: {logits_status(ex)}")
+    feats = path_to_features(path, ex, batch_size=batch_size, grey=grey, alpha=alpha, center_crop=center_crop)
+    k = min(splits, len(feats))
+    score, std = _metrics().logits_to_inception_score(ex.features_to_logits(feats), splits=k, inputs="logits")
+    ident = extractor_identity(ex)
+    return {"is": score, "is_std": std, "is_splits": k, "n": len(feats), "source": str(path),
+            "extractor": ex.describe().get("extractor"), "weights_sha256": ident.get("weights_sha256"),
+            "mode": ident.get("resize"), "quantisation": "uint8 as stored in the source",
+            "is_convention": "ADM: softmax of pool_3 x output weight (no bias), consecutive splits, no shuffle"}
+
+
+def statistics_origin(s: Statistics) -> str:
+    """Where statistics came from, in words (a file, the cache, computed)."""
+    if s.kind in ("stats_npz", "adm_reference"):
+        return "file, extractor recorded and checked" if s.identity else "file from another tool: only its dimension was checked"
+    return "cache" if s.from_cache else ("computed, cached" if s.cache_file else "computed")
+
+
+__all__ = ["METRICS", "PROTOCOL_N", "compute_fid", "compute_inception_score", "statistics_to_metrics",
+           "parse_metrics", "protocol_warnings", "statistics_origin"]

@@ -1,0 +1,200 @@
+"""The resizes to the network's input, one per resize mode (the same as clean-fid's).
+
+* ``clean``: Pillow bicubic resize of each channel as a float image (mode ``F``) to 299x299,
+  clipped to [0, 255], never re-quantised to uint8. Small images go through Pillow's own
+  weights as two banded matrix products (``pil_bicubic_matrix``); larger ones through the very
+  Pillow call clean-fid makes.
+* ``legacy_pytorch``: ``F.interpolate(bilinear, align_corners=False)`` to 299x299, clipped.
+* ``legacy_tensorflow``: no resize outside the network; StyleGAN2-ADA's TorchScript resizes
+  inside, imitating TF1's bilinear resize (``tf1_resize`` reproduces it for sFID's layer chain).
+  ADM's evaluator feeds its TF graph the same way, so its reference batches follow this mode.
+* ``clip``: clean-fid's CLIP preprocessing (``clip_resize``).
+
+Every resize takes one uint8 (H, W, 3) image and writes float32 (3, size, size) in [0, 255].
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import numpy as np
+
+from genbench.errors import UserError
+
+RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow", "clip")
+INCEPTION_SIZE = 299
+
+
+def check_mode(mode: str) -> None:
+    if mode not in RESIZE_MODES:
+        raise UserError(f"mode={mode!r}: unknown resize mode; use one of {', '.join(RESIZE_MODES)}")
+
+
+#: images whose sides are all at most this (and at most the output size) take the BLAS path
+#: of the clean resize; larger ones go through Pillow itself (see ``clean_resize``)
+BANDED_MAX_SIDE = 160
+_BAND_ROWS = 32  # output rows (columns) per matrix block
+
+
+def _pil_bicubic(x: float) -> float:
+    """Pillow's bicubic kernel (a = -0.5), written as Pillow's Resample.c evaluates it."""
+    a = -0.5
+    if x < 0.0:
+        x = -x
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    if x < 2.0:
+        return (((x - 5) * x + 8) * x - 4) * a
+    return 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def pil_bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """float64 (n_out, n_in): Pillow's BICUBIC resampling weights along one axis.
+
+    Pillow's ``precompute_coeffs`` step by step: output pixel ``i`` has centre ``(i + 0.5) *
+    scale``; the kernel is stretched by ``max(scale, 1)`` (antialiasing when shrinking); taps
+    run from ``int(centre - support + 0.5)`` to ``int(centre + support + 0.5)`` clipped to the
+    image; the weights are divided by their sum. Read-only (cached).
+    """
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale
+    inv = 1.0 / filterscale
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), n_in) - lo
+        taps = [_pil_bicubic((x + lo - center + 0.5) * inv) for x in range(count)]
+        total = 0.0
+        for t in taps:
+            total += t
+        for x, t in enumerate(taps):
+            m[i, lo + x] = t / total if total != 0.0 else t
+    m.setflags(write=False)
+    return m
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(n_in: int, n_out: int) -> tuple:
+    """The weight matrix cut into blocks of output rows, each with only its non-zero columns."""
+    m = pil_bicubic_matrix(n_in, n_out)
+    blocks = []
+    for o0 in range(0, n_out, _BAND_ROWS):
+        o1 = min(o0 + _BAND_ROWS, n_out)
+        cols = np.flatnonzero(np.any(m[o0:o1] != 0.0, axis=0))
+        lo, hi = int(cols[0]), int(cols[-1]) + 1
+        block = np.ascontiguousarray(m[o0:o1, lo:hi])
+        blocks.append((o0, o1, lo, hi, block, np.ascontiguousarray(block.T)))
+    return tuple(blocks)
+
+
+def _clean_resize_banded(image: np.ndarray, size: int, out: np.ndarray) -> np.ndarray:
+    """Pillow's float bicubic resize of all channels at once as two banded matrix products.
+
+    Same weights, same order of passes as Pillow for images no larger than the output
+    (horizontal first, its result kept in float32 as Pillow's intermediate image is, the
+    vertical pass in float64), so the result equals Pillow's up to the order of additions in
+    float64: identical float32 values but for a rare last-bit difference.
+    """
+    c, h, w = image.shape[2], image.shape[0], image.shape[1]
+    x = image.transpose(2, 0, 1).astype(np.float64)
+    tmp = np.empty((c, h, size), dtype=np.float64)
+    for o0, o1, lo, hi, _, block_t in _bands(w, size):
+        np.matmul(x[:, :, lo:hi], block_t, out=tmp[:, :, o0:o1])
+    tmp = tmp.astype(np.float32).astype(np.float64)
+    res = np.empty((c, size, size), dtype=np.float64)
+    for o0, o1, lo, hi, block, _ in _bands(h, size):
+        np.matmul(block, tmp[:, lo:hi, :], out=res[:, o0:o1, :])
+    np.clip(res, 0, 255, out=res)
+    out[...] = res
+    return out
+
+
+def clean_resize(image: np.ndarray, size: int = INCEPTION_SIZE, out: np.ndarray | None = None, *,
+                 use_pillow: bool = False) -> np.ndarray:
+    """clean-fid's ``clean`` resize of one image: uint8 (H, W, 3) -> float32 (3, size, size).
+
+    Each channel as a Pillow float image (mode ``F``) resized with BICUBIC to ``size x size``
+    and clipped to [0, 255]; no re-quantisation. Images no larger than ``BANDED_MAX_SIDE`` (and
+    than ``size``) are resized by ``_clean_resize_banded`` (the same arithmetic as Pillow's,
+    twice as fast on small images), larger ones (or ``use_pillow=True``) by Pillow itself, the
+    very call clean-fid makes. Writes into ``out`` if given.
+    """
+    from PIL import Image
+
+    if out is None:
+        out = np.empty((image.shape[2], size, size), dtype=np.float32)
+    h, w = image.shape[:2]
+    if not use_pillow and max(h, w) <= min(BANDED_MAX_SIDE, size):
+        return _clean_resize_banded(image, size, out)
+    for c in range(image.shape[2]):
+        channel = Image.fromarray(np.ascontiguousarray(image[:, :, c], dtype=np.float32), mode="F")
+        resized = channel.resize((size, size), resample=Image.BICUBIC)
+        np.clip(np.asarray(resized), 0, 255, out=out[c])
+    return out
+
+
+def legacy_pytorch_resize(image: np.ndarray, size: int = INCEPTION_SIZE, out: np.ndarray | None = None) -> np.ndarray:
+    """clean-fid's ``legacy_pytorch`` resize: uint8 (H, W, 3) -> float32 (3, size, size),
+    ``F.interpolate(mode="bilinear", align_corners=False)`` on float32, clipped to [0, 255]."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[0].clamp_(0, 255)
+    if out is None:
+        return y.numpy()
+    out[...] = y.numpy()
+    return out
+
+
+def clip_resize(image: np.ndarray, size: int = 224, out: np.ndarray | None = None) -> np.ndarray:
+    """clean-fid's CLIP preprocessing (``img_preprocess_clip``): uint8 (H, W, 3) -> float32
+    (3, size, size) holding uint8 values.
+
+    torchvision's ``Resize(size, BICUBIC)`` on a Pillow image (short side to ``size``, long side
+    ``int(size * long / short)``, Pillow's uint8 BICUBIC), then ``CenterCrop(size)`` (offsets
+    ``int(round((side - size) / 2))``), written with Pillow alone.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    if (new_w, new_h) != (w, h):
+        pil = pil.resize((new_w, new_h), resample=Image.BICUBIC)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    crop = np.asarray(pil)[top: top + size, left: left + size]
+    if out is None:
+        out = np.empty((3, size, size), dtype=np.float32)
+    out[...] = crop.transpose(2, 0, 1)
+    return out
+
+
+#: mode -> the resize run on the CPU for it (legacy_tensorflow has none)
+RESIZERS: dict[str, Callable[..., np.ndarray]] = {"clean": clean_resize, "legacy_pytorch": legacy_pytorch_resize,
+                                                   "clip": clip_resize}
+
+
+def tf1_resize(x, size: int = INCEPTION_SIZE):
+    """StyleGAN2-ADA's imitation of TF1's bilinear resize, float (B, 3, H, W) -> (B, 3, size, size):
+    an affine grid shifted by half a source pixel minus half a target pixel, sampled bilinearly
+    with border padding. (Used only once a probe has matched the network's own forward.)"""
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = x.shape
+    theta = torch.eye(2, 3, device=x.device)
+    theta[0, 2] += theta[0, 0] / w - theta[0, 0] / size
+    theta[1, 2] += theta[1, 1] / h - theta[1, 1] / size
+    theta = theta.to(x.dtype).unsqueeze(0).repeat([b, 1, 1])
+    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+__all__ = ["RESIZE_MODES", "INCEPTION_SIZE", "RESIZERS", "check_mode", "pil_bicubic_matrix", "clean_resize",
+           "legacy_pytorch_resize", "clip_resize", "tf1_resize", "BANDED_MAX_SIDE"]

@@ -1,0 +1,254 @@
+"""Image sources -> features -> statistics (mean and covariance), read from or written to the
+cache; statistics read from npz files (clean-fid's, ADM's reference batches, genbench's own,
+which record the extractor that made them: a file from another extractor is refused)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genbench.errors import UserError
+from genbench.features.build import extractor_identity
+from genbench.features.cache import (IDENTITY_KEY, cache_file_path, cache_key, default_cache_dir, read_cache,
+                                     write_statistics_npz)
+from genbench.features.npz import npz_fields, npz_read
+from genbench.features.sources import DATASETS, ImageSource, path_to_image_source, with_center_crop
+
+@dataclass
+class Statistics:
+    """Mean and covariance of a source's features, and where they came from.
+
+    n: number of images (None for a foreign statistics file, which does not say).
+    identity: the extractor identity the statistics belong to (None: not recorded, i.e. a
+        clean-fid or ADM file; only its dimension could be checked).
+    mu_s, sigma_s: spatial (sFID) statistics, (Ds,) and (Ds, Ds), when the source has them.
+    features: float64 (N, D) features of the source's images, when they were asked for (never
+        cached); for an ADM reference batch, those of its ``arr_0`` images.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int | None
+    source: str
+    kind: str  # folder | images_npz | stats_npz | adm_reference | dataset | hf
+    identity: dict[str, Any] | None
+    cache_file: str | None = None
+    from_cache: bool = False
+    data_hash: str | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    mu_s: np.ndarray | None = None
+    sigma_s: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    @property
+    def has_spatial(self) -> bool:
+        return self.mu_s is not None and self.sigma_s is not None
+
+
+def _metrics():
+    from genbench.metrics import image
+
+    return image
+
+
+def resolve_extractor(extractor, mode: str | None, device: str | None, trust_unknown: bool | None, threads=None):
+    from genbench.features.build import build_extractor
+
+    if isinstance(extractor, str):
+        return build_extractor(extractor, mode=mode, device=device, trust_unknown=trust_unknown or None,
+                               threads=threads)
+    have = getattr(extractor, "mode", None)
+    if mode is not None and have is not None and have != mode:
+        raise UserError(f"mode={mode!r} but the extractor given was built with mode {have!r}; build it with "
+                        f"mode={mode!r} or leave mode out")
+    return extractor
+
+
+def spatial_status(extractor) -> str | None:
+    """None when the extractor gives spatial (sFID) features, else why not."""
+    status = getattr(extractor, "spatial_status", None)
+    if status is None:
+        return f"extractor {getattr(extractor, 'name', extractor)!r} has no spatial (sFID) features"
+    return status()
+
+
+def logits_status(extractor) -> str | None:
+    """None when the extractor gives class logits (Inception Score), else why not."""
+    status = getattr(extractor, "logits_status", None)
+    if status is None:
+        return f"extractor {getattr(extractor, 'name', extractor)!r} has no classifier logits"
+    return status()
+
+
+def _check_dim(mu: np.ndarray, sigma: np.ndarray, dim: int | None, where: str, fields=("mu", "sigma")) -> None:
+    if mu.ndim != 1 or sigma.ndim != 2 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise UserError(f"{where}: {fields[0]} has shape {mu.shape} and {fields[1]} {sigma.shape}; expected (D,) "
+                        f"and (D, D)")
+    if dim is not None and mu.shape[0] != dim:
+        raise UserError(
+            f"{where}: statistics of dimension {mu.shape[0]} (field {fields[0]}), but the extractor gives "
+            f"{dim}-d features; compute both sides with the same extractor (genbench stats PATH --extractor ...)"
+        )
+
+
+_STAT_FIELDS = ("mu", "sigma", "n", "mu_s", "sigma_s", IDENTITY_KEY)
+
+
+def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[str, Any]) -> Statistics:
+    data = npz_read(path, _STAT_FIELDS)
+    mu = np.asarray(data["mu"], np.float64)
+    sigma = np.asarray(data["sigma"], np.float64)
+    _check_dim(mu, sigma, getattr(extractor, "dim", None), str(path))
+    stored = None
+    if IDENTITY_KEY in data:
+        try:
+            stored = json.loads(str(data[IDENTITY_KEY]))
+        except ValueError:
+            raise UserError(f"{path}: field {IDENTITY_KEY} is not JSON; rewrite the file with genbench stats") from None
+        if stored != identity:
+            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+            details = "; ".join(f"{k}: file {stored.get(k)!r} vs now {identity.get(k)!r}" for k in diff)
+            raise UserError(
+                f"{path}: statistics from another extractor ({details}); recompute them with "
+                f"`genbench stats SOURCE --extractor ... --out {path.name}` using the same extractor and mode"
+            )
+    mu_s = sigma_s = None
+    if "mu_s" in data and "sigma_s" in data:
+        mu_s, sigma_s = np.asarray(data["mu_s"], np.float64), np.asarray(data["sigma_s"], np.float64)
+        _check_dim(mu_s, sigma_s, getattr(extractor, "spatial_dim", None), str(path), fields=("mu_s", "sigma_s"))
+    n = int(data["n"]) if "n" in data and int(data["n"]) >= 0 else None
+    kind = "adm_reference" if "mu_s" in fields else "stats_npz"
+    return Statistics(mu=mu, sigma=sigma, n=n, source=str(path), kind=kind, identity=stored, mu_s=mu_s,
+                      sigma_s=sigma_s)
+
+
+def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> dict[str, np.ndarray]:
+    """``features`` (N, D) float64, and ``spatial`` (N, Ds) when asked, of a source's images."""
+    parts = []
+    for chunk in src.chunks():
+        if hasattr(ex, "outputs_from_loaders"):
+            parts.append(ex.outputs_from_loaders(chunk, batch_size=batch_size, spatial=spatial))
+        else:  # any FeatureExtractor: a stacked array (the images must share one size)
+            feats = ex.features(np.stack([f() for f in chunk]), batch_size=batch_size)
+            parts.append({"features": np.asarray(feats, dtype=np.float64)})
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    feats = out["features"]
+    if feats.ndim != 2 or len(feats) == 0:
+        raise UserError(f"{src.label}: the extractor returned features of shape {feats.shape}; expected (N, D)")
+    if len(feats) < 2:
+        raise UserError(f"{src.label}: one image is not enough for a covariance; FID needs at least 2 (50,000 "
+                        f"by convention)")
+    return out
+
+
+def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, cache_dir, use_cache: bool,
+             spatial: bool, keep_features: bool) -> Statistics:
+    """A source's statistics from the cache, or from one pass over its images (then cached)."""
+    data_hash = src.hash_data() if use_cache else None
+    key = cache_key(data_hash, identity, src.preprocessing) if use_cache else None
+    target = cache_file_path(Path(cache_dir) if cache_dir else default_cache_dir(), key) if use_cache else None
+    common = dict(source=src.label, kind=src.kind, identity=identity, data_hash=data_hash,
+                  preprocessing=src.preprocessing)
+    if target is not None and not keep_features:
+        hit = read_cache(target, key)
+        if hit is not None and (not spatial or "mu_s" in hit):
+            return Statistics(mu=hit["mu"], sigma=hit["sigma"], n=int(hit["n"]), cache_file=str(target),
+                              from_cache=True, mu_s=hit.get("mu_s") if spatial else None,
+                              sigma_s=hit.get("sigma_s") if spatial else None, **common)
+    out = source_to_outputs(ex, src, batch_size, spatial)
+    metrics = _metrics()
+    mu, sigma = metrics.features_to_statistics(out["features"])
+    mu_s = sigma_s = None
+    if "spatial" in out:
+        mu_s, sigma_s = metrics.features_to_statistics(out["spatial"])
+    n = len(out["features"])
+    if target is not None:  # only after the whole pass succeeded
+        write_statistics_npz(target, mu, sigma, n=n, identity=identity, mu_s=mu_s, sigma_s=sigma_s,
+                             extra={"genbench_key": key, "genbench_source": src.label,
+                                    "genbench_data_hash": data_hash, "genbench_preprocessing": src.preprocessing})
+    return Statistics(mu=mu, sigma=sigma, n=n, cache_file=str(target) if target else None, from_cache=False,
+                      mu_s=mu_s, sigma_s=sigma_s, features=out["features"] if keep_features else None, **common)
+
+
+def path_to_statistics(path: str | Path, extractor="inception", mode: str | None = None, *,
+                       batch_size: int = 64, device: str | None = None, grey: str = "error",
+                       alpha: str = "error", cache_dir: str | Path | None = None, use_cache: bool = True,
+                       npz_prefer: str = "stats", trust_unknown: bool = False,
+                       threads: int | None = None, center_crop: int | None = None,
+                       spatial: bool | None = None, keep_features: bool = False) -> Statistics:
+    """Statistics (mu, sigma, n; mu_s, sigma_s where spatial) of an image folder, a ``.npz``,
+    a data set name or ``hf:PATH[:SPLIT]``.
+
+    extractor: an extractor name (``inception``, ``torchscript:FILE``...) or a FeatureExtractor.
+    mode: resize mode for a named extractor (None: its default, ``clean``).
+    npz_prefer: for an npz holding both statistics and images (ADM's reference batch):
+        ``"stats"`` uses its ``mu``/``sigma``; ``"images"`` recomputes them from ``arr_0``.
+    center_crop: ADM's ``center_crop_arr`` to this size before the extractor (real images).
+    spatial: compute sFID's spatial statistics too (None: whenever the extractor gives them).
+    keep_features: also return the (N, D) features in ``.features`` (for KID, precision/recall,
+        IS; for a statistics file with ``arr_0``, the features of those images).
+    """
+    if npz_prefer not in ("stats", "images"):
+        raise UserError(f"npz_prefer={npz_prefer!r}: use stats or images")
+    if batch_size < 1:
+        raise UserError(f"batch_size={batch_size}: must be >= 1")
+    ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
+    identity = extractor_identity(ex)
+    reason = spatial_status(ex)
+    if spatial and reason is not None:
+        raise UserError(reason)
+    want_spatial = reason is None if spatial is None else bool(spatial)
+    p = Path(path)
+
+    if p.is_file():
+        if p.suffix.lower() != ".npz":
+            raise UserError(f"{p}: a source must be a folder of images, a .npz of statistics or images, "
+                            f"hf:PATH[:SPLIT], or a data set name ({', '.join(DATASETS)}); got a "
+                            f"{p.suffix or 'plain'} file")
+        fields = npz_fields(p)
+        has_stats = "mu" in fields and "sigma" in fields
+        has_images = "arr_0" in fields
+        if has_stats and (npz_prefer == "stats" or not has_images):
+            stats = npz_to_statistics(p, fields, ex, identity)
+            if spatial is False:  # a file's own spatial statistics count whatever the extractor gives
+                stats.mu_s = stats.sigma_s = None
+            if keep_features and has_images:
+                src = with_center_crop(path_to_image_source(p, grey=grey, alpha=alpha), center_crop)
+                stats.features = source_to_outputs(ex, src, batch_size, False)["features"]
+            return stats
+        if not has_images:
+            raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
+                            f"(statistics) or arr_0 (uint8 images)")
+    src = path_to_image_source(path, grey=grey, alpha=alpha)
+    if src is None:
+        raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
+                        f"({', '.join(DATASETS)}, optionally :SPLIT)")
+    src = with_center_crop(src, center_crop)
+    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features)
+
+
+def path_to_features(path: str | Path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
+                     device: str | None = None, grey: str = "error", alpha: str = "error",
+                     trust_unknown: bool = False, center_crop: int | None = None) -> np.ndarray:
+    """float64 (N, D) features of an image folder, an npz's ``arr_0``, a data set or
+    ``hf:PATH[:SPLIT]`` (not cached)."""
+    ex = resolve_extractor(extractor, mode, device, trust_unknown)
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".npz" and "arr_0" not in npz_fields(p):
+        raise UserError(f"{p}: features need images (field arr_0); this file has {', '.join(npz_fields(p))}")
+    src = path_to_image_source(path, grey=grey, alpha=alpha)
+    if src is None:
+        raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
+                        f"({', '.join(DATASETS)})")
+    return source_to_outputs(ex, with_center_crop(src, center_crop), batch_size, False)["features"]
+
+
+__all__ = ["Statistics", "path_to_statistics", "path_to_features", "resolve_extractor", "spatial_status",
+           "logits_status", "source_to_outputs", "npz_to_statistics"]

