@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from genbench.reports.build import write_report
 
-    out = write_report(args.dirs, Path(args.out) if args.out else None)
+    out = write_report(args.dirs, Path(args.out) if args.out else None, formats=args.format,
+                       baseline=args.baseline)
     print(f"report: {out}")
     return 0
 
@@ -161,9 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--resume", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    rep = sub.add_parser("report", help="write a Markdown report from one or more run directories")
-    rep.add_argument("dirs", nargs="+")
-    rep.add_argument("--out", help="report file (default DIR/report.md)")
+    rep = sub.add_parser("report", help="write the comparison report (one self-contained HTML page) from run directories")
+    rep.add_argument("dirs", nargs="+", help="run directories, or folders of them")
+    rep.add_argument("--out", help="report file (default DIR/report.html); other formats take its stem")
+    rep.add_argument("--format", action="append", choices=["html", "md", "latex", "csv"],
+                     help="html (default; images embedded), md, latex (booktabs tables) or csv (one row per "
+                          "model x metric); repeatable")
+    rep.add_argument("--baseline", metavar="RUN", help="run id or name: show each model's change against it")
     rep.set_defaults(func=cmd_report)
 
     from genbench.features import commands as image_commands

@@ -1,72 +1,406 @@
-"""Write a report from run directories: Markdown tables, sample links and trade-off plots, and the
-same report as HTML (``report.html`` beside ``report.md``)."""
+"""Write the comparison report from run directories: one self-contained HTML page (images as data
+URIs), or the same document as Markdown, LaTeX (booktabs) or CSV (one row per model x metric).
+
+Reads only the results store. Order: headline table, one section per suite (tables, plots,
+samples, published numbers beside ours), quality against compute, failed cells, what is missing,
+conventions, provenance.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from genbench.reports.markdown import records_to_markdown
-from genbench.reports.plots import COST_AXES, records_to_tradeoff_table, tradeoff_to_png
-from genbench.store import load
+import pandas as pd
+
+from genbench.errors import UserError
+from genbench.reports import cells as C
+from genbench.reports.document import Bullets, Cell, Document, Excerpt, Figure, Heading, Para, Row, Table
+from genbench.reports.numbers import SPREADS, delta_to_text, is_missing
+from genbench.reports.published import cells_to_published, load_published
+from genbench.store import RunStore, load
+from genbench.suites.common import SAMPLE_SEPARATOR
+
+FORMATS = {"html": ".html", "md": ".md", "latex": ".tex", "csv": ".csv"}
+#: headline columns per modality: (suite, metric, short label)
+HEADLINE = {
+    "image": [("image_quality", "fid", "FID"), ("image_quality", "fid_train_floor", "FID floor"),
+              ("tokenizer", "rfid", "rFID"), ("likelihood", "bits_per_dim", "bits/dim"),
+              ("speed", "samples_per_s", "samples/s"), ("speed", "nfe_per_sample", "NFE/sample")],
+    "text": [("likelihood", "bits_per_byte", "bits/byte"), ("text_quality", "gen_perplexity", "gen. PPL"),
+             ("text_quality", "entropy", "entropy"), ("speed", "units_per_s", "tokens/s"),
+             ("speed", "nfe_per_sample", "NFE/sample")],
+}
+SUITE_TITLES = {"image_quality": "Image quality", "likelihood": "Likelihood", "speed": "Speed",
+                "text_quality": "Text quality", "tokenizer": "Tokenizer reconstruction"}
+KIND_LABEL = {"exact": "exact", "upper_bound": "≤ bound"}
 
 
-def write_report(dirs: list[str], out: Path | None = None) -> Path:
-    """Read the store only; write ``out`` (default DIR/report.md) and plots beside it."""
-    frame = load(*dirs)
-    out = Path(out) if out else Path(dirs[0]) / "report.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = records_to_markdown(frame, link_base=out.parent.resolve())
-    table = records_to_tradeoff_table(frame) if len(frame) else None
-    if table is not None and len(table) >= 2:
-        plots = []
-        for cost in COST_AXES:
-            png = tradeoff_to_png(table, cost, out.parent / "plots" / f"fid_vs_{cost}.png")
-            if png is not None:
-                plots.append(f"![FID against {cost}](plots/{png.name})")
-        if plots:
-            text += "\n## Quality against compute\n\nFID of each sampler setting against its cost; one line per " \
-                    "model, coloured by paradigm; circled points are the Pareto front.\n\n" + "\n\n".join(plots) + "\n"
-    text += models_section(frame, out.parent.resolve())
-    out.write_text(text, encoding="utf-8")
-    markdown_to_html(text, out.with_suffix(".html"))
+class Report:
+    """Everything the renderers need: the document, the cells (for CSV) and where samples live."""
+
+    def __init__(self, document: Document, cells: pd.DataFrame):
+        self.document = document
+        self.cells = cells
+
+
+def _row_key(cell: pd.Series) -> tuple[str, str]:
+    return (cell["run_id"], cell["adapter"])
+
+
+def _column_label(base: str, group: pd.DataFrame, ids: dict[str, str], several_tasks: bool) -> str:
+    kind = group["kind"].iloc[0]
+    label = base
+    if several_tasks:
+        label += f" ({group['task'].iloc[0]})"
+    if kind in KIND_LABEL:
+        label += f" ({KIND_LABEL[kind]})"
+    return f"{label} [{ids[group['signature'].iloc[0]]}]"
+
+
+def _columns(cells: pd.DataFrame, specs: list[tuple[str, str, str]], ids: dict[str, str]) -> list[tuple[str, pd.DataFrame]]:
+    """(label, cells of that column) for each spec, one column per (task, convention)."""
+    out = []
+    for suite, metric, label in specs:
+        sel = cells[(cells["suite"] == suite) & (cells["metric"] == metric)]
+        several = sel["task"].nunique() > 1
+        for _, group in sel.groupby(["task", "kind", "signature"], sort=False, dropna=False):
+            out.append((_column_label(label, group, ids, several), group))
     return out
 
 
-HTML_STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
-table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
-img{max-width:100%;image-rendering:pixelated}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}
-code{font-size:90%}li{margin:.2rem 0}"""
-
-
-def markdown_to_html(text: str, path: Path) -> Path:
-    """The Markdown report as one self-contained HTML page beside it (images stay linked)."""
-    import html
-
-    import markdown
-
-    body = markdown.markdown(text, extensions=["tables", "fenced_code", "sane_lists"])
-    title = html.escape(text.splitlines()[0].lstrip("# ") if text else "genbench report")
-    path.write_text(f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-                    f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
-    return path
-
-
-def models_section(frame, base: Path) -> str:
-    """Links to the cards of the reference models that appear in the records."""
-    import os
-
-    from genbench.adapters.zoo import CARDS_DIR
-
-    if frame.empty:
+def _baseline_delta(cell: pd.Series, column: pd.DataFrame, baseline: str | None) -> str:
+    if baseline is None or cell["run_id"] == baseline:
         return ""
-    names = set(frame["adapter_name"].dropna() if "adapter_name" in frame else frame["adapter"])
-    # feature extractors (the digits classifier) and scorers (text_quality) have cards too
-    for conv in frame.get("convention", []):
-        if isinstance(conv, dict):
-            names.update(v for k, v in conv.items() if k in ("extractor", "scorer") and isinstance(v, str))
-    cards = [(n, CARDS_DIR / f"{n}.md") for n in sorted(names) if (CARDS_DIR / f"{n}.md").exists()]
-    if not cards:
+    ref = column[(column["run_id"] == baseline) & (column["adapter"] == cell["adapter"])]
+    if ref.empty:
         return ""
-    lines = ["", "## Model cards", ""]
-    lines += [f"- [`{n}`]({os.path.relpath(card, base)})" for n, card in cards]
-    return "\n".join(lines) + "\n"
+    ref = ref.iloc[0]
+    halves = [(c["high"] - c["low"]) / 2 for c in (cell, ref) if not is_missing(c["low"]) and not is_missing(c["high"])]
+    half = (sum(h * h for h in halves) ** 0.5) if len(halves) == 2 else None
+    return delta_to_text(cell["value"] - ref["value"], half)
+
+
+def _table(caption: str, cells: pd.DataFrame, columns: list[tuple[str, pd.DataFrame]], ids: dict[str, str], *,
+           several_runs: bool, baseline: str | None = None, label: str = "") -> Table:
+    """Rows: one per (run, adapter), grouped by paradigm; columns as given; best marked only when
+    clear of the others' intervals."""
+    with_setting = bool((cells["setting"] != "").any())
+    header = ["model"] + (["setting"] if with_setting else []) + (["run"] if several_runs else []) + ["seeds"] \
+        + [c[0] for c in columns]
+    best = {}
+    notes = []
+    for name, col in columns:
+        idx, why = C.best_index(col)
+        if idx is not None:
+            best[name] = _row_key(col.loc[idx])
+        elif why == "within noise":
+            notes.append(f"{name}: no row marked best, the leading values are within each other's 95% intervals")
+        elif why == "no interval":
+            notes.append(f"{name}: no row marked best, some rows have no recorded interval")
+    keys = cells.drop_duplicates(["run_id", "adapter"])
+    rows: list[Row] = []
+    for paradigm, group in keys.groupby("paradigm", sort=False):
+        color = C.paradigm_color(paradigm)
+        rows.append(Row([], paradigm=paradigm, color=color, group=paradigm))
+        for _, k in group.iterrows():
+            seeds = cells[(cells["run_id"] == k["run_id"]) & (cells["adapter"] == k["adapter"])]["seed_list"]
+            seed_text = ",".join(sorted({s for ss in seeds for s in str(ss).split(",") if s}, key=int)) or "—"
+            row = [Cell(k["model"])] + ([Cell(k["setting"] or "—")] if with_setting else []) \
+                + ([Cell(k["run"])] if several_runs else [])
+            row.append(Cell(seed_text))
+            for name, col in columns:
+                hit = col[(col["run_id"] == k["run_id"]) & (col["adapter"] == k["adapter"])]
+                if hit.empty:
+                    row.append(Cell("—", title="not measured"))
+                    continue
+                c = hit.iloc[0]
+                row.append(Cell(c["text"], best=best.get(name) == _row_key(c), bound=c["kind"] == "upper_bound",
+                                title=f"{SPREADS.get(c['spread'], '')}; n={c['n']}",
+                                sub=_baseline_delta(c, col, baseline)))
+            rows.append(Row(row, paradigm=paradigm, color=color))
+    used = dict.fromkeys(ids[col["signature"].iloc[0]] for _, col in columns)
+    if used:
+        notes.append("Conventions: " + ", ".join(f"{i}" for i in used) + " (spelled out under Conventions).")
+    return Table(caption, header, rows, notes, label=label, text_columns=len(header) - len(columns))
+
+
+def _published_block(cells: pd.DataFrame, published: pd.DataFrame) -> list:
+    pub = cells_to_published(cells, published)
+    if pub.empty:
+        return []
+    rows = []
+    for _, p in pub.iterrows():
+        diff = "; ".join(p["differences"]) if p["differences"] else "same protocol"
+        rows.append(Row([Cell(p["metric"]), Cell(f"{p['ours']} ({p['run']})"), Cell(p["ours_text"]),
+                         Cell(p["model"]), Cell(str(p["value"])), Cell(p["source"]),
+                         Cell(("⚠ " + diff) if p["differences"] else diff)]))
+    return [Heading(3, "Published numbers beside ours"),
+            Table("Rows of results/published.csv for the same metric and data set", 
+                  ["metric", "ours", "our value", "published model", "published", "source", "protocol"],
+                  rows, ["⚠ names each protocol difference (N, reference batch, resize): such numbers are not "
+                         "directly comparable."], text_columns=7)]
+
+
+def _samples(cells: pd.DataFrame, suite: str) -> list:
+    """Sample grids (captions above) and text excerpts of the suite's cells."""
+    blocks = []
+    seen = set()
+    for _, c in cells[cells["suite"] == suite].drop_duplicates(["run_id", "adapter"]).iterrows():
+        if not isinstance(c["artifacts"], str) or not isinstance(c["run_dir"], str):
+            continue
+        folder = Path(c["run_dir"]) / c["artifacts"]
+        if folder in seen or not folder.is_dir():
+            continue
+        seen.add(folder)
+        who = f"{c['adapter']} ({c['paradigm']}), run {c['run']}, seed {c['seed_list']}"
+        for png in sorted(folder.glob("*.png")):
+            blocks.append(Figure(png.read_bytes(), f"{who}: {png.stem.replace('_', ' ')}", f"samples of {c['adapter']}",
+                                 name=f"{suite}-{c['run']}-{c['adapter']}-{png.stem}", pixelated=True))
+        for txt in sorted(folder.glob("*.txt")):
+            blocks.append(Excerpt(f"{who}: first samples of {txt.name}", text_to_excerpts(txt)))
+    return blocks
+
+
+def text_to_excerpts(path: Path, *, samples: int = 3, chars: int = 320) -> list[str]:
+    """The first ``samples`` samples of a samples.txt, each cut at ``chars`` characters (at a space)."""
+    try:
+        texts = path.read_text(encoding="utf-8", errors="replace").split(SAMPLE_SEPARATOR)[:samples]
+    except OSError:
+        return []
+    out = []
+    for t in texts:
+        t = t.strip()
+        if len(t) > chars:
+            cut = t[:chars].rsplit(" ", 1)[0]
+            t = (cut if len(cut) > chars // 2 else t[:chars]) + " …"
+        out.append(t or "(empty sample)")
+    return out
+
+
+def _likelihood_figures(cells: pd.DataFrame, ids: dict[str, str]) -> list:
+    from genbench.reports.plots import likelihood_to_png
+
+    blocks = []
+    main = cells[(cells["suite"] == "likelihood") & cells["metric"].isin(["bits_per_dim", "bits_per_byte"])]
+    for (task, metric, kind, sig), col in main.groupby(["task", "metric", "kind", "signature"], sort=False,
+                                                      dropna=False):
+        label = f"{metric} on {task}, {KIND_LABEL.get(kind, kind or 'kind not recorded')} [{ids[sig]}]"
+        blocks.append(Figure(likelihood_to_png(col, ylabel=str(col["unit"].iloc[0]) + " (lower is better)",
+                                               title=label),
+                             f"{label}: bars are 95% intervals; hatched bars are upper bounds (ELBO)",
+                             f"bar chart of {metric}", name=f"likelihood-{task}-{metric}-{ids[sig]}"))
+    return blocks
+
+
+def _tradeoff(cells: pd.DataFrame, ids: dict[str, str]) -> list:
+    """Quality against compute, one figure per FID convention (never two conventions on one plot)."""
+    from genbench.reports.plots import tradeoff_to_png
+
+    fid = cells[(cells["suite"] == "image_quality") & (cells["metric"] == "fid")]
+    speed = cells[cells["suite"] == "speed"].set_index(["run_id", "adapter", "metric"])
+    blocks: list = []
+    for sig, group in fid.groupby("signature", sort=False):
+        pts = group[["run_id", "run", "adapter", "model", "setting", "paradigm", "value", "low", "high", "text"]].rename(
+            columns={"value": "fid", "low": "fid_low", "high": "fid_high"}).reset_index(drop=True)
+        for metric in ("nfe_per_sample", "gflops_per_sample", "samples_per_s"):
+            pts[metric] = [speed["value"].get((r, a, metric)) for r, a in zip(pts["run_id"], pts["adapter"])]
+        lows = [speed["low"].get((r, a, "samples_per_s")) for r, a in zip(pts["run_id"], pts["adapter"])]
+        highs = [speed["high"].get((r, a, "samples_per_s")) for r, a in zip(pts["run_id"], pts["adapter"])]
+        pts["seconds_per_sample"] = 1.0 / pd.to_numeric(pts["samples_per_s"])
+        pts["seconds_per_sample_low"] = 1.0 / pd.to_numeric(pd.Series(highs, dtype=float))
+        pts["seconds_per_sample_high"] = 1.0 / pd.to_numeric(pd.Series(lows, dtype=float))
+        pts = pts[pts[["nfe_per_sample", "seconds_per_sample", "gflops_per_sample"]].notna().any(axis=1)]
+        if len(pts) < 2:
+            continue
+        title = f"FID [{ids[sig]}] against cost"
+        png, notes = tradeoff_to_png(pts, title=title)
+        if png is None:
+            continue
+        blocks.append(Figure(png, f"{title}: error bars are 95% intervals (FID) and the range over timed repeats "
+                                  f"(time); circled points are the Pareto front where each step is clear of noise",
+                             "FID against compute", name=f"tradeoff-{ids[sig]}"))
+        if notes:
+            blocks.append(Para("Within noise (not drawn as a front step): " + "; ".join(notes) + ".", "note"))
+    if blocks:
+        return [Heading(2, "Quality against compute", "tradeoff"),
+                Para("One figure per FID convention: FIDs measured under different conventions never share a plot.")
+                ] + blocks
+    return []
+
+
+def _suite_sections(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool, published: pd.DataFrame) -> list:
+    blocks: list = []
+    for suite in sorted(cells["suite"].unique()):
+        sc = cells[cells["suite"] == suite]
+        blocks.append(Heading(2, SUITE_TITLES.get(suite, suite), f"suite-{suite}"))
+        for task in sorted(sc["task"].unique()):
+            tc = sc[sc["task"] == task]
+            columns = []
+            for metric in dict.fromkeys(tc["metric"]):
+                mc = tc[tc["metric"] == metric]
+                for _, group in mc.groupby(["kind", "signature"], sort=False, dropna=False):
+                    unit = group["unit"].iloc[0]
+                    arrow = "↓" if group["higher_is_better"].iloc[0] is False else (
+                        "↑" if group["higher_is_better"].iloc[0] else "")
+                    columns.append((_column_label(f"{metric} ({unit}) {arrow}".strip(), group, ids, False), group))
+            blocks.append(_table(f"{SUITE_TITLES.get(suite, suite)} on {task}", tc, columns, ids,
+                                 several_runs=several_runs, label=f"tab:{suite}-{task}"))
+        if suite == "likelihood":
+            blocks += _likelihood_figures(sc, ids)
+        blocks += _published_block(sc, published)
+        samples = _samples(sc, suite)
+        if samples:
+            blocks += [Heading(3, "Samples")] + samples
+    return blocks
+
+
+def _failed(frame: pd.DataFrame) -> list:
+    failed = frame[frame["status"] == "failed"] if len(frame) else frame
+    if failed.empty:
+        return []
+    labels = C.run_labels(frame)
+    rows = [Row([Cell(str(r["suite"])), Cell(str(r["adapter"])), Cell(labels.get(str(r["run_id"]), str(r["run_id"]))),
+                 Cell(str(r["seed"])), Cell(str(r["error"]))]) for _, r in failed.iterrows()]
+    return [Heading(2, "Failed cells", "failed"),
+            Table("Cells that raised: their metrics are missing from the tables above (shown as —)",
+                  ["suite", "adapter", "run", "seed", "error"], rows, text_columns=5)]
+
+
+def _missing(frame: pd.DataFrame, run_dirs: list[str], manifests: dict[str, dict]) -> list[str]:
+    lines = C.missing_fields(run_dirs)
+    for run_dir, m in manifests.items():
+        if m and m.get("status") not in (None, "finished"):
+            lines.append(f"run {m.get('run_id')} ({Path(run_dir).name}) did not finish (status {m.get('status')!r}): "
+                         "cells after the interruption are missing; `genbench run --resume` finishes it")
+        if not m:
+            lines.append(f"{Path(run_dir).name}: no manifest.json, so its provenance is unknown")
+    if len(frame):
+        ok = frame[frame["status"] == "ok"]
+        no_value = ok[ok["value"].isna()] if "value" in ok else ok
+        if len(no_value):
+            lines.append(f"{len(no_value)} ok record(s) carry no value and are left out")
+    return lines
+
+
+def _conventions(cells: pd.DataFrame, ids: dict[str, str]) -> list:
+    rows = []
+    for sig, cid in ids.items():
+        metrics = ", ".join(dict.fromkeys(f"{m} ({s})" for m, s in
+                                          cells[cells["signature"] == sig][["metric", "suite"]].itertuples(index=False)))
+        rows.append(Row([Cell(cid), Cell(metrics), Cell(C.signature_to_text(sig))]))
+    return [Heading(2, "Conventions", "conventions"),
+            Para("Every column and plot holds numbers of one convention only: the fields below (extractor and "
+                 "weights, resize, N, reference, unit, exact or bound...) are equal within it. Other fields of each "
+                 "number (bootstrap replicates, Monte Carlo samples, timing spread) are in the CSV output."),
+            Table("Each convention, spelled out once", ["id", "metrics", "fields"], rows, text_columns=3),
+            Bullets([f"{k}: {v}" for k, v in SPREADS.items()])]
+
+
+def _provenance(manifests: dict[str, dict], frame: pd.DataFrame) -> list:
+    rows = []
+    for run_dir, m in manifests.items():
+        prov = m.get("provenance", {}) if m else {}
+        seeds = sorted({int(s) for s in frame[frame["run_dir"] == run_dir]["seed"].dropna()}) if len(frame) else []
+        packages = prov.get("packages") or {}
+        rows.append(Row([Cell(str(m.get("run_id", Path(run_dir).name)) if m else Path(run_dir).name),
+                         Cell(str(m.get("created", "—")) if m else "—"),
+                         Cell(str(prov.get("git_commit") or "—")[:20]),
+                         Cell(str(prov.get("genbench_version", "—"))),
+                         Cell(f"{prov.get('device', '—')} ({prov.get('gpu') or prov.get('cpu') or '?'}, "
+                              f"{prov.get('cpu_count', '?')} CPUs)"),
+                         Cell(str(prov.get("threads", "—"))),
+                         Cell(",".join(map(str, seeds)) or "—"),
+                         Cell(f"python {prov.get('python', '?')}; " + ", ".join(
+                             f"{k} {v}" for k, v in packages.items() if v))]))
+    return [Heading(2, "Provenance", "provenance"),
+            Table("Where the numbers came from", ["run id", "created", "commit", "genbench", "device", "threads",
+                                                  "seeds", "versions"], rows, text_columns=8)]
+
+
+def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str | None = None,
+                      published: pd.DataFrame | None = None, title: str = "genbench report") -> Report:
+    """The whole report as a document plus its cells."""
+    cells = C.records_to_cells(frame)
+    ids = C.convention_ids(cells)
+    manifests = {d: RunStore(Path(d)).manifest() or {} for d in run_dirs}
+    doc = Document(title)
+    runs = list(dict.fromkeys(frame["run_id"].dropna().astype(str))) if len(frame) else []
+    if baseline is not None:
+        labels = C.run_labels(frame) if len(frame) else {}
+        match = [r for r in runs if baseline in (r, labels.get(r))]
+        if not match:
+            raise UserError(f"--baseline {baseline}: no such run among {', '.join(runs) or 'none'}; "
+                            "give a run id or run name from the report's directories")
+        baseline = match[0]
+    several_runs = len(runs) > 1
+    doc.add(Para(f"Runs: {', '.join(runs) or 'none'}. Every number carries its uncertainty: "
+                 "[low, high] a 95% interval (FID: bootstrap over samples, reference fixed), ± se a standard error, "
+                 "(sd, k seeds) mean ± standard deviation over seeds, † none recorded. "
+                 "★ marks the best of a column only when its interval is clear of every other row's; "
+                 "≤ marks an upper bound (ELBO) on the negative log-likelihood, exact likelihoods have no mark. "
+                 "[Cn] names the column's convention."))
+    if cells.empty:
+        doc.add(Heading(2, "Headline", "headline"),
+                Para("No measured numbers: " + ("the directories hold no records." if frame.empty
+                                                else "every cell failed or carries no value."), "warning"))
+    else:
+        doc.add(Heading(2, "Headline", "headline"))
+        for modality in [m for m in ("image", "text") if m in set(cells["modality"])] + \
+                        sorted(set(cells["modality"]) - {"image", "text"}):
+            mc = cells[cells["modality"] == modality]
+            columns = _columns(mc, HEADLINE.get(modality, []), ids)
+            doc.add(_table(f"Headline: {modality} models", mc, columns, ids, several_runs=several_runs,
+                           baseline=baseline, label=f"tab:headline-{modality}"))
+        if baseline is not None:
+            doc.add(Para(f"Δ: change against the baseline run {baseline}, with the 95% half-width of the difference.",
+                         "note"))
+        doc.add(*_suite_sections(cells, ids, several_runs, published if published is not None else load_published()))
+        doc.add(*_tradeoff(cells, ids))
+    doc.add(*_failed(frame))
+    missing = _missing(frame, run_dirs, manifests)
+    doc.add(Heading(2, "What is missing", "missing"),
+            Bullets(missing + ["— in a table: not measured (the suite does not apply to the model, the cell failed, "
+                               "or the run did not include it)."], "warning" if missing else ""))
+    if not cells.empty:
+        doc.add(*_conventions(cells, ids))
+    doc.add(*_provenance(manifests, frame))
+    return Report(doc, cells)
+
+
+def _run_dirs(dirs: list[str]) -> list[str]:
+    from genbench.store import _run_dirs as store_run_dirs
+
+    out = []
+    for d in dirs:
+        path = Path(d)
+        if not path.exists():
+            raise UserError(f"{d}: no such directory; pass run directories written by `genbench run`")
+        if path.is_dir() and not any(path.iterdir()):
+            continue  # an empty directory: reported as holding no records
+        out += [str(p) for p in store_run_dirs(path)]
+    return out
+
+
+def write_report(dirs: list[str], out: Path | None = None, *, formats: list[str] | None = None,
+                 baseline: str | None = None) -> Path:
+    """Read the store only; write the report in each of ``formats`` (default: from ``out``'s suffix,
+    ``.md`` also writing the HTML page beside it). Returns the first file written."""
+    from genbench.reports import render
+
+    out = Path(out) if out else Path(dirs[0]) / "report.html"
+    if formats is None:
+        by_suffix = {v: k for k, v in FORMATS.items()}
+        fmt = by_suffix.get(out.suffix, "html")
+        formats = [fmt] + (["html"] if fmt == "md" else [])
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UserError(f"--format {bad[0]}: choose from {', '.join(FORMATS)}")
+    run_dirs = _run_dirs(dirs)
+    frame = load(*run_dirs) if run_dirs else pd.DataFrame(columns=["run_id", "status", "run_dir", "seed"])
+    report = records_to_report(run_dirs, frame, baseline=baseline)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out if out.suffix == FORMATS[fmt] else out.with_suffix(FORMATS[fmt])
+        render.RENDERERS[fmt](report, path)
+        written.append(path)
+    return written[0]

@@ -1,43 +1,22 @@
-"""Quality against compute: one line per model, the Pareto front marked. Reads only records."""
+"""Plots as PNG bytes (embedded in the page): quality against compute with error bars and a Pareto
+front drawn only where the intervals allow it, and likelihood bar charts. Reads only cells."""
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 import pandas as pd
 
+from genbench.reports.cells import paradigm_color
+
 #: x axes: column -> axis label
 COST_AXES = {
-    "nfe_per_sample": "network function evaluations per sample",
-    "seconds_per_sample": "wall time per sample (s, at the speed suite's batch size)",
-    "gflops_per_sample": "GFLOP per sample (torch flop counter)",
+    "nfe_per_sample": "network evaluations per sample",
+    "seconds_per_sample": "wall time per sample (s)",
+    "gflops_per_sample": "GFLOP per sample",
 }
-PARADIGM_COLORS = {"autoregressive": "tab:blue", "masked": "tab:orange", "diffusion": "tab:green"}
-
-
-def records_to_tradeoff_table(frame: pd.DataFrame, quality: str = "fid") -> pd.DataFrame:
-    """One row per (adapter variant, seed): its quality metric and its costs."""
-    ok = frame[frame["status"] == "ok"]
-
-    def pick(metric: str, suite: str | None = None) -> pd.Series:
-        sel = ok[ok["metric"] == metric]
-        if suite:
-            sel = sel[sel["suite"] == suite]
-        return sel.groupby(["adapter", "seed"])["value"].last()
-
-    table = pd.DataFrame({
-        quality: pick(quality),
-        "nfe_per_sample": pick("nfe_per_sample", "speed"),
-        "samples_per_s": pick("samples_per_s", "speed"),
-        "gflops_per_sample": pick("gflops_per_sample", "speed"),
-    }).dropna(subset=[quality])
-    table["seconds_per_sample"] = 1.0 / table["samples_per_s"]
-    meta = ok.groupby(["adapter", "seed"])[["paradigm"]].last()
-    names = ok.groupby(["adapter", "seed"])["adapter_name"].last() if "adapter_name" in ok else None
-    table = table.join(meta)
-    table["model"] = names if names is not None else table.index.get_level_values("adapter")
-    table["model"] = table["model"].fillna(pd.Series(table.index.get_level_values("adapter"), index=table.index))
-    return table.reset_index()
+#: one marker per model, in order of appearance, so models of one paradigm (one colour) stay apart
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
 
 
 def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -50,37 +29,117 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return mask
 
 
-def tradeoff_to_png(table: pd.DataFrame, cost: str, path: Path, *, quality: str = "fid",
-                    quality_label: str = "FID (lower is better)") -> Path | None:
-    """Scatter + lines of quality against one cost axis; None when no row has that cost."""
+def front_within_intervals(data: pd.DataFrame, cost: str, quality: str = "fid") -> tuple[pd.DataFrame, list[str]]:
+    """The Pareto front kept only where each step to a costlier point buys a quality gain clear of
+    both intervals (``{quality}_low`` / ``{quality}_high``); the notes name the steps within noise."""
+    data = data.dropna(subset=[cost, quality])
+    front = data[pareto_front(data[cost].to_numpy(), data[quality].to_numpy())].sort_values(cost)
+    kept, notes = [], []
+    for idx, row in front.iterrows():
+        if not kept:
+            kept.append(idx)
+            continue
+        prev = front.loc[kept[-1]]
+        hi, lo = row.get(f"{quality}_high"), prev.get(f"{quality}_low")
+        if pd.notna(hi) and pd.notna(lo) and hi < lo:
+            kept.append(idx)
+        else:
+            notes.append(f"{row['adapter']} ({quality} {row['text']}) is within noise of {prev['adapter']} "
+                         f"({prev['text']})")
+    return front.loc[kept], notes
+
+
+def _setup():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = table.dropna(subset=[cost, quality])
-    if data.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for model, g in data.groupby("model"):
-        g = g.sort_values(cost)
-        color = PARADIGM_COLORS.get(str(g["paradigm"].iloc[0]), "tab:gray")
-        ax.plot(g[cost], g[quality], "o-", color=color, label=f"{model} ({g['paradigm'].iloc[0]})", alpha=0.85)
-        for x, y, label in zip(g[cost], g[quality], g["adapter"]):
-            # the swept setting, e.g. "steps=8", so each point can be read off the plot
-            setting = label[label.find("[") + 1: -1] if label.endswith("]") and "[" in label else ""
-            if setting:
-                ax.annotate(setting, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, color=color)
-    front = data[pareto_front(data[cost].to_numpy(), data[quality].to_numpy())].sort_values(cost)
-    ax.plot(front[cost], front[quality], "k--", lw=1, zorder=0)
-    ax.scatter(front[cost], front[quality], s=140, facecolors="none", edgecolors="k", label="Pareto front")
-    ax.set_xscale("log")
-    ax.set_xlabel(COST_AXES.get(cost, cost))
-    ax.set_ylabel(quality_label)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _setup().close(fig)
+    return buf.getvalue()
+
+
+def tradeoff_to_png(data: pd.DataFrame, *, quality: str = "fid", quality_label: str = "FID (lower is better)",
+                    title: str = "") -> tuple[bytes | None, list[str]]:
+    """One panel per cost axis present: quality (with its interval as an error bar) against cost
+    (log axis, with the timing range as an error bar), a line per model, the front where clear.
+    Returns (PNG bytes or None when no point has a cost, notes on the front)."""
+    costs = [c for c in COST_AXES if c in data and data[c].notna().any()]
+    if not costs or data[quality].notna().sum() < 1:
+        return None, []
+    plt = _setup()
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 4.2), dpi=110, squeeze=False)
+    markers = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(dict.fromkeys(data["model"]))}
+    notes: list[str] = []
+    for ax, cost in zip(axes[0], costs):
+        d = data.dropna(subset=[cost, quality])
+        for model, g in d.groupby("model", sort=False):
+            g = g.sort_values(cost)
+            color = paradigm_color(g["paradigm"].iloc[0])
+            yerr = np.vstack([g[quality] - g[f"{quality}_low"], g[f"{quality}_high"] - g[quality]])
+            yerr = np.where(np.isfinite(yerr), np.clip(yerr, 0, None), 0)
+            xerr = None
+            if f"{cost}_low" in g:
+                xerr = np.vstack([g[cost] - g[f"{cost}_low"], g[f"{cost}_high"] - g[cost]])
+                xerr = np.where(np.isfinite(xerr), np.clip(xerr, 0, None), 0)
+            ax.errorbar(g[cost], g[quality], yerr=yerr, xerr=xerr, fmt=markers[model] + "-", color=color,
+                        ms=6, capsize=3, lw=1.2, alpha=0.9, label=f"{model} ({g['paradigm'].iloc[0]})")
+            for x, y, setting in zip(g[cost], g[quality], g["setting"]):
+                if setting:
+                    ax.annotate(setting, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color=color)
+        front, front_notes = front_within_intervals(d, cost, quality)
+        if len(front) >= 2:
+            ax.plot(front[cost], front[quality], "k--", lw=1, zorder=0)
+            ax.scatter(front[cost], front[quality], s=170, facecolors="none", edgecolors="k", zorder=3,
+                       label="Pareto front (clear of noise)")
+        else:
+            ax.text(0.98, 0.98, "Pareto front within noise", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=8, bbox={"fc": "white", "ec": "0.6"})
+        notes += [f"{COST_AXES[cost]}: {n}" for n in front_notes]
+        if (d[cost] > 0).all():
+            ax.set_xscale("log")
+            from matplotlib.ticker import LogLocator, ScalarFormatter
+
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.get_major_formatter().set_scientific(False)
+        ax.set_xlabel(COST_AXES[cost] + " (log)")
+        ax.set_ylabel(quality_label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _png(fig), notes
+
+
+def likelihood_to_png(column: pd.DataFrame, *, ylabel: str, title: str = "") -> bytes:
+    """Bars of one likelihood column (one convention) with 95% error bars, coloured by paradigm,
+    hatched where the number is an upper bound."""
+    plt = _setup()
+    data = column.dropna(subset=["value"])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(data) + 2), 3.6), dpi=110)
+    x = np.arange(len(data))
+    low = (data["value"] - data["low"]).to_numpy(dtype=float)
+    high = (data["high"] - data["value"]).to_numpy(dtype=float)
+    yerr = np.where(np.isfinite(np.vstack([low, high])), np.vstack([low, high]), 0)
+    colors = [paradigm_color(p) for p in data["paradigm"]]
+    bars = ax.bar(x, data["value"], yerr=yerr, capsize=4, color=colors, edgecolor="k", lw=0.6)
+    for bar, kind in zip(bars, data["kind"]):
+        if kind == "upper_bound":
+            bar.set_hatch("//")
+    labels = [a if r == data["run"].iloc[0] or data["run"].nunique() == 1 else f"{a}\n({r})"
+              for a, r in zip(data["adapter"], data["run"])]
+    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,9 +1,8 @@
+"""Quality against compute: a Pareto front only where the intervals allow it."""
 import numpy as np
 import pandas as pd
 
-from genbench.reports.build import write_report
-from genbench.reports.plots import pareto_front, records_to_tradeoff_table
-from genbench.store import RunStore
+from genbench.reports.plots import front_within_intervals, pareto_front, tradeoff_to_png
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -13,30 +12,22 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(cost, fid).tolist() == [True, True, False, True, True]
 
 
-def _rows(adapter, name, paradigm, steps, fid, sps, nfe):
-    base = {"run_id": "r", "seed": 0, "status": "ok", "adapter": adapter, "adapter_name": name,
-            "paradigm": paradigm, "setting": {"steps": steps}, "task": "digits", "unit": "u",
-            "higher_is_better": False, "convention": {}}
-    return [{**base, "suite": "image_quality", "metric": "fid", "value": fid},
-            {**base, "suite": "speed", "metric": "samples_per_s", "value": sps},
-            {**base, "suite": "speed", "metric": "nfe_per_sample", "value": nfe}]
+def _points(rows):
+    return pd.DataFrame([{"adapter": f"diffusion[steps={s}]", "model": "diffusion", "paradigm": "diffusion",
+                          "setting": f"steps={s}", "nfe_per_sample": s, "fid": f, "fid_low": lo, "fid_high": hi,
+                          "text": f"{f} [{lo}, {hi}]"} for s, f, lo, hi in rows])
 
 
-def test_tradeoff_plots_are_written_and_linked(tmp_path):
-    store = RunStore(tmp_path / "run")
-    store.create({"run_id": "r"})
-    for steps, fid in [(4, 9.0), (8, 5.0), (16, 4.0), (32, 3.9)]:
-        for r in _rows(f"masked[steps={steps}]", "masked", "masked", steps, fid, 100 / steps, steps):
-            store.append(r)
-    for r in _rows("ar", "ar", "autoregressive", None, 3.0, 2.0, 64):
-        store.append(r)
-    table = records_to_tradeoff_table(pd.read_json(store.records_path, lines=True))
-    assert len(table) == 5
-    row = table[table.adapter == "masked[steps=8]"].iloc[0]
-    assert row.fid == 5.0 and row.seconds_per_sample == 8 / 100 and row.model == "masked"
-    report = write_report([str(tmp_path / "run")])
-    text = report.read_text()
-    assert "plots/fid_vs_nfe_per_sample.png" in text and "plots/fid_vs_seconds_per_sample.png" in text
-    png = tmp_path / "run" / "plots" / "fid_vs_nfe_per_sample.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (tmp_path / "run" / "plots" / "fid_vs_gflops_per_sample.png").exists()  # no FLOP records
+def test_front_steps_within_noise_are_not_drawn():
+    # 25 -> 50 steps is a clear gain; 50 -> 100 (12.4 vs 11.9) is within the intervals
+    pts = _points([(10, 40.0, 35.0, 45.0), (25, 20.0, 17.0, 23.0), (50, 12.4, 9.0, 16.0), (100, 11.9, 8.5, 15.0)])
+    front, notes = front_within_intervals(pts, "nfe_per_sample")
+    assert front["nfe_per_sample"].tolist() == [10, 25, 50]
+    assert len(notes) == 1 and "steps=100" in notes[0] and "within noise of diffusion[steps=50]" in notes[0]
+
+
+def test_tradeoff_png_has_error_bars_and_says_when_the_front_is_noise():
+    pts = _points([(50, 12.4, 1.0, 25.0), (100, 11.0, 0.5, 24.0)])
+    png, notes = tradeoff_to_png(pts)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(notes) == 1
+    assert tradeoff_to_png(pts.drop(columns="nfe_per_sample"))[0] is None  # no cost axis: no plot
