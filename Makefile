@@ -18,7 +18,12 @@ install: $(STAMP)
 demo: install
 	$(OFFLINE) $(VENV)/bin/genbench demo --out results/runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# the report's browser test needs Debian's chromium: installed when root with apt, else that test skips
 test: install
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; } || \
+	  echo "chromium not installed: the report's browser test will be skipped"; }
 	$(OFFLINE) $(PY) -m pytest -q
 
 bench: install
