@@ -219,7 +219,7 @@ def _tradeoff(cells: pd.DataFrame, ids: dict[str, str]) -> list:
                                   f"(time); circled points are the Pareto front where each step is clear of noise",
                              "FID against compute", name=f"tradeoff-{ids[sig]}"))
         if notes:
-            blocks.append(Para("Within noise (not drawn as a front step): " + "; ".join(notes) + ".", "note"))
+            blocks.append(Bullets([f"Within noise, not drawn as a step of the front: {n}." for n in notes], "note"))
     if blocks:
         return [Heading(2, "Quality against compute", "tradeoff"),
                 Para("One figure per FID convention: FIDs measured under different conventions never share a plot.")
@@ -265,7 +265,7 @@ def _failed(frame: pd.DataFrame) -> list:
                   ["suite", "adapter", "run", "seed", "error"], rows, text_columns=5)]
 
 
-def _missing(frame: pd.DataFrame, run_dirs: list[str], manifests: dict[str, dict]) -> list[str]:
+def _missing(frame: pd.DataFrame, cells: pd.DataFrame, run_dirs: list[str], manifests: dict[str, dict]) -> list[str]:
     lines = C.missing_fields(run_dirs)
     for run_dir, m in manifests.items():
         if m and m.get("status") not in (None, "finished"):
@@ -273,6 +273,11 @@ def _missing(frame: pd.DataFrame, run_dirs: list[str], manifests: dict[str, dict
                          "cells after the interruption are missing; `genbench run --resume` finishes it")
         if not m:
             lines.append(f"{Path(run_dir).name}: no manifest.json, so its provenance is unknown")
+    if len(cells):
+        bare = cells[cells["spread"] == "none"]
+        if len(bare):
+            lines.append("no uncertainty recorded (marked †) for: " + ", ".join(
+                f"{m} ({s})" for m, s in dict.fromkeys(zip(bare["metric"], bare["suite"]))))
     if len(frame):
         ok = frame[frame["status"] == "ok"]
         no_value = ok[ok["value"].isna()] if "value" in ok else ok
@@ -292,7 +297,7 @@ def _conventions(cells: pd.DataFrame, ids: dict[str, str]) -> list:
                  "weights, resize, N, reference, unit, exact or bound...) are equal within it. Other fields of each "
                  "number (bootstrap replicates, Monte Carlo samples, timing spread) are in the CSV output."),
             Table("Each convention, spelled out once", ["id", "metrics", "fields"], rows, text_columns=3),
-            Bullets([f"{k}: {v}" for k, v in SPREADS.items()])]
+            Para("How each number's uncertainty was obtained:"), Bullets(list(SPREADS.values()))]
 
 
 def _provenance(manifests: dict[str, dict], frame: pd.DataFrame) -> list:
@@ -356,7 +361,7 @@ def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str
         doc.add(*_suite_sections(cells, ids, several_runs, published if published is not None else load_published()))
         doc.add(*_tradeoff(cells, ids))
     doc.add(*_failed(frame))
-    missing = _missing(frame, run_dirs, manifests)
+    missing = _missing(frame, cells, run_dirs, manifests)
     doc.add(Heading(2, "What is missing", "missing"),
             Bullets(missing + ["— in a table: not measured (the suite does not apply to the model, the cell failed, "
                                "or the run did not include it)."], "warning" if missing else ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,12 @@ def run_labels(frame: pd.DataFrame) -> dict[str, str]:
         names[str(run_id)] = name
     counts = pd.Series(list(names.values())).value_counts()
     return {rid: (name if counts[name] == 1 else rid) for rid, name in names.items()}
+
+
+def _natural_key(text: str) -> tuple:
+    """``steps=4`` before ``steps=16``: numbers in a setting compare as numbers."""
+    return tuple((0, float(t), "") if re.fullmatch(r"-?\d+(?:\.\d+)?", t) else (1, 0.0, t)
+                 for t in re.split(r"(-?\d+(?:\.\d+)?)", text) if t)
 
 
 def _setting_text(setting: Any) -> str:
@@ -150,7 +157,8 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "run_id": str(key[0]), "run": labels.get(str(key[0]), str(key[0])), "model": model,
             "adapter": str(first["adapter"]), "setting": _setting_text(first["setting"]),
-            "paradigm": first["paradigm"] if isinstance(first["paradigm"], str) else "unknown",
+            "paradigm": first["paradigm"] if isinstance(first["paradigm"], str) else (
+                "tokenizer" if first["suite"] == "tokenizer" else "unknown"),
             "modality": first["modality"] if isinstance(first["modality"], str) else "unknown",
             "suite": str(first["suite"]), "task": str(first["task"]), "metric": str(first["metric"]),
             "value": value, "low": low, "high": high, "spread": spread, "stderr": stderr, "sd": sd,
@@ -166,7 +174,8 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
         })
     cells = pd.DataFrame(rows, columns=columns)
     cells["_order"] = cells["paradigm"].map(PARADIGM_ORDER).fillna(9)
-    cells = cells.sort_values(["_order", "model", "run", "adapter"], kind="stable").drop(columns="_order")
+    cells["_setting"] = cells["setting"].map(_natural_key)
+    cells = cells.sort_values(["_order", "model", "run", "_setting"], kind="stable").drop(columns=["_order", "_setting"])
     return cells.reset_index(drop=True)
 
 

@@ -79,7 +79,9 @@ def tradeoff_to_png(data: pd.DataFrame, *, quality: str = "fid", quality_label: 
     notes: list[str] = []
     for ax, cost in zip(axes[0], costs):
         d = data.dropna(subset=[cost, quality])
-        for model, g in d.groupby("model", sort=False):
+        group_by = ["model", "run"] if "run" in d else ["model"]
+        for key, g in d.groupby(group_by, sort=False):
+            model = key[0] if isinstance(key, tuple) else key
             g = g.sort_values(cost)
             color = paradigm_color(g["paradigm"].iloc[0])
             yerr = np.vstack([g[quality] - g[f"{quality}_low"], g[f"{quality}_high"] - g[quality]])
@@ -88,6 +90,7 @@ def tradeoff_to_png(data: pd.DataFrame, *, quality: str = "fid", quality_label: 
             if f"{cost}_low" in g:
                 xerr = np.vstack([g[cost] - g[f"{cost}_low"], g[f"{cost}_high"] - g[cost]])
                 xerr = np.where(np.isfinite(xerr), np.clip(xerr, 0, None), 0)
+            # one line per (model, run): a sweep is a line, a single default setting a lone marker
             ax.errorbar(g[cost], g[quality], yerr=yerr, xerr=xerr, fmt=markers[model] + "-", color=color,
                         ms=6, capsize=3, lw=1.2, alpha=0.9, label=f"{model} ({g['paradigm'].iloc[0]})")
             for x, y, setting in zip(g[cost], g[quality], g["setting"]):
@@ -96,12 +99,12 @@ def tradeoff_to_png(data: pd.DataFrame, *, quality: str = "fid", quality_label: 
         front, front_notes = front_within_intervals(d, cost, quality)
         if len(front) >= 2:
             ax.plot(front[cost], front[quality], "k--", lw=1, zorder=0)
-            ax.scatter(front[cost], front[quality], s=170, facecolors="none", edgecolors="k", zorder=3,
-                       label="Pareto front (clear of noise)")
-        else:
-            ax.text(0.98, 0.98, "Pareto front within noise", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=8, bbox={"fc": "white", "ec": "0.6"})
-        notes += [f"{COST_AXES[cost]}: {n}" for n in front_notes]
+        ax.scatter(front[cost], front[quality], s=170, facecolors="none", edgecolors="k", zorder=3,
+                   label="Pareto front (steps clear of noise)")
+        if front_notes:
+            ax.set_title("costlier front points: within noise" if len(front) >= 2 else
+                         "front beyond the cheapest point: within noise", fontsize=8, color="0.3")
+        notes += [n for n in front_notes if n not in notes]
         if (d[cost] > 0).all():
             ax.set_xscale("log")
             from matplotlib.ticker import LogLocator, ScalarFormatter
@@ -112,10 +115,13 @@ def tradeoff_to_png(data: pd.DataFrame, *, quality: str = "fid", quality_label: 
         ax.set_xlabel(COST_AXES[cost] + " (log)")
         ax.set_ylabel(quality_label)
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), fontsize=8,
+               frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _png(fig), notes
 
 

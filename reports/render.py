@@ -32,7 +32,9 @@ td.bound{font-style:italic;color:#5a4a00}
 td .sub{display:block;font-size:.78rem;color:#555}
 .notes{font-size:.8rem;color:#444;margin:.1rem 0 1rem;padding-left:1.2rem}
 .note{font-size:.85rem;color:#444}.warning{color:#8a4b00}
-figure{margin:1rem 0}figcaption{font-size:.85rem;color:#333;margin-bottom:.3rem}
+td:not(.t),td:first-child{white-space:nowrap}
+figure{margin:1rem 0}figure.px{display:inline-block;width:31%;margin:.5rem 1% .5rem 0;vertical-align:top}
+figcaption{font-size:.85rem;color:#333;margin-bottom:.3rem}
 img{max-width:100%}img.px{image-rendering:pixelated}
 blockquote.sample{white-space:pre-wrap;font-family:Georgia,serif;font-size:.9rem;background:#fafafa;
 border-left:3px solid #ccc;margin:.3rem 0;padding:.3rem .7rem}
@@ -91,7 +93,7 @@ def document_to_html(doc) -> str:
         elif isinstance(b, Figure):
             uri = "data:image/png;base64," + base64.b64encode(b.png).decode("ascii")
             cls = ' class="px"' if b.pixelated else ""
-            body.append(f"<figure><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
+            body.append(f"<figure{cls}><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
                         f'src="{uri}"></figure>')
         elif isinstance(b, Excerpt):
             body.append(f'<figure><figcaption>{e(b.caption)}</figcaption>'

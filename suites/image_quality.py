@@ -100,9 +100,10 @@ class ImageQuality(Suite):
                      convention={**convention, **fid_conv})
 
         floor = image_metrics.statistics_to_fid(*image_metrics.features_to_statistics(f_train), mu_r, sigma_r)
+        floor_conv, floor_se = _fid_bootstrap(f_train, mu_r, sigma_r, int(o["fid_bootstrap"] or 0), ctx.seed)
         yield Metric("fid_train_floor", floor, unit="FID", higher_is_better=False, n=len(train), task=o["dataset"],
-                     convention={**convention, "n_samples": int(len(train)),
-                                 "what": "train split images in place of samples: the floor"})
+                     stderr=floor_se, convention={**convention, **floor_conv, "n_samples": int(len(train)),
+                                                  "what": "train split images in place of samples: the floor"})
 
         size = min(int(o["kid_subset_size"]), n, len(reference))
         kid, kid_std = image_metrics.features_to_kid(f_gen, f_ref, num_subsets=int(o["kid_subsets"]),
