@@ -321,6 +321,34 @@ def _provenance(manifests: dict[str, dict], frame: pd.DataFrame) -> list:
                                                   "seeds", "versions"], rows, text_columns=8)]
 
 
+def _model_cards(frame: pd.DataFrame) -> list:
+    """The reference models, extractors and scorers in the records, from their cards (embedded, so
+    the page needs no file beside it): what each is, its size, training and validation."""
+    from genbench.adapters.zoo import CARDS_DIR
+
+    if frame.empty:
+        return []
+    names = set(frame["adapter_name"].dropna()) if "adapter_name" in frame else set()
+    names |= {str(a).split("[")[0] for a in frame["adapter"].dropna()}
+    for conv in frame["convention"]:
+        if isinstance(conv, dict):
+            names.update(v for k, v in conv.items() if k in ("extractor", "scorer") and isinstance(v, str))
+    rows = []
+    for name in sorted(names):
+        card = CARDS_DIR / f"{name}.md"
+        if not card.exists():
+            continue
+        head = card.read_text(encoding="utf-8").split("\n## ")[0].splitlines()
+        what = next((line for line in head[1:] if line.strip() and not line.startswith(("#", "-"))), "")
+        fields = dict(line[2:].split(": ", 1) for line in head if line.startswith("- ") and ": " in line)
+        rows.append(Row([Cell(name), Cell(what), Cell(fields.get("parameters", "—")),
+                         Cell(fields.get("training", "—")), Cell(fields.get("validation", "—"))]))
+    if not rows:
+        return []
+    return [Table("Reference models, extractors and scorers used (from adapters/cards/)",
+                  ["name", "what", "parameters", "training", "validation"], rows, text_columns=5)]
+
+
 def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str | None = None,
                       published: pd.DataFrame | None = None, title: str = "genbench report") -> Report:
     """The whole report as a document plus its cells."""
@@ -368,6 +396,7 @@ def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str
     if not cells.empty:
         doc.add(*_conventions(cells, ids))
     doc.add(*_provenance(manifests, frame))
+    doc.add(*_model_cards(frame))
     return Report(doc, cells)
 
 

@@ -47,6 +47,7 @@ def test_same_numbers_in_html_markdown_latex_and_csv(demo):
         assert text in out["md"], text
         assert tex_escape(text) in out["latex"], text
     assert {"convention_id", "convention", "low", "high", "unit", "kind"} <= set(csv.columns)
+    assert "Causal transformer over the 64 pixels" in out["html"]  # the cards of the models used, embedded
     assert r"\toprule" in out["latex"] and r"\midrule" in out["latex"] and r"\bottomrule" in out["latex"]
 
 
