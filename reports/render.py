@@ -110,6 +110,16 @@ def report_to_html(report, path: Path) -> Path:
 
 
 # --- Markdown ----------------------------------------------------------------------------------
+def _marked(cell, escape, *, bound: str, best: str, sub: str) -> str:
+    """A cell's text escaped for a format, wrapped by that format's bound, best and sub-line patterns."""
+    text = escape(cell.text)
+    if cell.bound:
+        text = bound.format(text)
+    if cell.best:
+        text = best.format(text)
+    return text + (sub.format(escape(cell.sub)) if cell.sub else "")
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -121,16 +131,7 @@ def _md_table(t: Table) -> list[str]:
         if row.group:
             lines.append("| " + " | ".join([f"*{row.group}*"] + [""] * (len(t.header) - 1)) + " |")
             continue
-        cells = []
-        for c in row.cells:
-            text = _md_escape(c.text)
-            if c.bound:
-                text = f"*{text}*"
-            if c.best:
-                text = f"**{text}** ★"
-            if c.sub:
-                text += f" ({_md_escape(c.sub)})"
-            cells.append(text)
+        cells = [_marked(c, _md_escape, bound="*{}*", best="**{}** ★", sub=" ({})") for c in row.cells]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {n}" for n in t.notes]
@@ -189,16 +190,8 @@ def _tex_table(t: Table) -> list[str]:
             first_group = False
             lines.append(rf"\multicolumn{{{len(t.header)}}}{{l}}{{\textit{{{tex_escape(row.group)}}}}} \\")
             continue
-        cells = []
-        for c in row.cells:
-            text = tex_escape(c.text)
-            if c.best:
-                text = rf"\textbf{{{text}}}"
-            if c.bound:
-                text = rf"\textit{{{text}}}"
-            if c.sub:
-                text += rf" {{\footnotesize({tex_escape(c.sub)})}}"
-            cells.append(text)
+        cells = [_marked(c, tex_escape, bound=r"\textit{{{}}}", best=r"\textbf{{{}}}", sub=r" {{\footnotesize({})}}")
+                 for c in row.cells]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}"]
     if t.notes:

@@ -50,8 +50,9 @@ def test_run_then_report(tmp_path, capsys):
     assert {l["n"] for l in lines} == {4}
     assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 0
     md = (tmp_path / "r.md").read_text()
-    assert "## toy" in md and "`fake-masked`" in md and "≤ " in md  # the bound is marked
-    assert "kind=per row" in md
+    assert "## toy" in md and "fake-masked" in md and "≤ " in md  # the bound is marked
+    assert "(exact)" in md and "(≤ bound)" in md  # exact and bound numbers in separate columns
+    assert (tmp_path / "r.html").exists()  # the page beside the Markdown
 
 
 def test_a_failed_cell_exits_1_but_keeps_records(tmp_path, capsys):
