@@ -35,3 +35,31 @@ def test_report_opens_in_chromium_without_errors(tmp_path):
     assert {"headline", "failed", "missing", "conventions", "provenance"} <= set(facts["sections"])
     assert len(facts["images"]) >= 8
     assert all(i["data"] and i["loaded"] for i in facts["images"])
+
+
+@pytest.mark.slow
+def test_a_real_small_run_reads_in_chromium(tmp_path):
+    """The demo's models on every suite that applies, with small sample counts (~15 s)."""
+    from genbench import runner
+
+    spec = runner.spec_from_dict({
+        "name": "small", "seeds": [0], "suites": ["image_quality", "likelihood", "speed", "text_quality"],
+        "adapters": ["ar-digits", "diffusion-digits", "ar-kjv"],
+        "suite": {"image_quality": {"n_samples": 50, "fid_bootstrap": 20},
+                  "likelihood": {"max_examples": 50, "max_bytes_per_document": 256},
+                  "speed": {"batch_size": 4, "repeats": 2, "latency_repeats": 2, "flops": False},
+                  "text_quality": {"n_samples": 4}}})
+    runner.run(spec, tmp_path / "small", log=lambda _: None)
+    page = write_report([str(tmp_path / "small")], tmp_path / "elsewhere" / "report.html")
+    seen = open_page(page, PAGE_FACTS)
+    assert seen["console_errors"] == [] and seen["exceptions"] == [] and seen["requests"] == []
+    image_rows, text_rows = seen["result"]["headline"]
+    assert image_rows == ["ar-digits", "diffusion-digits"] and text_rows == ["ar-kjv"]
+    assert {"suite-image_quality", "suite-likelihood", "suite-speed", "suite-text_quality"} <= set(
+        seen["result"]["sections"])
+    assert len(seen["result"]["images"]) >= 4 and all(i["data"] and i["loaded"] for i in seen["result"]["images"])
+    import pandas as pd
+
+    cells = pd.read_csv(write_report([str(tmp_path / "small")], tmp_path / "r.csv"))
+    fid = cells[cells.metric == "fid"]
+    assert (fid["spread"] == "ci").all() and (fid["low"] < fid["high"]).all()  # FID with its bootstrap interval
