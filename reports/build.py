@@ -117,10 +117,25 @@ def _table(caption: str, cells: pd.DataFrame, columns: list[tuple[str, pd.DataFr
                                 title=f"{SPREADS.get(c['spread'], '')}; n={c['n']}",
                                 sub=_baseline_delta(c, col, baseline)))
             rows.append(Row(row, paradigm=paradigm, color=color))
+    for name, col in columns:
+        notes += _bootstrap_note(name, col)
     used = dict.fromkeys(ids[col["signature"].iloc[0]] for _, col in columns)
     if used:
         notes.append("Conventions: " + ", ".join(f"{i}" for i in used) + " (spelled out under Conventions).")
     return Table(caption, header, rows, notes, label=label, text_columns=len(header) - len(columns))
+
+
+def _bootstrap_note(name: str, column: pd.DataFrame) -> list[str]:
+    """How a column's bootstrap intervals were made and what they cost, from the conventions."""
+    convs = [c for c, spread in zip(column["convention"], column["spread"])
+             if spread == "ci" and isinstance(c, dict) and c.get("bootstrap")]
+    if not convs:
+        return []
+    reps = sorted({int(c["bootstrap"]) for c in convs})
+    secs = [float(c["bootstrap_seconds"]) for c in convs if isinstance(c.get("bootstrap_seconds"), (int, float))]
+    method = convs[0].get("bootstrap_method") or convs[0].get("fid_bootstrap_method") or "samples resampled"
+    cost = f"; cost {min(secs):.2g}-{max(secs):.2g} s per cell" if secs else ""
+    return [f"{name}: 95% intervals from {'/'.join(map(str, reps))} bootstrap replicates ({method}){cost}"]
 
 
 def _published_block(cells: pd.DataFrame, published: pd.DataFrame) -> list:

@@ -221,17 +221,20 @@ def report_to_latex(report, path: Path) -> Path:
 # --- CSV ---------------------------------------------------------------------------------------
 CSV_COLUMNS = ["run_id", "run", "model", "adapter", "setting", "paradigm", "modality", "suite", "task", "metric",
                "value", "low", "high", "spread", "stderr", "sd", "seeds", "n", "unit", "higher_is_better", "kind",
-               "convention_id", "convention", "formatted"]
+               "convention_id", "convention", "details", "formatted"]
 
 
 def report_to_csv(report, path: Path) -> Path:
     """One row per model x metric: value, 95% interval, how it was obtained, convention (id and
-    the fields as JSON) and the text the other formats print."""
+    its fields as JSON), every other recorded detail (bootstrap replicates and seconds, Monte
+    Carlo samples, timing spread) and the text the other formats print."""
     from genbench.reports.cells import convention_ids
 
     cells = report.cells.copy()
     ids = convention_ids(cells)
     cells["convention_id"] = cells["signature"].map(ids)
+    # convention: the fields that decide comparability; details: everything the record said
+    cells["details"] = cells["convention"].map(lambda c: json.dumps(c, sort_keys=True, default=str))
     cells["convention"] = cells["signature"].map(lambda s: json.dumps(json.loads(s), sort_keys=True))
     cells["formatted"] = cells["text"]
     cells.reindex(columns=CSV_COLUMNS).to_csv(path, index=False)

@@ -46,7 +46,8 @@ def test_same_numbers_in_html_markdown_latex_and_csv(demo):
         assert html.escape(text) in out["html"], text
         assert text in out["md"], text
         assert tex_escape(text) in out["latex"], text
-    assert {"convention_id", "convention", "low", "high", "unit", "kind"} <= set(csv.columns)
+    assert {"convention_id", "convention", "details", "low", "high", "unit", "kind"} <= set(csv.columns)
+    assert json.loads(fid["details"])["bootstrap"] == 100 and "bootstrap" not in json.loads(fid["convention"])
     assert "Causal transformer over the 64 pixels" in out["html"]  # the cards of the models used, embedded
     assert r"\toprule" in out["latex"] and r"\midrule" in out["latex"] and r"\bottomrule" in out["latex"]
 
@@ -68,6 +69,7 @@ def test_headline_marks_best_only_when_clear_and_bounds_apart(one_seed):
     assert "**12.4 [10.0, 13.2]** ★" in headline
     # exact and upper-bound bits/dim are different columns; the bound is marked
     assert "bits/dim (exact)" in headline and "bits/dim (≤ bound)" in headline and "≤ 1.7180 ± 0.0032" in headline
+    assert "95% intervals from 100 bootstrap replicates" in headline  # how the FID interval was made
     # samples/s: 220 [200, 244] vs 70 [64, 78]: clear; nfe is a count, never ranked
     assert "**220 [200, 244]** ★" in headline and "64 ★" not in headline
 
