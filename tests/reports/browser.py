@@ -136,10 +136,3 @@ def open_page(path: Path, script: str, *, timeout: float = 90) -> dict[str, Any]
             proc.kill()
         shutil.rmtree(profile, ignore_errors=True)
 
-
-def screenshot(path: Path, png: Path, *, width: int = 1400, height: int = 3000) -> Path:
-    """A PNG of the page, for a person to look at."""
-    subprocess.run([find_chromium() or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", f"--window-size={width},{height}", f"--screenshot={png}",
-                    Path(path).resolve().as_uri()], check=True, capture_output=True, timeout=120)
-    return png
