@@ -23,9 +23,16 @@ def is_missing(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
+def negligible(uncertainty: float | None, value: float) -> bool:
+    """An uncertainty below a millionth of the value (identical seeds, float round-off) says
+    nothing about the digits: the value keeps four significant digits."""
+    return uncertainty is None or not math.isfinite(uncertainty) or uncertainty <= 1e-6 * abs(value) \
+        or uncertainty == 0
+
+
 def decimals_for(uncertainty: float | None, value: float) -> int:
     """Decimal places: two significant digits of the uncertainty, else four of the value."""
-    if uncertainty is not None and uncertainty > 0 and math.isfinite(uncertainty):
+    if not negligible(uncertainty, value):
         return max(0, 1 - int(math.floor(math.log10(uncertainty))))
     if value == 0 or not math.isfinite(value):
         return 0
@@ -42,6 +49,10 @@ def fixed(x: float, decimals: int) -> str:
     return text
 
 
+def _spread_text(u: float, value: float) -> str:
+    return "0" if negligible(u, value) else fixed(u, decimals_for(u, value))
+
+
 def cell_to_text(value: Any, *, spread: str = "none", low: Any = None, high: Any = None, stderr: Any = None,
                  sd: Any = None, seeds: int = 1, kind: str | None = None) -> str:
     """One measured number with its uncertainty, e.g. ``12.4 [11.1, 13.9]``, ``1.234 ± 0.012``,
@@ -56,11 +67,9 @@ def cell_to_text(value: Any, *, spread: str = "none", low: Any = None, high: Any
         d = decimals_for((float(high) - float(low)) / 2, v)
         text = f"{fixed(v, d)} [{fixed(float(low), d)}, {fixed(float(high), d)}]"
     elif spread == "stderr" and not is_missing(stderr):
-        d = decimals_for(float(stderr), v)
-        text = f"{fixed(v, d)} ± {fixed(float(stderr), d)}"
+        text = f"{fixed(v, decimals_for(float(stderr), v))} ± {_spread_text(float(stderr), v)}"
     elif spread == "seeds" and not is_missing(sd):
-        d = decimals_for(float(sd), v)
-        text = f"{fixed(v, d)} ± {fixed(float(sd), d)} (sd, {seeds} seeds)"
+        text = f"{fixed(v, decimals_for(float(sd), v))} ± {_spread_text(float(sd), v)} (sd, {seeds} seeds)"
     elif spread == "exact":
         text = fixed(v, 0) if v == int(v) and abs(v) < 1e7 else fixed(v, decimals_for(None, v))
     else:
@@ -70,7 +79,9 @@ def cell_to_text(value: Any, *, spread: str = "none", low: Any = None, high: Any
 
 def delta_to_text(delta: float, half_width: float | None) -> str:
     """A change against the baseline run, e.g. ``Δ -1.2 ± 0.8`` (95% half-width of the difference)."""
-    d = decimals_for(half_width, delta)
+    if half_width is not None and abs(delta) <= 1e-6 * half_width or delta == 0 or abs(delta) < 1e-12:
+        delta = 0.0
+    d = decimals_for(half_width, delta) if half_width else decimals_for(None, delta)
     sign = "+" if delta > 0 else ""
     text = f"Δ {sign}{fixed(delta, d)}"
     if half_width is not None and half_width > 0:

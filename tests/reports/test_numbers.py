@@ -15,3 +15,8 @@ def test_exact_missing_and_unknown_uncertainty():
     assert cell_to_text(None) == "—" and cell_to_text(float("nan")) == "—"
     assert cell_to_text(3.14159) == "3.142†"  # no uncertainty recorded: four significant digits, marked
     assert delta_to_text(-2.04, 0.31) == "Δ -2.04 ± 0.31" and delta_to_text(1.5, None) == "Δ +1.500"
+
+
+def test_identical_seeds_do_not_print_round_off():
+    assert cell_to_text(1.9026, spread="seeds", sd=2.7e-16, seeds=3) == "1.903 ± 0 (sd, 3 seeds)"
+    assert delta_to_text(-8.88e-16, None) == "Δ 0"
