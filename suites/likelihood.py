@@ -59,6 +59,9 @@ class Likelihood(Suite):
     def applies_to(self, generator: Generator) -> bool:
         return getattr(generator, "likelihood_kind", LikelihoodKind.UNAVAILABLE) != LikelihoodKind.UNAVAILABLE
 
+    def why_not(self, generator: Generator) -> str:
+        return getattr(generator, "likelihood_unavailable_reason", "likelihood_kind is unavailable")
+
     def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
         if generator.modality == "image":
             yield from self._images(generator, ctx)
