@@ -79,7 +79,9 @@ class Likelihood(Suite):
         parts = [generator.log_likelihood(images[s: s + bs], seed=ctx.seed + s).validate()
                  for s in ctx.progress(range(0, len(images), bs), desc="likelihood")]
         ll = concat_likelihoods(parts)
-        conv = likelihood_convention(ll, dataset="digits", split=o["split"], levels=data.DIGITS_LEVELS)
+        # the levels the model discretises to (256 for 8-bit models; the data holds 17)
+        conv = likelihood_convention(ll, dataset="digits", split=o["split"],
+                                     levels=ll.info.get("levels", data.DIGITS_LEVELS))
         # a colour-cluster token or a VQ code is not a dimension: the metric is named by the unit
         per = {"dimension": ("bits_per_dim", "bits/dim")}.get(ll.unit, (f"bits_per_{ll.unit}", f"bits/{ll.unit}"))
         yield Metric(per[0], ll.per_unit() / LN2, unit=per[1], higher_is_better=False,
