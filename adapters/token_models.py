@@ -13,7 +13,7 @@ standard parts, a VQ tokenizer and a transformer over its codes.
   of label dropout, LlamaGen's C; used for classifier-free guidance and for the likelihood),
   ``bos_token`` (the prefix of an unconditional model; none for a masked model without prefix),
   ``mask_token`` (``token-masked``), and ``rope_2d`` (``token-ar`` from
-  ``benchmarks/convert_llamagen.py``: LlamaGen's 2-D rotary positions, see :class:`Rope2D`).
+  ``genbench.adapters.convert_llamagen``: LlamaGen's 2-D rotary positions, see :class:`Rope2D`).
 
 ``token-ar``: raster order with the key/value cache, ``temperature`` / ``top_k`` / ``top_p``
 (LlamaGen's order: temperature, then the filters), classifier-free guidance by LlamaGen's rule
@@ -91,7 +91,7 @@ def read_layout(name: str, path: str | None, lm: str) -> tuple[Path, dict[str, A
 
 class Rope2D(torch.nn.Module):
     """LlamaGen's 2-D rotary positions for a transformers Llama (q/k weights in Llama's
-    half-split layout, as ``benchmarks/convert_llamagen.py`` writes them).
+    half-split layout, as ``genbench.adapters.convert_llamagen`` writes them).
 
     Position ``p < prefix`` (the class token) gets cos = sin = 0, as LlamaGen's cache (its q and
     k are zeroed); code ``q = p - prefix`` at row ``q // w``, column ``q % w`` turns pair ``i`` of
