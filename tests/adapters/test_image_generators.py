@@ -176,3 +176,24 @@ def test_one_line_errors_name_the_adapter_and_option(ck, tmp_path, capsys):
         g.sample(2, seed=0, condition=np.array([0, 7]))
     with pytest.raises(UserError, match="eta=0.5 is DDIM's"):
         g.with_options(scheduler="euler", eta=0.5)
+
+
+def test_readme_run_files_use_real_suites_and_adapter_options():
+    import inspect
+    import re
+    import tomllib
+
+    from genbench import runner
+    from genbench.registry import ADAPTERS, SUITES, split_adapter_spec
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    files = [tomllib.loads(block) for block in re.findall(r"```toml\n(.*?)```", readme, re.S) if "adapters =" in block]
+    names = {split_adapter_spec(a)[0] for f in files for a in f["adapters"]}
+    assert {"diffusers", "hf-imagegpt", "token-ar"} <= names
+    for data in files:
+        spec = runner.spec_from_dict(data, source="README.md")
+        for suite, options in spec.suite_options.items():
+            assert set(options) <= set(SUITES.get(suite).options), (suite, options)
+        for variant in runner.adapter_variants(spec):
+            factory = ADAPTERS.get(split_adapter_spec(variant.spec)[0])
+            assert {k for k, _ in variant.options} <= set(inspect.signature(factory).parameters), variant
