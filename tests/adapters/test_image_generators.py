@@ -6,6 +6,7 @@ sizes; one-line errors."""
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +107,12 @@ def test_a_sweep_loads_each_checkpoint_once(ck, tmp_path, monkeypatch):
     from genbench import runner
     from genbench.adapters.diffusers_pipeline import DiffusersPipeline
 
-    loads = []
+    loads, alive = [], []
     real_init = DiffusersPipeline.__init__
 
     def counting_init(self, *a, **kw):
-        loads.append(kw)
+        alive.append(sum(r() is not None for r in loads))  # models still held when this one loads
+        loads.append(weakref.ref(self))
         real_init(self, *a, **kw)
 
     monkeypatch.setattr(DiffusersPipeline, "__init__", counting_init)
@@ -121,7 +123,7 @@ def test_a_sweep_loads_each_checkpoint_once(ck, tmp_path, monkeypatch):
                     _adapters(ck, "dit")[0]: {"steps": 1, "sweep": {"guidance_scale": [1.0, 2.0]}}}})
     results = runner.run(spec, tmp_path / "sweep", log=lambda m: None)
     assert len(results) == 8 and all(r.status == "ok" for r in results)
-    assert len(loads) == 2  # one per checkpoint, not one per sweep point
+    assert len(loads) == 2 and alive == [0, 0]  # one load per checkpoint, released before the next loads
     nfe = {r["adapter"].split("[")[1]: r["value"] for r in _records(tmp_path / "sweep")
            if r["metric"] == "nfe_per_sample"}
     assert nfe["steps=2,scheduler=ddim]"] == 2 and nfe["steps=2,scheduler=heun]"] == 3  # Heun: 2 x steps - 1
