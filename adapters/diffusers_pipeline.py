@@ -61,7 +61,7 @@ from genbench.adapters.conditioning import (check_guidance, condition_to_labels,
                                             sample_generators)
 from genbench.adapters.sampling import key_to_generator
 from genbench.errors import UserError
-from genbench.imagefiles import float_images_to_uint8
+from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 
 NAME = "diffusers"

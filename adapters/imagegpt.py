@@ -27,7 +27,7 @@ from genbench.adapters.conditioning import condition_to_labels, images_to_model_
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
 from genbench.errors import UserError
-from genbench.imagefiles import float_images_to_uint8
+from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 
 NAME = "hf-imagegpt"

@@ -47,7 +47,7 @@ from genbench.adapters.conditioning import (check_guidance, condition_to_labels,
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
 from genbench.errors import UserError
-from genbench.imagefiles import float_images_to_uint8
+from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 
 LAYOUT = ("use {name}:DIR with DIR holding vq/ (a diffusers VQModel.save_pretrained), transformer/ (a transformers "

@@ -16,7 +16,7 @@ from genbench.cli import main
 from genbench.errors import UserError
 from genbench.registry import build_adapter
 from tests.adapters import image_checkpoints as ic
-from tests.harness.test_extractors import digit_images, tiny_torchscript, write_pngs
+from tests.harness.features.helpers import digit_images, tiny_torchscript, write_pngs
 
 
 @pytest.fixture(scope="module")
