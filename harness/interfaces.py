@@ -167,7 +167,12 @@ class Generator(abc.ABC):
         steps: int | None = None,
     ) -> Samples:
         """Draw ``n`` samples; the same seed gives the same samples whatever ``batch_size``
-        allows the model to keep (each model documents whether batch size matters)."""
+        allows the model to keep (each model documents whether batch size matters).
+
+        condition: None, or int64 class labels (n,) for a class-conditional model.
+        steps:     the sampler's steps, overriding the model's option (None: the option's).
+        ``Samples.nfe_per_sample`` counts network evaluations per sample (a guided step counts
+        its conditional and unconditional halves)."""
 
     def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
         """NLL of each example in ``batch`` (images uint8 (N,H,W,C) or a list of texts)."""
