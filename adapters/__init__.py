@@ -18,6 +18,10 @@ ADAPTERS.register("vq-digits", lazy="genbench.adapters.vq:VQDigits")
 # Real checkpoints, loaded with from_pretrained from a local directory (NAME:PATH) or the hub.
 ADAPTERS.register("hf-causal-lm", lazy="genbench.adapters.hf:HFCausalLM")
 ADAPTERS.register("hf-masked-diffusion-lm", lazy="genbench.adapters.hf_mdlm:HFMaskedDiffusionLM")
+ADAPTERS.register("diffusers", lazy="genbench.adapters.diffusers_pipeline:DiffusersPipeline")
+ADAPTERS.register("hf-imagegpt", lazy="genbench.adapters.imagegpt:ImageGPT")
+ADAPTERS.register("token-ar", lazy="genbench.adapters.token_models:TokenAR")
+ADAPTERS.register("token-masked", lazy="genbench.adapters.token_models:TokenMasked")
 
 EXTRACTORS.register("inception", lazy="genbench.features.extractor_inception:InceptionExtractor")
 EXTRACTORS.register("torchscript", lazy="genbench.features.extractor_torchscript:TorchScriptExtractor")

@@ -318,8 +318,12 @@ def masked_sample(
     choice_temperature: float = 0.0,
     batch_size: int = 64,
     order: str = "confidence",
+    with_rows: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Draw n sequences -> (ids (n, length) int64, nfe summed over batches).
+
+    ``with_rows``: call ``logits_fn(ids, rows)`` with ``rows`` (b,) the sample indices of the
+    batch, so that a conditional model can look up each sample's condition (class token).
 
     Each step: draw a token at every masked position from ``softmax(logits / temperature)``
     (Gumbel-max; ``temperature=0`` is argmax), score it by its log-probability under the
@@ -344,7 +348,8 @@ def masked_sample(
         gens = [key_to_generator(seed, start + i) for i in range(size)]
         x = torch.full((size, length), mask_id, dtype=torch.int64)
         for step, count in enumerate(counts):
-            logp = subs_log_probs(logits_fn(x), x, mask_id)   # (b, L, V), mask id at -inf
+            logits = logits_fn(x, torch.arange(start, start + size)) if with_rows else logits_fn(x)
+            logp = subs_log_probs(logits, x, mask_id)   # (b, L, V), mask id at -inf
             nfe += 1
             # one draw of noise per sample and step: vocabulary columns for the tokens, one
             # more for the choice of positions

@@ -25,8 +25,23 @@ def default_out(name: str) -> Path:
     return Path("results") / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def load_plugins(modules: list[str] | None) -> None:
+    """Import each ``--plugin`` module, so that the adapters (suites, extractors) it registers
+    with ``@genbench.registry.ADAPTERS.register(NAME)`` exist for this command."""
+    import importlib
+
+    for module in modules or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"--plugin {module}: cannot import it ({e}); give an importable module name "
+                            "(on sys.path or PYTHONPATH), e.g. --plugin my_package.genbench_adapter") from None
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from genbench.registry import ADAPTERS, EXTRACTORS, SUITES
+
+    load_plugins(args.plugin)
 
     registry = {"adapters": ADAPTERS, "suites": SUITES, "extractors": EXTRACTORS}[args.what]
     for name in registry.names():
@@ -75,6 +90,7 @@ def _parse_value(raw: str):
 def cmd_run(args: argparse.Namespace) -> int:
     from genbench import runner
 
+    load_plugins(args.plugin)
     spec = _spec_from_args(args)
     spec.validate()
     out = Path(args.out) if args.out else default_out(spec.name)
@@ -141,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered adapters, suites or extractors")
     ls.add_argument("what", choices=["adapters", "suites", "extractors"])
+    plugin = dict(action="append", metavar="MODULE",
+                  help="import MODULE first, registering its adapters (repeatable)")
+    ls.add_argument("--plugin", **plugin)
     ls.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run suites x adapters x seeds and record every metric")
@@ -153,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda or auto")
     run.add_argument("--dataset", help="likelihood data: kjv[:split], a .txt/.jsonl/.parquet file, or a preset")
     run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE", help="override a suite option")
+    run.add_argument("--plugin", **plugin)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="run the embedded default suite on the reference models and write a report")

@@ -151,6 +151,10 @@ class Generator(abc.ABC):
     modality: Modality
     #: the unit a likelihood from this model is counted in
     likelihood_unit: str = "dimension"
+    #: options that change how the loaded model is used, not what is loaded (sampler steps,
+    #: scheduler, guidance...): a sweep over them loads the weights once and takes each
+    #: point from ``with_options`` (see ``genbench.runner``)
+    runtime_options: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def sample(
@@ -163,7 +167,12 @@ class Generator(abc.ABC):
         steps: int | None = None,
     ) -> Samples:
         """Draw ``n`` samples; the same seed gives the same samples whatever ``batch_size``
-        allows the model to keep (each model documents whether batch size matters)."""
+        allows the model to keep (each model documents whether batch size matters).
+
+        condition: None, or int64 class labels (n,) for a class-conditional model.
+        steps:     the sampler's steps, overriding the model's option (None: the option's).
+        ``Samples.nfe_per_sample`` counts network evaluations per sample (a guided step counts
+        its conditional and unconditional halves)."""
 
     def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
         """NLL of each example in ``batch`` (images uint8 (N,H,W,C) or a list of texts)."""
@@ -171,8 +180,29 @@ class Generator(abc.ABC):
 
     @property
     def likelihood_kind(self) -> LikelihoodKind:
-        """What ``log_likelihood`` returns, known without running it."""
+        """What ``log_likelihood`` returns, known without running it; override it together
+        with ``log_likelihood`` (the likelihood suite skips a generator that says unavailable)."""
         return LikelihoodKind.UNAVAILABLE
+
+    @property
+    def likelihood_unavailable_reason(self) -> str:
+        """Why ``likelihood_kind`` is unavailable (recorded when the likelihood suite skips it)."""
+        return "likelihood_kind is unavailable"
+
+    @classmethod
+    def check_options(cls, path: str | None, **options: Any) -> None:
+        """Raise ``UserError`` for options or a path that cannot work, before a run writes
+        anything (cheap checks only: files exist, option values; no weights loaded)."""
+
+    def with_options(self, **options: Any) -> "Generator":
+        """This model (sharing its weights) with some ``runtime_options`` changed."""
+        unknown = set(options) - set(self.runtime_options)
+        if unknown:
+            raise ContractError(f"{self.name}: options {sorted(unknown)} need a reload; runtime options: "
+                                f"{sorted(self.runtime_options) or 'none'}")
+        if not options:
+            return self
+        raise NotImplementedError(f"{type(self).__name__} declares runtime_options but no with_options")
 
     def describe(self) -> dict[str, Any]:
         """Configuration that identifies this model in a record (hashed into config_hash)."""

@@ -115,7 +115,7 @@ def split_adapter_spec(spec: str) -> tuple[str, str | None]:
 
 
 def build_adapter(spec: str, **options: Any):
-    """Instantiate the adapter named by ``NAME`` or ``NAME:PATH``."""
+    """Instantiate the adapter named by ``NAME`` or ``NAME:PATH``: ``factory(path=PATH or None, **options)``."""
     name, path = split_adapter_spec(spec)
     factory: Callable[..., Any] = ADAPTERS.get(name)
-    return factory(path=path, **options) if path is not None else factory(**options)
+    return factory(path=path, **options)

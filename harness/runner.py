@@ -77,7 +77,11 @@ class RunSpec:
         for table in self.adapter_options:
             if table not in self.adapters and table not in {split_adapter_spec(a)[0] for a in self.adapters}:
                 raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include")
-        adapter_variants(self)  # checks the sweep tables
+        for v in adapter_variants(self):  # checks the sweep tables, then each adapter's own cheap checks
+            name, path = split_adapter_spec(v.spec)
+            check = getattr(ADAPTERS.get(name), "check_options", None)
+            if check is not None:
+                check(path, **dict(v.options))
         return self
 
 
@@ -214,21 +218,71 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     done = store.finished_cells()
 
     results: list[CellResult] = []
-    cells = [(seed, v, suite) for seed in spec.seeds for v in adapter_variants(spec) for suite in spec.suites]
-    adapters: dict[str, Any] = {}
-    for seed, variant, suite_name in cells:
+    adapters = AdapterCache(adapter_variants(spec), device)
+    # checkpoint by checkpoint, so that each is loaded once and released before the next
+    cells = [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
+             for suite in spec.suites]
+    for i, (seed, variant, suite_name) in enumerate(cells):
         if (suite_name, variant.label, seed) in done:
             log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
-            continue
-        result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
-        if result is not None:
-            results.append(result)
+        else:
+            result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
+            if result is not None:
+                results.append(result)
+        if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
+            adapters.release(variant)
     store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results
 
 
+class AdapterCache:
+    """One load per checkpoint: variants that differ only in the adapter's ``runtime_options``
+    (``Generator.runtime_options``: steps, scheduler, guidance...) share one loaded model, each
+    taking its setting from ``with_options``; ``release`` drops the model once its cells are done."""
+
+    def __init__(self, variants: list[Variant], device: str):
+        self.device = device
+        self._loaded: dict[tuple, Any] = {}
+        groups: dict[tuple, list[Variant]] = {}
+        for v in variants:
+            groups.setdefault(self.key(v), []).append(v)
+        self.groups = list(groups.values())
+
+    @staticmethod
+    def _runtime(variant: Variant) -> frozenset[str]:
+        try:
+            factory = ADAPTERS.get(split_adapter_spec(variant.spec)[0])
+        except Exception:  # an adapter that cannot even be imported fails in its cells
+            return frozenset()
+        return frozenset(getattr(factory, "runtime_options", ()))
+
+    def key(self, variant: Variant) -> tuple:
+        runtime = self._runtime(variant)
+        return (variant.spec, tuple((k, v) for k, v in variant.options if k not in runtime))
+
+    def get(self, variant: Variant) -> Any:
+        key, runtime = self.key(variant), self._runtime(variant)
+        if key not in self._loaded:
+            self._loaded[key] = build_adapter(variant.spec, device=self.device, **dict(key[1]))
+        return self._loaded[key].with_options(**{k: v for k, v in variant.options if k in runtime}) \
+            if runtime else self._loaded[key]
+
+    def release(self, variant: Variant) -> None:
+        if self._loaded.pop(self.key(variant), None) is not None:
+            import gc
+
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:
+                pass
+
+
 def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: Variant,
-              suite_name: str, adapters: dict[str, Any], device: str, log) -> CellResult | None:
+              suite_name: str, adapters: AdapterCache, device: str, log) -> CellResult | None:
     suite: Suite = SUITES.get(suite_name)()
     options = {**suite.options, **spec.suite_options.get(suite_name, {})}
     adapter_spec = variant.label
@@ -238,11 +292,9 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
     t0 = time.perf_counter()
     generator = None
     try:
-        if adapter_spec not in adapters:
-            adapters[adapter_spec] = build_adapter(variant.spec, device=device, **adapter_opts)
-        generator = adapters[adapter_spec]
+        generator = adapters.get(variant)
         if not suite.applies_to(generator):
-            log(f"n/a   {suite_name} x {adapter_spec}: the suite does not apply to this adapter")
+            log(f"n/a   {suite_name} x {adapter_spec}: {suite.why_not(generator)}")
             return None
         chash = provenance.config_hash({"suite": suite_name, "options": options, "adapter": adapter_spec,
                                         "adapter_options": adapter_opts, "model": generator.describe()})

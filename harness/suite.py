@@ -65,6 +65,11 @@ class Suite(abc.ABC):
     def applies_to(self, generator: Generator) -> bool:
         return True
 
+    def why_not(self, generator: Generator) -> str:
+        """Why the suite does not apply to ``generator`` (logged by the runner)."""
+        what = ", ".join(f"{k} {getattr(generator, k)}" for k in ("paradigm", "modality") if hasattr(generator, k))
+        return f"the suite does not apply to a {type(generator).__name__}" + (f" ({what})" if what else "")
+
     @abc.abstractmethod
     def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
         """Yield the cell's metrics (the runner records each as it arrives)."""

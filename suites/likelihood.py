@@ -59,6 +59,9 @@ class Likelihood(Suite):
     def applies_to(self, generator: Generator) -> bool:
         return getattr(generator, "likelihood_kind", LikelihoodKind.UNAVAILABLE) != LikelihoodKind.UNAVAILABLE
 
+    def why_not(self, generator: Generator) -> str:
+        return getattr(generator, "likelihood_unavailable_reason", "likelihood_kind is unavailable")
+
     def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
         if generator.modality == "image":
             yield from self._images(generator, ctx)
@@ -76,8 +79,12 @@ class Likelihood(Suite):
         parts = [generator.log_likelihood(images[s: s + bs], seed=ctx.seed + s).validate()
                  for s in ctx.progress(range(0, len(images), bs), desc="likelihood")]
         ll = concat_likelihoods(parts)
-        conv = likelihood_convention(ll, dataset="digits", split=o["split"], levels=data.DIGITS_LEVELS)
-        yield Metric("bits_per_dim", ll.per_unit() / LN2, unit="bits/dim", higher_is_better=False,
+        # the levels the model discretises to (256 for 8-bit models; the data holds 17)
+        conv = likelihood_convention(ll, dataset="digits", split=o["split"],
+                                     levels=ll.info.get("levels", data.DIGITS_LEVELS))
+        # a colour-cluster token or a VQ code is not a dimension: the metric is named by the unit
+        per = {"dimension": ("bits_per_dim", "bits/dim")}.get(ll.unit, (f"bits_per_{ll.unit}", f"bits/{ll.unit}"))
+        yield Metric(per[0], ll.per_unit() / LN2, unit=per[1], higher_is_better=False,
                      stderr=_div(ll.per_unit_stderr(), LN2), n=len(images), task="digits", convention=conv)
         train_levels = data.image_to_levels(data.digits_arrays("train")[0])
         test_levels = data.image_to_levels(images)
