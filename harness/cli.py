@@ -72,8 +72,15 @@ def _spec_from_args(args: argparse.Namespace):
     for item in args.set or []:
         key, eq, raw = item.partition("=")
         table, dot, field = key.partition(".")
-        if not eq or not dot:
-            raise UserError(f"--set {item!r}: write SUITE.KEY=VALUE, e.g. --set likelihood.max_examples=100")
+        if table == "adapter":  # adapter.NAME.KEY: NAME may hold dots (a path), KEY may not
+            table, dot, field = field.rpartition(".")
+            if not eq or not dot or not table or not field:
+                raise UserError(f"--set {item!r}: write adapter.NAME.KEY=VALUE, e.g. --set adapter.masked-digits.steps=8")
+            spec.adapter_options.setdefault(table, {})[field] = _parse_value(raw)
+            continue
+        if not eq or not dot or not field:
+            raise UserError(f"--set {item!r}: write SUITE.KEY=VALUE (e.g. --set likelihood.max_examples=100) "
+                            "or adapter.NAME.KEY=VALUE")
         spec.suite_options.setdefault(table, {})[field] = _parse_value(raw)
     return spec
 
@@ -103,6 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from genbench.reports.build import write_report
 
+    if args.out:
+        from genbench.store import ensure_parent_dir
+
+        ensure_parent_dir(Path(args.out))
     out = write_report(args.dirs, Path(args.out) if args.out else None, formats=args.format,
                        baseline=args.baseline)
     print(f"report: {out}")
@@ -171,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="finish a run in --out, skipping finished cells")
     run.add_argument("--device", help="cpu, cuda or auto")
     run.add_argument("--dataset", help="likelihood data: kjv[:split], a .txt/.jsonl/.parquet file, or a preset")
-    run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE", help="override a suite option")
+    run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE",
+                     help="override a suite option, or an adapter's with adapter.NAME.KEY=VALUE")
     run.add_argument("--plugin", **plugin)
     run.set_defaults(func=cmd_run)
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from genbench import provenance
 from genbench.errors import UserError
 from genbench.registry import ADAPTERS, SUITES, UnknownNameError, build_adapter, split_adapter_spec
-from genbench.store import RunStore
+from genbench.store import RunStore, StoreWriteError
 from genbench.suite import Suite, SuiteContext
 
 #: the keys a run file may hold at its top level
@@ -50,39 +50,167 @@ class RunSpec:
         return provenance.config_hash(self.identity())
 
     def validate(self) -> "RunSpec":
-        """Check every name and option before anything runs or is written."""
+        """Check every name, option and value before anything runs or is written.
+
+        Each mistake is a UserError naming the file (or the command line), the field and the fix.
+        """
         where = self.source or "the command line"
-        if not self.suites:
-            raise UserError(f"{where}: no suites given; add `suites = [...]` or pass --suite NAME")
-        if not self.adapters:
-            raise UserError(f"{where}: no adapters given; add `adapters = [...]` or pass --adapter NAME")
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise UserError(f"{where}: field 'seeds' must be a non-empty list of integers, got {self.seeds!r}")
+        _check_names(self.suites, "suites", "suite names, e.g. [\"likelihood\"]", where)
+        _check_names(self.adapters, "adapters", "adapter specs, e.g. [\"ar-digits\"]", where)
+        if not self.seeds:
+            raise UserError(f"{where}: field 'seeds' must be a non-empty list of integers, e.g. [0, 1]")
+        for s in self.seeds:
+            if not isinstance(s, int) or isinstance(s, bool):
+                raise UserError(f"{where}: field 'seeds' must hold integers, got {s!r}; e.g. seeds = [0, 1]")
+            if s < 0:
+                raise UserError(f"{where}: field 'seeds' holds {s}; seeds must be >= 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"{where}: field 'seeds' repeats a seed ({_repeated(self.seeds)}); "
+                            "list each seed once")
+        check_device(self.device, where)
         for name in self.suites:
             suite = _suite_class(name, where)
-            unknown = set(self.suite_options.get(name, {})) - set(suite.options)
+            given = self.suite_options.get(name, {})
+            unknown = set(given) - set(suite.options)
             if unknown:
                 raise UserError(
                     f"{where}: unknown key(s) {sorted(unknown)} in [suite.{name}]; "
-                    f"valid keys: {sorted(suite.options) or 'none'}"
+                    f"valid keys: {sorted(suite.options) or 'none'}{_did_you_mean(unknown, suite.options)}"
                 )
+            suite.check_options(given, f"{where}: [suite.{name}]")
         for table in self.suite_options:
             if table not in self.suites:
                 raise UserError(f"{where}: [suite.{table}] configures a suite the run does not include; "
                                 f"add it to 'suites' or remove the table")
+        names = {split_adapter_spec(a)[0] for a in self.adapters}
         for spec in self.adapters:
             name, _ = split_adapter_spec(spec)
             if name not in ADAPTERS:
                 raise UserError(f"{where}: field 'adapters': {ADAPTERS.unknown(name)}")
-        for table in self.adapter_options:
-            if table not in self.adapters and table not in {split_adapter_spec(a)[0] for a in self.adapters}:
-                raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include")
-        for v in adapter_variants(self):  # checks the sweep tables, then each adapter's own cheap checks
-            name, path = split_adapter_spec(v.spec)
-            check = getattr(ADAPTERS.get(name), "check_options", None)
+        for table, opts in self.adapter_options.items():
+            if table not in self.adapters and table not in names:
+                raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include; "
+                                f"add it to 'adapters' or remove the table")
+            if not isinstance(opts, dict):
+                raise UserError(f"{where}: [adapter.\"{table}\"] must be a table of options, got {opts!r}")
+        for variant in adapter_variants(self):  # checks the sweep tables, then each adapter's own cheap checks
+            _check_adapter_options(variant, where)
+            name, path = split_adapter_spec(variant.spec)
+            check = getattr(_factory(name), "check_options", None)
             if check is not None:
-                check(path, **dict(v.options))
+                check(path, **dict(variant.options))
+        dataset = self.suite_options.get("likelihood", {}).get("dataset")
+        if dataset is not None and "likelihood" in self.suites:
+            images = [a for a in self.adapters if _factory_modality(split_adapter_spec(a)[0]) == "image"]
+            if images:
+                raise UserError(f"{where}: likelihood dataset {dataset!r} is text data, but {images} are image "
+                                "models, which the likelihood suite scores on digits; run them without "
+                                "--dataset (likelihood.dataset), or run text adapters only")
         return self
+
+
+def _repeated(items: list) -> Any:
+    seen: set = set()
+    return next(x for x in items if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+
+
+def _did_you_mean(unknown: set[str], valid: Any) -> str:
+    import difflib
+
+    close = [c for u in sorted(unknown) for c in difflib.get_close_matches(u, list(valid), n=1, cutoff=0.6)]
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _check_names(items: list, field_name: str, example: str, where: str) -> None:
+    if not items:
+        flag = "--suite NAME" if field_name == "suites" else "--adapter NAME"
+        raise UserError(f"{where}: no {field_name} given; add `{field_name} = [...]` ({example}) or pass {flag}")
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise UserError(f"{where}: field '{field_name}' must hold {example}; got {item!r}")
+    if len(set(items)) != len(items):
+        raise UserError(f"{where}: field '{field_name}' lists {_repeated(items)!r} twice; list each once "
+                        "(use seeds or a sweep table for repeats)")
+
+
+def check_device(device: Any, where: str) -> None:
+    """``cpu``, ``auto``, ``cuda[:N]`` or ``mps``, and only one this torch can use."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", device):
+        raise UserError(f"{where}: field 'device' must be \"cpu\", \"cuda\", \"cuda:N\", \"mps\" or \"auto\", "
+                        f"got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            built = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise UserError(f"{where}: device {device!r} is not available ({built}); use --device cpu or auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"{where}: device {device!r} is not available ({torch.cuda.device_count()} CUDA "
+                            "device(s)); use cuda:0 or auto")
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise UserError(f"{where}: device 'mps' is not available on this machine; use --device cpu or auto")
+
+
+def _factory(name: str) -> Any:
+    """The adapter's factory, or None when importing it fails (the run records that failure once)."""
+    try:
+        return ADAPTERS.get(name)
+    except UnknownNameError:
+        raise
+    except Exception:
+        return None
+
+
+def _factory_modality(name: str) -> str | None:
+    modality = getattr(_factory(name), "modality", None)
+    return modality if isinstance(modality, str) else None
+
+
+def adapter_option_names(factory: Any) -> set[str] | None:
+    """The keyword options a factory accepts, following ``**options`` up the class hierarchy;
+    None when it takes any keyword (a ``**kwargs`` that is not forwarded to a known base)."""
+    import inspect
+
+    names: set[str] = set()
+    if inspect.isclass(factory):
+        inits = [c.__dict__["__init__"] for c in factory.__mro__ if "__init__" in c.__dict__ and c is not object]
+    else:
+        inits = [factory]
+    for init in inits:
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names - {"self", "path", "device"}
+    return None
+
+
+def _check_adapter_options(variant: "Variant", where: str) -> None:
+    name, _ = split_adapter_spec(variant.spec)
+    factory = _factory(name)
+    if factory is None:
+        return
+    valid = adapter_option_names(factory)
+    given = {k for k, _ in variant.options}
+    if "device" in given or "path" in given:
+        key = "device" if "device" in given else "path"
+        fix = "set `device` at the top of the run file or pass --device" if key == "device" else \
+            f"name the checkpoint in the adapter spec, e.g. \"{name}:DIR\""
+        raise UserError(f"{where}: [adapter.\"{variant.spec}\"] option '{key}' is not an adapter option; {fix}")
+    if valid is None:
+        return
+    unknown = given - valid
+    if unknown:
+        raise UserError(f"{where}: [adapter.\"{variant.spec}\"] unknown option(s) {sorted(unknown)}; "
+                        f"{name} takes {sorted(valid) or 'no options'}{_did_you_mean(unknown, valid)}")
 
 
 @dataclass(frozen=True)
@@ -195,44 +323,56 @@ class CellResult:
 
 def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
         log: Callable[[str], None] = print) -> list[CellResult]:
-    """Run every cell of ``spec``, appending its records to ``out_dir`` as each finishes.
+    """Run every cell of ``spec``, committing each cell's records to ``out_dir`` as it finishes.
 
-    A cell that raises is recorded as failed and the run goes on; with ``resume`` the
-    cells that already finished are skipped.
+    A cell that raises is recorded as failed and the run goes on; with ``resume`` the cells
+    that already finished are skipped and a kill's leftovers are cleaned first. One process
+    holds the directory's lock for the whole run; a store write that fails stops the run.
     """
     spec.validate()
     store = RunStore(Path(out_dir))
     chash = spec.config_hash()
-    existing = store.check_can_open(chash, resume=resume)
+    store.check_can_open(chash, resume=resume)  # before anything is written
     device = provenance.resolve_device(spec.device)
-    if existing is None:
-        run_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{chash[:6]}"
-        store.create({
-            "run_id": run_id, "name": spec.name, "description": spec.description,
-            "config_hash": chash, "spec": spec.identity(), "source": spec.source,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
-            "provenance": provenance.collect(device),
-        })
-    else:
-        run_id = existing["run_id"]
-    done = store.finished_cells()
-
-    results: list[CellResult] = []
-    adapters = AdapterCache(adapter_variants(spec), device)
-    # checkpoint by checkpoint, so that each is loaded once and released before the next
-    cells = [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
-             for suite in spec.suites]
-    for i, (seed, variant, suite_name) in enumerate(cells):
-        if (suite_name, variant.label, seed) in done:
-            log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
+    with store.lock():
+        existing = store.check_can_open(chash, resume=resume)  # again, now that no one else can write
+        if existing is None:
+            run_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{chash[:6]}"
+            store.create({
+                "run_id": run_id, "name": spec.name, "description": spec.description,
+                "config_hash": chash, "spec": spec.identity(), "source": spec.source,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+                "provenance": provenance.collect(device),
+            })
         else:
-            result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
-            if result is not None:
-                results.append(result)
-        if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
-            adapters.release(variant)
-    store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            run_id = existing["run_id"]
+        done, dropped = store.reconcile()
+        if dropped:
+            log(f"resume: removed {dropped} record(s) of cells that had not finished; they run again")
+
+        results: list[CellResult] = []
+        adapters = AdapterCache(adapter_variants(spec), device)
+        # checkpoint by checkpoint, so that each is loaded once and released before the next
+        cells = [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
+                 for suite in spec.suites]
+        for i, (seed, variant, suite_name) in enumerate(cells):
+            if (suite_name, variant.label, seed) in done:
+                log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
+            else:
+                result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
+                if result is not None:
+                    results.append(result)
+            if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
+                adapters.release(variant)
+        store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results
+
+
+class _LoadFailed:
+    """A checkpoint whose construction raised: its first cell records the error, the others skip."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 class AdapterCache:
@@ -263,9 +403,20 @@ class AdapterCache:
     def get(self, variant: Variant) -> Any:
         key, runtime = self.key(variant), self._runtime(variant)
         if key not in self._loaded:
-            self._loaded[key] = build_adapter(variant.spec, device=self.device, **dict(key[1]))
+            try:
+                self._loaded[key] = build_adapter(variant.spec, device=self.device, **dict(key[1]))
+            except Exception as e:  # recorded in this cell; the checkpoint's other cells are skipped
+                self._loaded[key] = _LoadFailed(f"{type(e).__name__}: {e}")
+                raise
+        if isinstance(self._loaded[key], _LoadFailed):
+            raise RuntimeError(self._loaded[key].message)
         return self._loaded[key].with_options(**{k: v for k, v in variant.options if k in runtime}) \
             if runtime else self._loaded[key]
+
+    def failed(self, variant: Variant) -> str | None:
+        """Why this variant's checkpoint failed to load in an earlier cell, or None."""
+        loaded = self._loaded.get(self.key(variant))
+        return loaded.message if isinstance(loaded, _LoadFailed) else None
 
     def release(self, variant: Variant) -> None:
         if self._loaded.pop(self.key(variant), None) is not None:
@@ -283,14 +434,24 @@ class AdapterCache:
 
 def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: Variant,
               suite_name: str, adapters: AdapterCache, device: str, log) -> CellResult | None:
+    """Run one cell and commit its records and marker together (``RunStore.commit_cell``)."""
+    import uuid
+
     suite: Suite = SUITES.get(suite_name)()
     options = {**suite.options, **spec.suite_options.get(suite_name, {})}
     adapter_spec = variant.label
     adapter_opts = dict(variant.options)
+    attempt = uuid.uuid4().hex[:12]
     base = {"run_id": run_id, "suite": suite_name, "adapter": adapter_spec, "seed": seed,
-            "adapter_name": split_adapter_spec(variant.spec)[0], "setting": dict(variant.setting)}
+            "adapter_name": split_adapter_spec(variant.spec)[0], "setting": dict(variant.setting),
+            "attempt": attempt}
     t0 = time.perf_counter()
     generator = None
+    records: list[dict[str, Any]] = []
+    if adapters.failed(variant) is not None:
+        log(f"skip  {suite_name} x {adapter_spec} (seed {seed}): the adapter failed to load "
+            f"({adapters.failed(variant)}); recorded once")
+        return None
     try:
         generator = adapters.get(variant)
         if not suite.applies_to(generator):
@@ -305,32 +466,34 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
         artifacts.mkdir(parents=True, exist_ok=True)
         ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device, progress=_progress)
         log(f"run   {suite_name} x {adapter_spec} (seed {seed})")
-        count = 0
         t_last = t0
         for metric in suite.run(generator, ctx):
             now = time.perf_counter()
-            store.append({**base, "task": metric.task or suite_name, "metric": metric.metric,
-                          "value": metric.value, "stderr": metric.stderr, "n": metric.n, "unit": metric.unit,
-                          "higher_is_better": metric.higher_is_better, "convention": metric.convention,
-                          "status": "ok", "error": None, "wall_s": round(now - t_last, 4),
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "artifacts": str(artifacts.relative_to(store.dir))})
+            records.append({**base, "task": metric.task or suite_name, "metric": metric.metric,
+                            "value": metric.value, "stderr": metric.stderr, "n": metric.n, "unit": metric.unit,
+                            "higher_is_better": metric.higher_is_better, "convention": metric.convention,
+                            "status": "ok", "error": None, "wall_s": round(now - t_last, 4),
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "artifacts": str(artifacts.relative_to(store.dir))})
             t_last = now
-            count += 1
-        wall = time.perf_counter() - t0
-        store.mark_cell(suite_name, adapter_spec, seed, "ok", wall)
-        return CellResult(suite_name, adapter_spec, seed, "ok", count, wall)
+        status, message = "ok", None
+    except StoreWriteError:
+        raise
     except Exception as e:  # a failed cell is recorded; the run goes on
-        wall = time.perf_counter() - t0
         message = f"{type(e).__name__}: {e}"
         log(f"FAIL  {suite_name} x {adapter_spec} (seed {seed}): {message}")
-        store.append({**base, "task": suite_name, "metric": None, "value": None, "status": "failed",
-                      "error": message, "traceback": traceback.format_exc(limit=8), "wall_s": round(wall, 4),
-                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "paradigm": getattr(generator, "paradigm", None),
-                      "modality": getattr(generator, "modality", None)})
-        store.mark_cell(suite_name, adapter_spec, seed, "failed", wall)
-        return CellResult(suite_name, adapter_spec, seed, "failed", 0, wall, message)
+        records.append({**base, "task": suite_name, "metric": None, "value": None, "status": "failed",
+                        "error": message, "traceback": traceback.format_exc(limit=8),
+                        "wall_s": round(time.perf_counter() - t0, 4),
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "paradigm": getattr(generator, "paradigm", None),
+                        "modality": getattr(generator, "modality", None)})
+        status = "failed"
+    wall = time.perf_counter() - t0
+    store.commit_cell(records, {"suite": suite_name, "adapter": adapter_spec, "seed": seed, "status": status,
+                                "wall_s": round(wall, 3), "attempt": attempt})
+    n_metrics = sum(r["status"] == "ok" for r in records)
+    return CellResult(suite_name, adapter_spec, seed, status, n_metrics, wall, message)
 
 
 __all__ = ["RunSpec", "load_run_file", "spec_from_dict", "run", "CellResult"]

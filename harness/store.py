@@ -1,11 +1,17 @@
 """The results store: one directory per run, ``records.jsonl`` plus ``manifest.json``.
 
-Each metric value is one JSON line, appended with a single ``write`` on an ``O_APPEND``
-descriptor and fsynced, so a crash loses at most the line being written (``load`` skips a
-torn last line). A failed cell is a record with ``status: "failed"`` and its error.
+A cell's records are committed together: every line of the cell in one ``write`` on an
+``O_APPEND`` descriptor (its byte count checked, then fsynced), followed by the cell's marker
+in ``cells.jsonl``. Each record carries the ``attempt`` id of the cell run that made it; on
+``--resume`` the store drops records whose attempt has no marker (a kill between the two
+writes) and the partial metrics of failed attempts (the cell runs again), so ``records.jsonl``
+holds each (cell, metric) once. A torn last line (a crash mid-write) is truncated before the
+next append and skipped, with its line number, by the reader. One process writes a run
+directory at a time: ``lock`` holds an ``fcntl.flock`` on ``.lock`` for the whole run.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,6 +25,7 @@ from genbench.errors import UserError
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
 CELLS = "cells.jsonl"
+LOCK = ".lock"
 
 #: keys every record carries (``load`` fills missing optional ones with None)
 RECORD_KEYS = (
@@ -26,6 +33,13 @@ RECORD_KEYS = (
     "n", "unit", "higher_is_better", "seed", "config_hash", "convention", "status", "error",
     "wall_s", "time",
 )
+
+#: record fields that differ between two runs of the same spec (timings, ids, clock)
+NONDETERMINISTIC_KEYS = ("run_id", "wall_s", "time", "attempt", "traceback")
+
+
+class StoreWriteError(UserError):
+    """A write reached the disk incomplete (disk full, I/O error): the run stops, no cell is marked."""
 
 
 def _json_default(obj: Any) -> Any:
@@ -47,39 +61,140 @@ def _clean_float(x: Any) -> Any:
     return x
 
 
+def _os_write(fd: int, data: bytes) -> int:
+    """``os.write``; a seam the tests replace to simulate a full disk."""
+    return os.write(fd, data)
+
+
+def _write_exactly(fd: int, data: bytes, path: Path) -> None:
+    """One write of ``data``; anything short of every byte is a StoreWriteError."""
+    try:
+        written = _os_write(fd, data)
+    except OSError as e:
+        reason = "the disk is full" if e.errno == errno.ENOSPC else e.strerror
+        raise StoreWriteError(f"{path}: write failed ({reason}); the run stopped, no cell was marked "
+                              "finished; free space and rerun with --resume") from None
+    if written != len(data):
+        raise StoreWriteError(f"{path}: short write ({written} of {len(data)} bytes; is the disk full?); "
+                              "the run stopped, no cell was marked finished; free space and rerun with --resume")
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` via a temporary file and rename, so readers never see half a file."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    write_bytes_atomic(Path(path), text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` via ``PATH*.tmp`` and rename; every byte checked and fsynced first."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            _write_exactly(fd, data, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def append_json_line(path: Path, obj: dict[str, Any]) -> None:
-    """One JSON object as one line, with a single write on an O_APPEND descriptor, then fsync."""
+def record_line(obj: dict[str, Any]) -> str:
+    """One record as its canonical JSON line (NaN stored as null, keys sorted)."""
     clean = {k: _clean_float(v) for k, v in obj.items()}
-    line = json.dumps(clean, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    return json.dumps(clean, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+
+
+def append_lines(path: Path, objs: list[dict[str, Any]]) -> None:
+    """Objects as JSON lines in one write on an O_APPEND descriptor, checked and fsynced.
+
+    A short write is undone (the file truncated back to where it was) and raised.
+    """
+    data = "".join(record_line(o) for o in objs).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode("utf-8"))
+        start = os.fstat(fd).st_size
+        try:
+            _write_exactly(fd, data, path)
+        except StoreWriteError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # the next open repairs the torn tail
+            raise
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def append_json_line(path: Path, obj: dict[str, Any]) -> None:
+    """One JSON object as one line (see ``append_lines``)."""
+    append_lines(path, [obj])
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Truncate a last line that has no newline (left by a crash mid-write); returns the bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        # find the last newline, reading backwards in blocks
+        pos, keep = size, 0
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            block = f.read(step)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                keep = pos + i + 1
+                break
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    warnings.warn(f"{path}: removed a torn last line ({size - keep} bytes) left by an interrupted write")
+    return size - keep
+
+
+def output_error(e: OSError, path: Path, flag: str = "--out") -> UserError:
+    """A one-line UserError for an output path that cannot be created or written."""
+    path = Path(path)
+    blocker = next((p for p in [*reversed(path.parents), path] if p.exists() and not p.is_dir()), None)
+    if isinstance(e, (FileExistsError, NotADirectoryError)) and blocker is not None and blocker != path:
+        return UserError(f"{flag} {path}: {blocker} is a file, not a directory; choose another path")
+    if isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"{flag} {path}: not writable ({e.strerror}); choose a path you can write to")
+    return UserError(f"{flag} {path}: cannot be written ({e.strerror or e}); choose another path")
+
+
+def ensure_parent_dir(path: Path, flag: str = "--out") -> Path:
+    """Create the folder an output file goes into; a file in the way or no permission is a UserError."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, path, flag) from None
+    if not os.access(path.parent, os.W_OK):
+        raise UserError(f"{flag} {path}: {path.parent} is not writable; choose a path you can write to")
+    return path
+
+
 class RunStore:
-    """One run's directory. ``open`` refuses a directory that holds a different run."""
+    """One run's directory. ``check_can_open`` refuses a directory that holds a different run."""
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
+        self._lock_fd: int | None = None
 
     @property
     def records_path(self) -> Path:
@@ -89,21 +204,38 @@ class RunStore:
     def manifest_path(self) -> Path:
         return self.dir / MANIFEST
 
+    @property
+    def cells_path(self) -> Path:
+        return self.dir / CELLS
+
     def manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
             return None
         try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as e:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{self.manifest_path}: not valid JSON ({e}); move the directory aside or use another --out")
+        if not isinstance(manifest, dict):
+            raise UserError(f"{self.manifest_path}: not a JSON object; move the directory aside or use another --out")
+        return manifest
+
+    def _leftovers(self) -> list[Path]:
+        """Temporary files a kill can leave behind (they never hold committed data)."""
+        return [p for p in self.dir.glob("*.tmp") if p.is_file()]
 
     def check_can_open(self, config_hash: str, *, resume: bool) -> dict[str, Any] | None:
         """Validate before anything is written; returns the existing manifest when resuming."""
         if self.dir.exists() and not self.dir.is_dir():
             raise UserError(f"--out {self.dir} is a file, not a directory; choose a directory path")
+        for parent in self.dir.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UserError(f"--out {self.dir}: {parent} is a file, not a directory; choose another path")
+                break
         existing = self.manifest()
         if existing is None:
-            if self.dir.exists() and any(self.dir.iterdir()):
+            ignorable = {LOCK, *(p.name for p in self._leftovers())}
+            if self.dir.exists() and any(p.name not in ignorable for p in self.dir.iterdir()):
                 raise UserError(
                     f"--out {self.dir} is not empty and holds no {MANIFEST}; choose an empty or new directory"
                 )
@@ -121,8 +253,65 @@ class RunStore:
             )
         return existing
 
+    # --- the writer's lock ------------------------------------------------------
+    def lock(self) -> "RunStore":
+        """Create the directory (atomically: mkdir, no check-then-write) and take its lock.
+
+        A second process on the same directory gets a UserError naming the holder's pid. The
+        lock is held until ``unlock`` (or the process ends: the OS releases it even on SIGKILL).
+        """
+        import fcntl
+        import time
+
+        try:
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(self.dir)
+        except FileExistsError:
+            if not self.dir.is_dir():
+                raise UserError(f"--out {self.dir} is a file, not a directory; choose a directory path") from None
+        except OSError as e:
+            raise output_error(e, self.dir) from None
+        try:
+            fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise output_error(e, self.dir) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = ""
+            for _ in range(20):  # the holder writes its pid just after taking the lock
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.05)
+            os.close(fd)
+            raise UserError(f"--out {self.dir} is in use by another genbench run (pid {holder or 'unknown'}); "
+                            "wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            import fcntl
+
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "RunStore":
+        return self.lock() if self._lock_fd is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.unlock()
+
+    # --- writing ----------------------------------------------------------------
     def create(self, manifest: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise output_error(e, self.dir) from None
         write_json_atomic(self.manifest_path, manifest)
 
     def update_manifest(self, **fields: Any) -> None:
@@ -132,38 +321,103 @@ class RunStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as one line, durable before returning."""
-        append_json_line(self.records_path, record)
+        append_lines(self.records_path, [record])
 
-    def mark_cell(self, suite: str, adapter: str, seed: int, status: str, wall_s: float) -> None:
+    def commit_cell(self, records: list[dict[str, Any]], marker: dict[str, Any]) -> None:
+        """A cell's records in one checked write, then its marker: the cell counts only once both landed."""
+        if records:
+            append_lines(self.records_path, records)
+        append_lines(self.cells_path, [marker])
+
+    def mark_cell(self, suite: str, adapter: str, seed: int, status: str, wall_s: float,
+                  attempt: str | None = None) -> None:
         """Note a finished cell in cells.jsonl, which ``--resume`` reads."""
-        append_json_line(self.dir / CELLS, {"suite": suite, "adapter": adapter, "seed": seed,
-                                            "status": status, "wall_s": round(wall_s, 3)})
+        append_lines(self.cells_path, [{"suite": suite, "adapter": adapter, "seed": seed, "status": status,
+                                        "wall_s": round(wall_s, 3), "attempt": attempt}])
+
+    def reconcile(self) -> tuple[set[tuple[str, str, int]], int]:
+        """Make the files whole again after a kill, before the next append.
+
+        Removes leftover temporary files, truncates torn last lines, and drops from
+        ``records.jsonl`` every record whose attempt has no marker in ``cells.jsonl`` (written
+        before a kill) and the metrics of failed attempts (their cell runs again), keeping the
+        failure records as history. Returns the finished cells and the number of lines dropped.
+        """
+        for p in self._leftovers():
+            p.unlink(missing_ok=True)
+        repair_torn_tail(self.records_path)
+        repair_torn_tail(self.cells_path)
+        markers = list(read_records(self.cells_path))
+        committed = {m["attempt"]: m.get("status") for m in markers if m.get("attempt")}
+        finished = {(m["suite"], m["adapter"], m["seed"]) for m in markers if m.get("status") == "ok"}
+        if not self.records_path.exists():
+            return finished, 0
+        raw = self.records_path.read_bytes().splitlines(keepends=True)
+        keep = []
+        for line, rec in zip(raw, _parse_lines(self.records_path, raw)):
+            if rec is None:
+                continue  # blank line
+            attempt = rec.get("attempt")
+            state = committed.get(attempt) if attempt else "ok"  # records older than attempt ids stay
+            if state == "ok" or (state == "failed" and rec.get("status") == "failed"):
+                keep.append(line)
+        dropped = sum(1 for line in raw if line.strip()) - len(keep)
+        if dropped:
+            write_bytes_atomic(self.records_path, b"".join(keep))
+        return finished, dropped
 
     def finished_cells(self) -> set[tuple[str, str, int]]:
-        return {(c["suite"], c["adapter"], c["seed"]) for c in read_records(self.dir / CELLS)
+        return {(c["suite"], c["adapter"], c["seed"]) for c in read_records(self.cells_path)
                 if c.get("status") == "ok"}
 
     def records(self) -> list[dict[str, Any]]:
         return list(read_records(self.records_path))
 
 
-def read_records(path: Path) -> Iterable[dict[str, Any]]:
-    """Records of one file; a torn final line (a crash mid-write) is skipped with a warning."""
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").split("\n")
+def _parse_lines(path: Path, lines: list[bytes]) -> list[dict[str, Any] | None]:
+    """Each line as a JSON object (None for a blank one); a bad line is a UserError naming it."""
+    out: list[dict[str, Any] | None] = []
     for i, line in enumerate(lines):
         if not line.strip():
+            out.append(None)
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError as e:
-            last = all(not rest.strip() for rest in lines[i + 1 :])
-            if last:
-                warnings.warn(f"{path}: skipped a torn last line ({len(line)} chars), left by an interrupted write")
-                return
-            raise UserError(f"{path}: line {i + 1} is not valid JSON ({e}); the file was edited or corrupted")
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: line {i + 1} is not valid JSON ({e}); the file was edited or corrupted; "
+                            f"remove or fix that line") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}: line {i + 1} is JSON but not an object (a {type(obj).__name__}); "
+                            "each line must be one record {...}; remove or fix that line")
+        out.append(obj)
+    return out
+
+
+def read_records(path: Path) -> Iterable[dict[str, Any]]:
+    """Records of one file. A torn last line (a crash mid-write) is reported by its number with a
+    warning and the records before it are returned; a bad line elsewhere is a UserError naming it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror})") from None
+    lines = data.split(b"\n")
+    torn = b""
+    if lines and lines[-1].strip():  # no newline after the last line: a write was interrupted
+        torn = lines.pop()
+        try:
+            if isinstance(json.loads(torn), dict):
+                lines.append(torn)  # complete, only its newline is missing
+                torn = b""
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+    records = [r for r in _parse_lines(path, lines) if r is not None]
+    if torn:
+        warnings.warn(f"{path}: line {len(lines) + 1} is torn ({len(torn)} bytes, an interrupted write); "
+                      f"read the {len(records)} records before it")
+    return records
 
 
 def _run_dirs(path: Path) -> list[Path]:

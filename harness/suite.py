@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -55,12 +56,99 @@ class SuiteContext:
         return self.options.get(key, default)
 
 
+#: options that count something, wherever a suite declares them: a positive integer (or None)
+COUNT_OPTIONS = frozenset({
+    "n_samples", "batch_size", "repeats", "latency_repeats", "kid_subsets", "kid_subset_size", "pr_k",
+    "max_examples", "max_bytes_per_document", "num_classes", "samples_per_class", "sample_chunk",
+    "is_splits", "steps", "mc_samples", "length", "center_crop",
+})
+#: options that count something and may be 0
+NONNEGATIVE_OPTIONS = frozenset({"warmup", "fid_bootstrap"})
+#: a lower bound on the bytes each sample, batch element and KID subset pair costs, for the
+#: up-front memory check (uint8 images plus float64 features of the smallest extractor)
+BYTES_PER_SAMPLE = 1024
+
+
+def _type_name(kind: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(kind, kind.__name__)
+
+
+def available_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
 class Suite(abc.ABC):
-    """A task. ``options`` lists the run-file keys it accepts, with their defaults."""
+    """A task. ``options`` lists the run-file keys it accepts, with their defaults.
+
+    ``check_options`` checks given values before anything runs: an option's type is its
+    default's (an int default takes integers only; a float default takes numbers), counts
+    (``COUNT_OPTIONS``, ``NONNEGATIVE_OPTIONS``, plus a suite's own ``count_options``) must be
+    positive (or >= 0), ``option_choices`` lists allowed values, and a request whose memory
+    lower bound exceeds the machine's is refused with the estimate.
+    """
 
     name: str
     description: str = ""
     options: dict[str, Any] = {}
+    count_options: frozenset[str] = frozenset()
+    option_choices: dict[str, tuple] = {}
+
+    @classmethod
+    def check_options(cls, given: dict[str, Any], where: str) -> None:
+        """Raise a UserError naming ``where`` and the option for the first bad value in ``given``."""
+        from genbench.errors import UserError
+
+        for key, value in given.items():
+            default = cls.options.get(key)
+            counts = key in COUNT_OPTIONS or key in cls.count_options
+            if counts or key in NONNEGATIVE_OPTIONS:
+                if value is None and default is None:
+                    continue
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise UserError(f"{where} {key} = {value!r}: must be a whole number, e.g. {key} = "
+                                    f"{default if isinstance(default, int) else 100}")
+                low = 1 if counts else 0
+                if value < low:
+                    raise UserError(f"{where} {key} = {value}: must be {'positive' if low else '>= 0'}")
+            elif default is not None and value is not None:
+                kind = type(default)
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+                    else isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+                if not ok:
+                    raise UserError(f"{where} {key} = {value!r}: must be {_type_name(kind)}, like the default "
+                                    f"{key} = {default!r}")
+            if key in cls.option_choices and value not in cls.option_choices[key]:
+                raise UserError(f"{where} {key} = {value!r}: must be one of {list(cls.option_choices[key])}")
+        merged = {**cls.options, **given}
+        need = cls.memory_lower_bound(merged)
+        have = available_memory_bytes()
+        if need > have:
+            raise UserError(f"{where}: these options need at least {_bytes(need)} of memory (n_samples, "
+                            f"batch sizes and KID subsets at {BYTES_PER_SAMPLE} bytes a sample), this machine "
+                            f"has {_bytes(have)}; lower them")
+
+    @classmethod
+    def memory_lower_bound(cls, options: dict[str, Any]) -> int:
+        """Bytes a cell needs at least: its samples and features, one batch, a KID kernel matrix."""
+        def count(key: str) -> int:
+            v = options.get(key)
+            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+        n = max(count("n_samples"), count("num_classes") * count("samples_per_class"), count("max_examples"))
+        m = count("kid_subset_size") if count("kid_subsets") else 0
+        return BYTES_PER_SAMPLE * (n + count("batch_size") + count("sample_chunk")) + 8 * m * m
 
     def applies_to(self, generator: Generator) -> bool:
         return True

@@ -1,0 +1,90 @@
+"""``genbench run`` in a process of its own, with the test fakes registered: the kill tests'
+subject. ``GENBENCH_TEST_KILL=WHAT:N`` makes the process SIGKILL itself at the N-th store call
+of one kind, to land kills at exact points no timer can hit:
+
+- ``append:N``  right after the N-th append (a cell's records written, its marker not yet)
+- ``tear:N``    in the middle of the N-th append (half its bytes on disk: a torn line)
+- ``atomic:N``  after the N-th atomic file's temporary is written, before its rename
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+
+def _install_kill(spec: str) -> None:
+    from genbench import store
+
+    what, _, n = spec.partition(":")
+    left = {"n": int(n)}
+
+    def due() -> bool:
+        left["n"] -= 1
+        return left["n"] == 0
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if what == "append":
+        original = store.append_lines
+
+        def append_lines(path, objs):
+            original(path, objs)
+            if due():
+                die()
+
+        store.append_lines = append_lines
+    elif what == "tear":
+        def tearing_write(fd, data):
+            if due():
+                os.write(fd, data[: len(data) // 2])
+                die()
+            return os.write(fd, data)
+
+        store._os_write = tearing_write
+    elif what == "atomic":
+        original_replace = os.replace
+
+        def replace(src, dst):
+            if str(src).endswith(".tmp") and due():
+                die()
+            return original_replace(src, dst)
+
+        store.os.replace = replace  # the store's view of os only matters through this name
+    else:
+        raise SystemExit(f"unknown kill point {spec!r}")
+
+
+def _register_ticks() -> None:
+    """A quick suite whose cell takes a moment: ``n_metrics`` values, ``pause_s`` apart."""
+    from genbench.registry import SUITES
+    from genbench.suite import Metric, Suite
+
+    class Ticks(Suite):
+        name = "ticks"
+        options = {"n_metrics": 3, "pause_s": 0.05}
+
+        def run(self, generator, ctx):
+            images = generator.sample(4, seed=ctx.seed, batch_size=4).images
+            for i in range(ctx.options["n_metrics"]):
+                time.sleep(ctx.options["pause_s"])
+                yield Metric(f"tick{i}", float(images.mean()) + i * 0.5 + ctx.seed, unit="x",
+                             higher_is_better=True, n=4, convention={"i": i})
+
+    if "ticks" not in SUITES:
+        SUITES.register("ticks", Ticks)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.getcwd())
+    from tests import fakes
+
+    fakes.register()
+    _register_ticks()
+    if os.environ.get("GENBENCH_TEST_KILL"):
+        _install_kill(os.environ["GENBENCH_TEST_KILL"])
+    from genbench.cli import main
+
+    sys.exit(main(sys.argv[1:]))
