@@ -1,5 +1,8 @@
 """``genbench run`` in a process of its own, with the test fakes registered: the kill tests'
-subject. ``GENBENCH_TEST_KILL=WHAT:N`` makes the process SIGKILL itself at the N-th store call
+subject. ``killable_run.py ARGS`` runs ``genbench ARGS``; ``killable_run.py --zygote`` imports
+genbench (and torch) once and then forks one process per request read from stdin (a JSON line
+``{"argv": [...], "kill": ..., "log": PATH}``), answering ``pid N`` at once and ``rc R`` when
+the child ends (R negative: killed by signal -R), so that many runs cost no import each. ``GENBENCH_TEST_KILL=WHAT:N`` makes the process SIGKILL itself at the N-th store call
 of one kind, to land kills at exact points no timer can hit:
 
 - ``append:N``  right after the N-th append (a cell's records written, its marker not yet)
@@ -77,12 +80,48 @@ def _register_ticks() -> None:
         SUITES.register("ticks", Ticks)
 
 
+def _zygote() -> None:
+    import json
+
+    import genbench.adapters  # noqa: F401  (everything a run imports, before any fork)
+    from genbench import provenance, runner  # noqa: F401
+    from genbench.cli import main
+
+    provenance.collect("cpu")
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            with open(request["log"], "ab") as log:
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+            if request.get("kill"):
+                _install_kill(request["kill"])
+            try:
+                rc = main(request["argv"])
+            except BaseException:  # a traceback is a failure the test reads in the log
+                import traceback
+
+                traceback.print_exc()
+                rc = 99
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(rc)
+        print(f"pid {pid}", flush=True)
+        _, status = os.waitpid(pid, 0)
+        rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(f"rc {rc}", flush=True)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.getcwd())
     from tests import fakes
 
     fakes.register()
     _register_ticks()
+    if sys.argv[1:] == ["--zygote"]:
+        _zygote()
+        sys.exit(0)
     if os.environ.get("GENBENCH_TEST_KILL"):
         _install_kill(os.environ["GENBENCH_TEST_KILL"])
     from genbench.cli import main
