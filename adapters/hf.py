@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import inspect
 import json
+import pickle
 import math
 import os
 from pathlib import Path
@@ -157,8 +158,15 @@ def _load(path: str, *, dtype: Any, trust_remote_code: bool, name: str = NAME,
         with _quiet_progress_bars():
             tokenizer = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
             model = getattr(transformers, auto_class).from_pretrained(where, dtype=dtype, **kwargs)
-    except (OSError, ValueError, KeyError, ImportError) as e:
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if local.exists() and any(local.glob("*.bin")) and not any(local.glob("*.safetensors")):
+            # torch.load(weights_only=True) refused the pickle: never fall back to running it
+            raise UserError(f"{name}: {source} holds only pickled weights (*.bin) that a safe load cannot read "
+                            f"({type(e).__name__}); convert them to safetensors where you trust the file "
+                            "(model.save_pretrained(DIR, safe_serialization=True)) and load that") from None
+        if not isinstance(e, (OSError, ValueError, KeyError, ImportError)):
+            raise
         if local.exists():
             hint = load_hint if "Unrecognized configuration class" in first else ""
             raise UserError(f"{name}: could not load {source} with {auto_class}: {first}{hint}; {fix}") from None

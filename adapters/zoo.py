@@ -126,7 +126,15 @@ def load_model_state(name: str, weights_dir: Path | None = None) -> tuple[dict[s
             f"no weights for zoo model {name!r} in {weights_dir} (need {path.name} and {meta_path.name}); "
             f"run `genbench zoo train --model {name}`"
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{meta_path}: not valid JSON ({e}); run `genbench zoo train --model {name}`") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise UserError(f"{meta_path}: not a zoo model card (no 'config' table); run `genbench zoo train --model {name}`")
+    if meta.get("name", name) != name:
+        raise UserError(f"{meta_path}: holds the weights of zoo model {meta.get('name')!r}, not {name!r}; "
+                        f"load it as {meta.get('name')}:{weights_dir} or point {name} at its own weights")
     digest = file_sha256(path)
     if digest != meta.get("sha256"):
         raise UserError(
@@ -134,7 +142,11 @@ def load_model_state(name: str, weights_dir: Path | None = None) -> tuple[dict[s
             f"({str(meta.get('sha256'))[:16]}...); the file is corrupt or from another run: "
             f"run `genbench zoo train --model {name}`"
         )
-    return load_file(str(path)), meta
+    try:
+        return load_file(str(path)), meta
+    except Exception as e:  # safetensors raises its own error types for a damaged header or data
+        raise UserError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); its sha256 matches "
+                        f"{meta_path.name}, so both were replaced: run `genbench zoo train --model {name}`") from None
 
 
 def load_transformer(name: str, path: str | None, device: str | torch.device):
@@ -143,8 +155,13 @@ def load_transformer(name: str, path: str | None, device: str | torch.device):
     from genbench.adapters.nn import Transformer, TransformerConfig
 
     state, meta = load_model_state(name, Path(path) if path is not None else None)
-    model = Transformer(TransformerConfig(**meta["config"]["transformer"]))
-    model.load_state_dict(state)
+    try:
+        model = Transformer(TransformerConfig(**meta["config"]["transformer"]))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise UserError(f"{path or WEIGHTS_DIR}: {name}.safetensors does not fit {name}'s architecture "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                        f"run `genbench zoo train --model {name}`") from None
     return model.to(torch.device(device)).eval(), meta
 
 
