@@ -101,12 +101,31 @@ class RunSpec:
                 check(path, **dict(variant.options))
         dataset = self.suite_options.get("likelihood", {}).get("dataset")
         if dataset is not None and "likelihood" in self.suites:
+            _check_text_dataset(dataset, where)
             images = [a for a in self.adapters if _factory_modality(split_adapter_spec(a)[0]) == "image"]
             if images:
                 raise UserError(f"{where}: likelihood dataset {dataset!r} is text data, but {images} are image "
                                 "models, which the likelihood suite scores on digits; run them without "
                                 "--dataset (likelihood.dataset), or run text adapters only")
         return self
+
+
+def _check_text_dataset(spec: Any, where: str) -> None:
+    """The cheap half of ``textdata.load_documents``: a file that must exist does, a name is known."""
+    from genbench import textdata
+
+    if not isinstance(spec, str):
+        raise UserError(f"{where}: likelihood dataset must be a string (kjv[:split], a file or a preset), got {spec!r}")
+    path = Path(spec.partition("#")[0])
+    if spec == "kjv" or spec.startswith("kjv:") or spec in textdata.PRESETS:
+        return
+    if path.suffix == ".txt" or path.suffix in textdata.TABLE_SUFFIXES:
+        if not path.is_file():
+            raise UserError(f"{where}: dataset file {path} does not exist; pass an existing .txt/.jsonl/.parquet/.csv "
+                            f"file or a preset ({', '.join(sorted(textdata.PRESETS))})")
+        return
+    raise UserError(f"{where}: unknown dataset {spec!r}; use kjv[:split], a local .txt/.jsonl/.parquet/.csv file, "
+                    f"or a preset: {', '.join(sorted(textdata.PRESETS))}")
 
 
 def _repeated(items: list) -> Any:

@@ -156,14 +156,16 @@ def pickled_hf_checkpoint(tmp: Path) -> list[str]:
     import torch
     import transformers
 
+    from tests.adapters.test_hf import _tokenizer
+
     d = tmp / "gpt2"
     config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=300, n_positions=32)
-    transformers.GPT2LMHeadModel(config).save_pretrained(d, safe_serialization=False)
-    state = torch.load(d / "pytorch_model.bin", weights_only=True)
+    model = transformers.GPT2LMHeadModel(config)
+    config.save_pretrained(d)
+    _tokenizer().save_pretrained(d)
+    state = dict(model.state_dict())
     state["extra"] = {"callback": fakes.ToySuite}  # any class: only full unpickling can rebuild it
     torch.save(state, d / "pytorch_model.bin")
-    for f in d.glob("*.safetensors"):
-        f.unlink()
     return ["run", "--suite", "likelihood", "--adapter", f"hf-causal-lm:{d}", "--dataset", "kjv",
             "--out", str(tmp / "out")]
 
@@ -440,14 +442,17 @@ CASES = [
       group="data sets"),
     C("torchscript-untrusted", "`--extractor torchscript:FILE` of an unknown file without --trust-unknown",
       untrusted_torchscript, "runs a user's file only when trusted", group="data sets"),
-    C("dataset-no-text-column", "`--dataset FILE.jsonl` without a `text` field", jsonl_without_text, "text",
-      code=1, group="data sets"),
+    C("dataset-no-text-column", "`--dataset FILE.jsonl` without a `text` field", jsonl_without_text,
+      "no column 'text' (columns: ['body'])", code=1, group="data sets"),
     C("dataset-missing-file", "`--dataset missing.jsonl`",
       lambda t: ["run", "--suite", "likelihood", "--adapter", "ar-kjv", "--dataset", str(t / "missing.jsonl"),
-                 "--out", str(t / "out")], "missing.jsonl", code=1, group="data sets"),
+                 "--out", str(t / "out")], "missing.jsonl does not exist", group="data sets"),
+    C("dataset-unknown-name", "`--dataset wikitext` (not a preset)",
+      flags("--suite", "likelihood", "--adapter", "ar-kjv", "--dataset", "wikitext"), "unknown dataset 'wikitext'",
+      group="data sets"),
     C("image-dataset-unknown", "image_quality `dataset = \"cifar\"` (not offline)",
       run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\ndataset = "cifar"\n'
-               "n_samples = 8\n"), "cifar", code=1, group="data sets"),
+               "n_samples = 8\n"), "unknown image dataset 'cifar'", code=1, group="data sets"),
     # --- checkpoints ----------------------------------------------------------------------------
     C("zoo-other-model", "a zoo weights file of another model (was `KeyError: 'bos_id'`)", zoo_other_model,
       "holds the weights of zoo model 'masked-digits', not 'ar-digits'", code=1, group="checkpoints"),
@@ -509,6 +514,7 @@ def test_bad_input(case: Case, tmp_path, capsys):
     code = main(argv)
     captured = capsys.readouterr()
     _no_traceback(captured.out + captured.err)
+    assert "weights_only=False" not in captured.out + captured.err  # never suggest running a pickle
     assert code == case.code, (captured.out, captured.err)
     if case.code == 2:
         lines = captured.err.strip().splitlines()
