@@ -43,17 +43,6 @@ def test_load_merges_runs_from_several_machines(tmp_path):
     assert len(load(tmp_path / "m1" / "run0", tmp_path / "m2" / "run1")) == 2
 
 
-def test_a_torn_last_line_is_skipped_not_fatal(tmp_path):
-    store = RunStore(tmp_path / "run")
-    store.create({"run_id": "r1"})
-    store.append(_record())
-    with open(store.records_path, "a") as f:
-        f.write('{"run_id": "r1", "metric": "half')
-    with pytest.warns(UserWarning, match="torn"):
-        frame = load(tmp_path / "run")
-    assert len(frame) == 1
-
-
 def test_corruption_in_the_middle_is_an_error(tmp_path):
     store = RunStore(tmp_path / "run")
     store.create({"run_id": "r1"})
@@ -114,7 +103,7 @@ def test_a_torn_last_line_is_truncated_before_the_next_append(tmp_path):
     with open(store.records_path, "a") as f:
         f.write('{"run_id": "r1", "metric": "half')
     with pytest.warns(UserWarning, match=r"line 2 is torn .* read the 1 records before it"):
-        assert len(store.records()) == 1
+        assert len(load(tmp_path / "run")) == 1  # the reader recovers what precedes it
     with pytest.warns(UserWarning, match="removed a torn last line"):
         store.reconcile()
     store.append(_record(metric="next"))
