@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from genbench.errors import UserError
@@ -103,6 +104,9 @@ def cmd_is(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from genbench.store import ensure_parent_dir
+
+    ensure_parent_dir(Path(args.out))  # before the pass over the images, not after
     ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
     stats = path_to_statistics(args.path, ex, batch_size=args.batch_size, grey=args.grey, alpha=args.alpha,
                                cache_dir=args.cache_dir, use_cache=not args.no_cache, npz_prefer=args.npz_prefer,

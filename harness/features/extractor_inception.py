@@ -24,6 +24,7 @@ from genbench.errors import UserError
 from genbench.features.extractor_base import ResizingExtractor
 from genbench.features.resize import INCEPTION_SIZE, tf1_resize
 from genbench.features.weights import (INCEPTION_ENV, KNOWN_INCEPTION_WEIGHTS, file_sha256, find_inception_weights,
+                                      is_trusted,
                                        jit_load, sniff_inception_weights)
 from genbench.registry import EXTRACTORS
 
@@ -108,7 +109,7 @@ class InceptionExtractor(ResizingExtractor):
         info = KNOWN_INCEPTION_WEIGHTS.get(self.weights_sha256)
         self.known_weights = info is not None
         if info is None:
-            if not trust_unknown:
+            if not is_trusted(self.weights_sha256, trust_unknown):
                 raise UserError(
                     f"{self.path} ({self.where}): unknown Inception weights, sha256 {self.weights_sha256}; "
                     f"genbench knows {len(KNOWN_INCEPTION_WEIGHTS)} files (genbench.features.weights."

@@ -10,26 +10,28 @@ import numpy as np
 
 from genbench.errors import UserError
 from genbench.features.extractor_base import ResizingExtractor
-from genbench.features.weights import file_sha256, jit_load
+from genbench.features.weights import check_trusted, file_sha256, jit_load
 from genbench.registry import EXTRACTORS
 
 
 @EXTRACTORS.register("torchscript")
 class TorchScriptExtractor(ResizingExtractor):
     """``torchscript:FILE``: any TorchScript module, fed float32 (N, 3, 299, 299) in [0, 255]
-    after the mode's resize, exactly as clean-fid feeds a ``custom_feat_extractor``."""
+    after the mode's resize, exactly as clean-fid feeds a ``custom_feat_extractor``. Like every
+    extractor file, it runs only when trusted (``weights.check_trusted``)."""
 
     name = "torchscript"
 
     def __init__(self, path: str | Path | None = None, *, mode: str = "clean", device: str = "cpu",
-                 threads: int | None = None, dim: int | None = None):
+                 threads: int | None = None, dim: int | None = None, trust_unknown: bool = False):
         if not path:
             raise UserError("extractor torchscript needs a file: write torchscript:FILE (a torch.jit.save'd module)")
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"{self.path}: no such TorchScript file (extractor torchscript:FILE)")
-        super().__init__(mode=mode, device=device, threads=threads)
         self.weights_sha256 = file_sha256(self.path)
+        check_trusted(self.path, self.weights_sha256, trust_unknown, "TorchScript extractor")
+        super().__init__(mode=mode, device=device, threads=threads)
         self.module = jit_load(self.path, "save the extractor with torch.jit.script(...).save(FILE)").to(self.device)
         self.dim = int(dim) if dim else self._probe_dim()
 

@@ -148,6 +148,17 @@ def protocol_warnings(extractor, n: int | None) -> list[str]:
             f"upward at smaller N, so this number is not comparable to published ones"]
 
 
+#: the most bootstrap replicates --bootstrap takes (each is one D x D eigendecomposition)
+MAX_BOOTSTRAP = 10_000
+
+
+def check_bootstrap(n: Any) -> None:
+    """``--bootstrap N``: 0 (off) or 2..MAX_BOOTSTRAP replicates."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1 or n > MAX_BOOTSTRAP:
+        raise UserError(f"--bootstrap {n!r}: give 0 (off) or a whole number of replicates from 2 to "
+                        f"{MAX_BOOTSTRAP:,} (1,000 is plenty for a 95% interval)")
+
+
 def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
                 device: str | None = None, grey: str = "error", alpha: str = "error",
                 cache_dir: str | Path | None = None, use_cache: bool = True, trust_unknown: bool = False,
@@ -157,6 +168,7 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
     reference ``path_b``, with its convention: a flat dict (``fid``, ``sfid``, ``extractor``,
     ``weights_sha256``, ``mode``, ``dim``, ``n_a``, ``n_b``, ``sqrtm``, sources, cache use...).
     center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet)."""
+    check_bootstrap(bootstrap)
     ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     metrics = parse_metrics(metrics)
     if "is" in metrics and logits_status(ex) is not None:  # before any pass over the images
@@ -212,4 +224,4 @@ def statistics_origin(s: Statistics) -> str:
 
 
 __all__ = ["METRICS", "PROTOCOL_N", "compute_fid", "compute_inception_score", "statistics_to_metrics",
-           "parse_metrics", "protocol_warnings", "statistics_origin"]
+           "parse_metrics", "protocol_warnings", "statistics_origin", "check_bootstrap", "MAX_BOOTSTRAP"]

@@ -96,6 +96,21 @@ def _check_dim(mu: np.ndarray, sigma: np.ndarray, dim: int | None, where: str, f
             f"{where}: statistics of dimension {mu.shape[0]} (field {fields[0]}), but the extractor gives "
             f"{dim}-d features; compute both sides with the same extractor (genbench stats PATH --extractor ...)"
         )
+    check_covariance(mu, sigma, where, fields)
+
+
+def check_covariance(mu: np.ndarray, sigma: np.ndarray, where: str, fields=("mu", "sigma")) -> None:
+    """A covariance is finite, symmetric and positive semi-definite (up to float rounding);
+    anything else would give a silently wrong (or complex) Fréchet distance."""
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"{where}: {fields[0]} or {fields[1]} holds NaN or infinity; recompute the statistics")
+    scale = float(np.abs(sigma).max()) or 1.0
+    if not np.allclose(sigma, sigma.T, rtol=0, atol=1e-6 * scale):
+        raise UserError(f"{where}: {fields[1]} is not symmetric, so not a covariance; recompute the statistics")
+    low = float(np.linalg.eigvalsh(sigma)[0])
+    if low < -1e-5 * scale:
+        raise UserError(f"{where}: {fields[1]} is not positive semi-definite (smallest eigenvalue {low:.3g}), so "
+                        "not a covariance; recompute the statistics")
 
 
 _STAT_FIELDS = ("mu", "sigma", "n", "mu_s", "sigma_s", IDENTITY_KEY)
@@ -132,11 +147,19 @@ def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[s
 def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> dict[str, np.ndarray]:
     """``features`` (N, D) float64, and ``spatial`` (N, Ds) when asked, of a source's images."""
     parts = []
+    first_shape: list[tuple] = []
     for chunk in src.chunks():
         if hasattr(ex, "outputs_from_loaders"):
             parts.append(ex.outputs_from_loaders(chunk, batch_size=batch_size, spatial=spatial))
         else:  # any FeatureExtractor: a stacked array (the images must share one size)
-            feats = ex.features(np.stack([f() for f in chunk]), batch_size=batch_size)
+            images = [f() for f in chunk]
+            shapes = sorted({tuple(im.shape) for im in images} | set(first_shape[:1]))
+            if len(shapes) > 1:
+                raise UserError(f"{src.label}: images of different sizes ({', '.join(map(str, shapes[:4]))}), and "
+                                f"extractor {getattr(ex, 'name', type(ex).__name__)!r} does not resize; resize them "
+                                "to one size first, or use an extractor that resizes (inception, torchscript:FILE)")
+            first_shape[:1] = shapes
+            feats = ex.features(np.stack(images), batch_size=batch_size)
             parts.append({"features": np.asarray(feats, dtype=np.float64)})
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     feats = out["features"]

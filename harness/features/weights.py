@@ -70,6 +70,33 @@ KNOWN_INCEPTION_WEIGHTS: dict[str, InceptionWeights] = {
     ),
 }
 
+#: sha256 of user files trusted in this process (``trust_file``); $GENBENCH_TRUSTED_SHA256 adds more
+#: (comma-separated), for runs, where no --trust-unknown flag reaches the extractor
+TRUSTED_SHA256: set[str] = set()
+
+
+def trust_file(path: str | Path) -> str:
+    """Trust the file at ``path`` (by its sha256) for this process; returns the hash."""
+    digest = file_sha256(Path(path))
+    TRUSTED_SHA256.add(digest)
+    return digest
+
+
+def is_trusted(sha256: str, trust_unknown: bool = False) -> bool:
+    """The one rule for every extractor file genbench runs: its sha256 is known (a reference file),
+    trusted (``trust_file``, $GENBENCH_TRUSTED_SHA256), or the user passed --trust-unknown."""
+    env = {h.strip() for h in os.environ.get("GENBENCH_TRUSTED_SHA256", "").split(",") if h.strip()}
+    return trust_unknown or sha256 in KNOWN_INCEPTION_WEIGHTS or sha256 in TRUSTED_SHA256 or sha256 in env
+
+
+def check_trusted(path: Path, sha256: str, trust_unknown: bool, what: str) -> None:
+    """``is_trusted`` or a UserError naming the file, its hash and the two ways to trust it."""
+    if not is_trusted(sha256, trust_unknown):
+        raise UserError(f"{path}: unknown {what}, sha256 {sha256}; genbench runs a user's file only when trusted: "
+                        "pass --trust-unknown (genbench fid/is/stats) or add the hash to $GENBENCH_TRUSTED_SHA256 "
+                        "(runs)")
+
+
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
@@ -190,4 +217,4 @@ def jit_load(path: Path, what: str):
 
 __all__ = ["INCEPTION_ENV", "InceptionWeights", "KNOWN_INCEPTION_WEIGHTS", "file_sha256", "clean_fid_cache_file",
            "torch_hub_cache_files", "fid_helper_file", "inception_candidates", "find_inception_weights",
-           "sniff_inception_weights", "jit_load"]
+           "sniff_inception_weights", "jit_load", "TRUSTED_SHA256", "trust_file", "is_trusted", "check_trusted"]

@@ -218,7 +218,7 @@ def mixed_sizes(tmp: Path) -> list[str]:
 
 
 def untrusted_torchscript(tmp: Path) -> list[str]:
-    from tests.harness.test_extractors import tiny_torchscript
+    from tests.harness.features.helpers import tiny_torchscript
 
     net = tiny_torchscript(tmp / "net.pt", seed=7, trusted=False)
     return ["fid", "digits:test", "digits:val", "--extractor", f"torchscript:{net}", "--no-cache"]

@@ -30,8 +30,13 @@ class TinyNet(torch.nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def tiny_torchscript(path: Path, dim: int = 16, seed: int = 0) -> Path:
+def tiny_torchscript(path: Path, dim: int = 16, seed: int = 0, trusted: bool = True) -> Path:
+    """A tiny TorchScript extractor, trusted in this process (as --trust-unknown would) unless not ``trusted``."""
+    from genbench.features.weights import trust_file
+
     torch.jit.script(TinyNet(dim, seed).eval()).save(str(path))
+    if trusted:
+        trust_file(path)
     return path
 
 

@@ -8,12 +8,12 @@ from genbench.errors import UserError
 from genbench.features import weights
 from genbench.features.extractor_inception import InceptionExtractor
 from genbench.features.weights import INCEPTION_ENV, file_sha256
-from tests.harness.features.helpers import digit_images
+from tests.harness.features.helpers import digit_images, tiny_torchscript
 
 torch = pytest.importorskip("torch")
 
 
-def test_inception_lookup_order_and_unknown_weights(tmp_path, monkeypatch, tiny_file):
+def test_inception_lookup_order_and_unknown_weights(tmp_path, monkeypatch):
     monkeypatch.delenv(INCEPTION_ENV, raising=False)
     with pytest.raises(UserError, match="missing.pt"):
         InceptionExtractor(path=tmp_path / "missing.pt")
@@ -21,12 +21,13 @@ def test_inception_lookup_order_and_unknown_weights(tmp_path, monkeypatch, tiny_
     with pytest.raises(UserError, match="env-missing.pt"):
         InceptionExtractor()
     # an existing file that is not a known Inception is refused, by name and hash
-    monkeypatch.setenv(INCEPTION_ENV, str(tiny_file))
+    untrusted = tiny_torchscript(tmp_path / "tiny.pt", seed=3, trusted=False)
+    monkeypatch.setenv(INCEPTION_ENV, str(untrusted))
     with pytest.raises(UserError, match=r"tiny\.pt.*unknown Inception weights.*trust_unknown"):
         InceptionExtractor()
     ex = InceptionExtractor(trust_unknown=True)  # env var wins over the caches
-    assert ex.where == f"${INCEPTION_ENV}" and ex.path == tiny_file
-    assert ex.describe()["weights_sha256"] == file_sha256(tiny_file)
+    assert ex.where == f"${INCEPTION_ENV}" and ex.path == untrusted
+    assert ex.describe()["weights_sha256"] == file_sha256(untrusted)
     with pytest.raises(UserError, match="legacy_tensorflow"):
         InceptionExtractor(trust_unknown=True, mode="legacy_tensorflow")
     with pytest.raises(UserError, match="no classifier head"):
