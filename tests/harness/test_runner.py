@@ -135,3 +135,32 @@ def test_a_sweep_expands_into_one_cell_per_setting(tmp_path):
     bad = _spec(adapter_options={"fake-ar": {"sweep": {"steps": 4}}})
     with pytest.raises(UserError, match="sweep.steps = \\[4, 8, 16\\]"):
         bad.validate()
+
+
+def test_adapter_option_names_follow_options_up_the_class_hierarchy():
+    from genbench.adapters.autoregressive import ARText
+
+    names = runner.adapter_option_names(ARText)
+    assert {"length", "context", "eval_batch_size", "kv_cache", "temperature"} <= names
+    assert "path" not in names and "device" not in names
+    assert runner.adapter_option_names(lambda **kw: None) is None  # takes anything: not checked
+
+
+def test_suite_option_types_come_from_the_defaults(tmp_path):
+    ok = _spec(suite_options={"toy": {"n_samples": 3, "batch_size": 2}})
+    ok.validate()
+    for bad, match in [({"n_samples": True}, "whole number"), ({"n_samples": 2.0}, "whole number"),
+                       ({"batch_size": 0}, "positive")]:
+        with pytest.raises(UserError, match=match):
+            _spec(suite_options={"toy": bad}).validate()
+    assert not (tmp_path / "x").exists()
+
+
+def test_set_adapter_option_from_the_command_line(tmp_path):
+    from genbench.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--suite", "toy", "--adapter", "fake-masked", "--set", "adapter.fake-masked.steps=2",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["spec"]["adapter_options"] == {"fake-masked": {"steps": 2}}
