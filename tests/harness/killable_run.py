@@ -61,7 +61,8 @@ def _install_kill(spec: str) -> None:
 
 
 def _register_ticks() -> None:
-    """A quick suite whose cell takes a moment: ``n_metrics`` values, ``pause_s`` apart."""
+    """A quick suite whose cell takes a moment: ``n_metrics`` values, ``pause_s`` apart (plus
+    $GENBENCH_TEST_SLOW seconds, which slows a run down without changing its configuration)."""
     from genbench.registry import SUITES
     from genbench.suite import Metric, Suite
 
@@ -72,7 +73,7 @@ def _register_ticks() -> None:
         def run(self, generator, ctx):
             images = generator.sample(4, seed=ctx.seed, batch_size=4).images
             for i in range(ctx.options["n_metrics"]):
-                time.sleep(ctx.options["pause_s"])
+                time.sleep(ctx.options["pause_s"] + float(os.environ.get("GENBENCH_TEST_SLOW", 0)))
                 yield Metric(f"tick{i}", float(images.mean()) + i * 0.5 + ctx.seed, unit="x",
                              higher_is_better=True, n=4, convention={"i": i})
 

@@ -134,14 +134,14 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(tmp_path, zygote, r
     assert not list(out.glob("*.tmp"))
 
 
-def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
-    """Two real `genbench run` processes on one --out: the second exits 2 naming the first."""
+def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path, zygote, reference):
+    """Two real `genbench run` processes on one --out: the second exits 2 naming the first. Then
+    the first is SIGKILLed mid-run, and a resume gives the uninterrupted run's records."""
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    slow = ["--set", "ticks.pause_s=2.0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENBENCH_TEST_SLOW": "1.0"}
 
     def launch(*extra):
-        return subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, *slow, "--out", str(out), *extra],
+        return subprocess.Popen([sys.executable, str(SCRIPT), *ARGS, "--out", str(out), *extra],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     first = launch()
@@ -152,9 +152,11 @@ def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
     second = launch("--resume")
     _, err = second.communicate(timeout=60)
     assert first.poll() is None, "the second run was not refused while the first ran"
-    first.kill()
+    first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
     assert second.returncode == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, lines
     assert f"pid {first.pid}" in lines[0] and "in use by another genbench run" in lines[0]
+    assert zygote.run(out, "--resume") == 0  # the killed process's lock went with it
+    assert _deterministic(out) == reference
