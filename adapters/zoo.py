@@ -131,7 +131,8 @@ def load_model_state(name: str, weights_dir: Path | None = None) -> tuple[dict[s
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{meta_path}: not valid JSON ({e}); run `genbench zoo train --model {name}`") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-        raise UserError(f"{meta_path}: not a zoo model card (no 'config' table); run `genbench zoo train --model {name}`")
+        raise UserError(f"{meta_path}: not a zoo model card (no 'config' table); "
+                        f"run `genbench zoo train --model {name}`")
     if meta.get("name", name) != name:
         raise UserError(f"{meta_path}: holds the weights of zoo model {meta.get('name')!r}, not {name!r}; "
                         f"load it as {meta.get('name')}:{weights_dir} or point {name} at its own weights")

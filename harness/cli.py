@@ -75,7 +75,8 @@ def _spec_from_args(args: argparse.Namespace):
         if table == "adapter":  # adapter.NAME.KEY: NAME may hold dots (a path), KEY may not
             table, dot, field = field.rpartition(".")
             if not eq or not dot or not table or not field:
-                raise UserError(f"--set {item!r}: write adapter.NAME.KEY=VALUE, e.g. --set adapter.masked-digits.steps=8")
+                raise UserError(f"--set {item!r}: write adapter.NAME.KEY=VALUE, "
+                                "e.g. --set adapter.masked-digits.steps=8")
             spec.adapter_options.setdefault(table, {})[field] = _parse_value(raw)
             continue
         if not eq or not dot or not field:

@@ -214,7 +214,8 @@ class RunStore:
         try:
             manifest = json.loads(self.manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.manifest_path}: not valid JSON ({e}); move the directory aside or use another --out")
+            raise UserError(f"{self.manifest_path}: not valid JSON ({e}); "
+                            "move the directory aside or use another --out")
         if not isinstance(manifest, dict):
             raise UserError(f"{self.manifest_path}: not a JSON object; move the directory aside or use another --out")
         return manifest

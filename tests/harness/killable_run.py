@@ -2,11 +2,13 @@
 subject. ``killable_run.py ARGS`` runs ``genbench ARGS``; ``killable_run.py --zygote`` imports
 genbench (and torch) once and then forks one process per request read from stdin (a JSON line
 ``{"argv": [...], "kill": ..., "log": PATH}``), answering ``pid N`` at once and ``rc R`` when
-the child ends (R negative: killed by signal -R), so that many runs cost no import each. ``GENBENCH_TEST_KILL=WHAT:N`` makes the process SIGKILL itself at the N-th store call
-of one kind, to land kills at exact points no timer can hit:
+the child ends (R negative: killed by signal -R), so that many runs cost no import each.
+
+``GENBENCH_TEST_KILL=WHAT:N`` (or a request's ``kill``) makes the process SIGKILL itself at the
+N-th store call of one kind, to land kills at exact points no timer can hit:
 
 - ``append:N``  right after the N-th append (a cell's records written, its marker not yet)
-- ``tear:N``    in the middle of the N-th append (half its bytes on disk: a torn line)
+- ``tear:N``    in the middle of the N-th write (half its bytes on disk: a torn line)
 - ``atomic:N``  after the N-th atomic file's temporary is written, before its rename
 """
 from __future__ import annotations

@@ -308,7 +308,8 @@ CASES = [
       run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nrepeats = 0\n'),
       "repeats = 0: must be positive"),
     C("runfile-warmup-negative", "speed `warmup = -2`",
-      run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nwarmup = -2\n'), "warmup = -2: must be >= 0"),
+      run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nwarmup = -2\n'),
+      "warmup = -2: must be >= 0"),
     C("runfile-bool-option", "speed `flops = \"yes\"`",
       run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nflops = "yes"\n'),
       "flops = 'yes': must be true or false"),
@@ -321,8 +322,8 @@ CASES = [
     C("runfile-huge-kid-subset", "image_quality `kid_subset_size = 10**8` (a 10**16-entry kernel matrix)",
       run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\n'
                "kid_subset_size = 100_000_000\n"), "need at least"),
-    C("runfile-huge-batch", "toy `batch_size = 10**14`", run_with(BASE + "[suite.toy]\nbatch_size = 100_000_000_000_000\n"),
-      "need at least"),
+    C("runfile-huge-batch", "toy `batch_size = 10**14`",
+      run_with(BASE + "[suite.toy]\nbatch_size = 100_000_000_000_000\n"), "need at least"),
     C("runfile-suite-table-unused", "a `[suite.X]` table for a suite the run does not include",
       run_with(BASE + "[suite.likelihood]\nmax_examples = 3\n"), "configures a suite the run does not include"),
     C("runfile-suite-table-not-table", "`suite.toy = 3`", run_with(BASE + "suite.toy = 3\n"),
@@ -336,13 +337,14 @@ CASES = [
       run_with(BASE + '[adapter."fake-ar"]\ndevice = "cpu"\n'), "option 'device' is not an adapter option"),
     C("runfile-adapter-table-unused", "an adapter table for an adapter the run does not include",
       run_with(BASE + '[adapter."fake-masked"]\nsteps = 2\n'), "configures an adapter the run does not include"),
-    C("runfile-sweep-not-list", "`sweep.steps = 4` (not a list)", run_with(BASE + '[adapter."fake-ar"]\nsweep.steps = 4\n'),
-      "sweep.steps = [4, 8, 16]"),
+    C("runfile-sweep-not-list", "`sweep.steps = 4` (not a list)",
+      run_with(BASE + '[adapter."fake-ar"]\nsweep.steps = 4\n'), "sweep.steps = [4, 8, 16]"),
     C("runfile-sweep-typo", "a sweep over a misspelt option",
       run_with(BASE + '[adapter."fake-ar"]\nsweep.stepz = [1, 2]\n'), "unknown option(s) ['stepz']"),
     # --- command-line options -------------------------------------------------------------------
-    C("flag-set-no-equals", "`--set toy.n_samples`", flags("--suite", "toy", "--adapter", "fake-ar", "--set", "toy.n_samples"),
-      "write SUITE.KEY=VALUE", group="options"),
+    C("flag-set-no-equals", "`--set toy.n_samples`",
+      flags("--suite", "toy", "--adapter", "fake-ar", "--set", "toy.n_samples"), "write SUITE.KEY=VALUE",
+      group="options"),
     C("flag-set-adapter-no-key", "`--set adapter.fake-ar=3`",
       flags("--suite", "toy", "--adapter", "fake-ar", "--set", "adapter.fake-ar=3"), "write adapter.NAME.KEY=VALUE",
       group="options"),
@@ -383,8 +385,9 @@ CASES = [
     C("out-under-file", "`run --out` under a file", lambda t: ["run", "--suite", "toy", "--adapter", "fake-ar", "--out",
                                                              str(a_file(t) / "out")], "is a file, not a directory",
       group="output paths"),
-    C("out-is-file", "`run --out` is a file", lambda t: ["run", "--suite", "toy", "--adapter", "fake-ar", "--out",
-                                                       str(a_file(t))], "is a file, not a directory", group="output paths"),
+    C("out-is-file", "`run --out` is a file",
+      lambda t: ["run", "--suite", "toy", "--adapter", "fake-ar", "--out", str(a_file(t))],
+      "is a file, not a directory", group="output paths"),
     C("out-unwritable", "`run --out` in a place you cannot write",
       lambda t: ["run", "--suite", "toy", "--adapter", "fake-ar", "--out", str(unwritable(t))], "not writable",
       group="output paths"),
@@ -531,7 +534,9 @@ def test_bad_input(case: Case, tmp_path, capsys):
 
 
 def readme_table_rows() -> list[str]:
-    """The README's "Bad inputs" table, one row per case (regenerate with ``python -m tests.harness.test_bad_inputs``)."""
+    """The README's "Bad inputs" table, one row per case.
+
+    Regenerate it with ``python -m tests.harness.test_bad_inputs``."""
     rows = ["| # | input | what the user sees | exit |", "|---|---|---|---|"]
     for i, c in enumerate(CASES, 1):
         sees = c.sees.replace("|", "\\|")
