@@ -135,8 +135,8 @@ class Suite(abc.ABC):
         need = cls.memory_lower_bound(merged)
         have = available_memory_bytes()
         if need > have:
-            raise UserError(f"{where}: these options need at least {_bytes(need)} of memory (n_samples, "
-                            f"batch sizes and KID subsets at {BYTES_PER_SAMPLE} bytes a sample), this machine "
+            raise UserError(f"{where}: these options need at least {_bytes(need)} of memory (samples and batches "
+                            f"at {BYTES_PER_SAMPLE} bytes each, KID's kernel matrix and subsets), this machine "
                             f"has {_bytes(have)}; lower them")
 
     @classmethod
@@ -147,8 +147,10 @@ class Suite(abc.ABC):
             return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
         n = max(count("n_samples"), count("num_classes") * count("samples_per_class"), count("max_examples"))
-        m = count("kid_subset_size") if count("kid_subsets") else 0
-        return BYTES_PER_SAMPLE * (n + count("batch_size") + count("sample_chunk")) + 8 * m * m
+        # KID: one m x m kernel matrix at a time (m is capped by the sample count) and one value per subset
+        m = min(count("kid_subset_size"), n) if count("kid_subsets") else 0
+        samples = BYTES_PER_SAMPLE * (n + count("batch_size") + count("sample_chunk"))
+        return samples + 8 * m * m + 8 * count("kid_subsets")
 
     def applies_to(self, generator: Generator) -> bool:
         return True

@@ -319,9 +319,12 @@ CASES = [
     C("runfile-huge-n-samples", "image_quality `n_samples = 10**13` (would exhaust memory)",
       run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\n'
                "n_samples = 10_000_000_000_000\n"), "need at least"),
-    C("runfile-huge-kid-subset", "image_quality `kid_subset_size = 10**8` (a 10**16-entry kernel matrix)",
+    C("runfile-huge-kid-subset", "image_quality `kid_subset_size = n_samples = 10**8` (a 10**16-entry kernel)",
       run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\n'
-               "kid_subset_size = 100_000_000\n"), "need at least"),
+               "kid_subset_size = 100_000_000\nn_samples = 100_000_000\n"), "need at least"),
+    C("runfile-huge-kid-subsets", "image_quality `kid_subsets = 10**15`",
+      run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\n'
+               "kid_subsets = 1_000_000_000_000_000\n"), "need at least"),
     C("runfile-huge-batch", "toy `batch_size = 10**14`",
       run_with(BASE + "[suite.toy]\nbatch_size = 100_000_000_000_000\n"), "need at least"),
     C("runfile-suite-table-unused", "a `[suite.X]` table for a suite the run does not include",
