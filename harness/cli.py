@@ -163,8 +163,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (as every genbench error), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"genbench: error: {self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genbench", description=__doc__)
+    p = _Parser(prog="genbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list registered adapters, suites or extractors")

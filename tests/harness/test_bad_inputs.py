@@ -381,6 +381,13 @@ CASES = [
     C("flag-bootstrap-huge", "`genbench fid --bootstrap 1000000000`",
       lambda t: ["fid", "digits:test", "digits:val", "--extractor", "digits-classifier", "--bootstrap", "1000000000"],
       "from 2 to 10,000", group="options"),
+    C("flag-bootstrap-float", "`genbench fid --bootstrap 1e9`",
+      lambda t: ["fid", "digits:test", "digits:val", "--bootstrap", "1e9"],
+      "argument --bootstrap: invalid int value: '1e9'", group="options"),
+    C("flag-seed-not-int", "`--seed abc`", flags("--suite", "toy", "--adapter", "fake-ar", "--seed", "abc"),
+      "argument --seed: invalid int value: 'abc'", group="options"),
+    C("flag-unknown", "an unknown flag `--seeds 1`", flags("--suite", "toy", "--adapter", "fake-ar", "--seeds", "1"),
+      "unrecognized arguments: --seeds 1", group="options"),
     C("flag-bootstrap-one", "`genbench fid --bootstrap 1`",
       lambda t: ["fid", "digits:test", "digits:val", "--extractor", "digits-classifier", "--bootstrap", "1"],
       "from 2 to 10,000", group="options"),
@@ -517,7 +524,10 @@ def test_bad_input(case: Case, tmp_path, capsys):
     capsys.readouterr()
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv and argv[0] == "run" else None
     existed = out is not None and out.exists()
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
     captured = capsys.readouterr()
     _no_traceback(captured.out + captured.err)
     assert "weights_only=False" not in captured.out + captured.err  # never suggest running a pickle
