@@ -429,7 +429,8 @@ CASES = [
       lambda t: ["stats", "digits:test", "--extractor", "digits-classifier", "--out", str(unwritable(t) / "s.npz")],
       "not writable", group="output paths"),
     # --- records --------------------------------------------------------------------------------
-    C("records-none", "`report` of a folder without runs", lambda t: ["report", str(t)], "no records.jsonl",
+    C("records-none", "`report` of a folder that holds files but no run", lambda t: ["report", str(a_file(t).parent)],
+      "no records.jsonl",
       group="records"),
     C("records-not-objects", "records that are JSON but not objects",
       report_of(run_dir_with_records('{"suite": "s"}\n[1, 2]\n')), "line 2 is JSON but not an object", group="records"),
