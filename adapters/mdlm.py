@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.sampling import cosine_lr
+from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.nn import Transformer, TransformerConfig
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -333,7 +333,7 @@ def masked_sample(
     background, spaces) are always committed first and samples collapse onto a few modes.
     ``order="random"`` commits uniformly random masked positions instead (MDLM's ancestral
     sampler; ``choice_temperature`` is then unused). Sample i's
-    noise comes from a generator keyed ``(seed, i)``, so samples do not depend on
+    noise comes from ``sampling.example_generator(seed, i, stream="sample")``, so samples do not depend on
     ``batch_size`` (up to floating-point differences between batched matmuls).
     """
     counts = unmask_counts(length, steps, schedule)
@@ -345,7 +345,7 @@ def masked_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        gens = [key_to_generator(seed, start + i) for i in range(size)]
+        gens = [example_generator(seed, start + i, stream="sample") for i in range(size)]
         x = torch.full((size, length), mask_id, dtype=torch.int64)
         for step, count in enumerate(counts):
             logits = logits_fn(x, torch.arange(start, start + size)) if with_rows else logits_fn(x)
