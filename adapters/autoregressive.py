@@ -15,8 +15,9 @@
 Sampling draws one position per forward pass (``nfe_per_sample`` = the sequence length),
 with a key/value cache by default (``kv_cache=False`` recomputes the whole prefix each step:
 the same samples, slower). Sample ``i`` takes its randomness from a generator keyed by
-``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``), so samples do not depend on ``batch_size`` (up to floating-point differences
-between batched matmuls, which can flip a draw that lands on a CDF boundary).
+``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``), so samples do not depend
+on ``batch_size`` (up to floating-point differences between batched matmuls, which can flip a
+draw that lands on a CDF boundary).
 """
 from __future__ import annotations
 

@@ -29,9 +29,9 @@ rounding.
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
 each step: the same tokens, slower). Sample ``i`` of a call takes its uniforms from a
-generator keyed by ``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``) and draws by inverse CDF in float64, so samples do not depend
-on ``batch_size`` (up to float rounding between batch shapes, which could flip a draw that
-lands exactly on a CDF boundary).
+generator keyed by ``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``) and
+draws by inverse CDF in float64, so samples do not depend on ``batch_size`` (up to float
+rounding between batch shapes, which could flip a draw that lands exactly on a CDF boundary).
 """
 from __future__ import annotations
 

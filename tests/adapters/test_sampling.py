@@ -9,25 +9,12 @@ import torch
 from genbench.adapters import sampling
 from genbench.registry import build_adapter
 
-from tests.adapters.test_hf import _tokenizer as gpt2_tokenizer
+from tests.adapters.test_hf import ckpt  # noqa: F401  (the tiny GPT-2 fixture)
 from tests.adapters.test_hf_mdlm import _save as save_tiny_bert
 from tests.adapters.test_hf_mdlm import _tokenizer as bert_tokenizer
 
 N = 7
 BATCH_SIZES = (1, 3, 7)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    d = tmp_path_factory.mktemp("tiny-gpt2-sampling")
-    tok = gpt2_tokenizer()
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=32, vocab_size=len(tok),
-                               bos_token_id=0, eos_token_id=0, initializer_range=0.3)).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +39,7 @@ def _adapter(name, request):
     options = ADAPTERS[name]
     base = name.split("[")[0]
     if base == "hf-causal-lm":
-        base = f"{base}:{request.getfixturevalue('tiny_gpt2')}"
+        base = f"{base}:{request.getfixturevalue('ckpt')}"
     elif base == "hf-masked-diffusion-lm":
         base = f"{base}:{request.getfixturevalue('tiny_bert')}"
     return build_adapter(base, **options)

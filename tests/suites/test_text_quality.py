@@ -14,7 +14,7 @@ from genbench.interfaces import Generator, Samples
 from genbench.suite import SuiteContext
 from genbench.suites.text_quality import TextQuality
 from tests.adapters.test_hf import TEXT
-from tests.adapters.test_hf import _tokenizer as gpt2_tokenizer
+from tests.adapters.test_hf import ckpt  # noqa: F401  (the tiny GPT-2 fixture)
 
 SAMPLES = ["The river runs down to the sea and the mills turn.", "In spring the water is high.",
            "Children wade across the shallows near the bridge.", "The fishermen know every pool."]
@@ -29,16 +29,8 @@ class FixedText(Generator):
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    d = tmp_path_factory.mktemp("tiny-gpt2-textquality")
-    tok = gpt2_tokenizer()
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=len(tok),
-                               bos_token_id=0, eos_token_id=0, initializer_range=0.3)).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+def gpt2_dir(ckpt):
+    return ckpt
 
 
 @pytest.fixture(scope="module")
