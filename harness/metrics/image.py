@@ -429,7 +429,7 @@ def features_to_kid_estimate(
         w = weights[:, iy]                                    # (B, m)
         kyy_off = kyy - np.diag(np.diag(kyy))
         sw = w.sum(axis=1)
-        yy = np.einsum("bi,ij,bj->b", w, kyy_off, w) / (sw ** 2 - (w ** 2).sum(axis=1))
+        yy = ((w @ kyy_off) * w).sum(axis=1) / (sw ** 2 - (w ** 2).sum(axis=1))   # w K w (BLAS)
         xx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
         xy = (w @ kxy.sum(axis=0)) / (m * sw)
         boot += xx + yy - 2 * xy
