@@ -15,8 +15,9 @@
 Sampling draws one position per forward pass (``nfe_per_sample`` = the sequence length),
 with a key/value cache by default (``kv_cache=False`` recomputes the whole prefix each step:
 the same samples, slower). Sample ``i`` takes its randomness from a generator keyed by
-``(seed, i)``, so samples do not depend on ``batch_size`` (up to floating-point differences
-between batched matmuls, which can flip a draw that lands on a CDF boundary).
+``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``), so samples do not depend
+on ``batch_size`` (up to floating-point differences between batched matmuls, which can flip a
+draw that lands on a CDF boundary).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from genbench import data
 from genbench.adapters import zoo
 from genbench.adapters.hf import rolling_windows
 from genbench.adapters.nn import KVCache, Transformer, TransformerConfig
-from genbench.adapters.sampling import cosine_lr, key_to_generator, logits_to_ids
+from genbench.adapters.sampling import cosine_lr, examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -69,8 +70,7 @@ def causal_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        u = torch.stack([torch.rand(length, generator=key_to_generator(seed, start + i), dtype=torch.float64)
-                         for i in range(size)])
+        u = examples_to_uniforms(seed, start, size, (length,))  # (size, length): sample i's own stream
         x = torch.full((size, 1), bos_id, dtype=torch.int64, device=device)
         cache = KVCache(model.cfg.n_layers) if kv_cache else None
         for pos in range(length):

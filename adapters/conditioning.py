@@ -4,7 +4,8 @@ generators and the images a model reads.
 * ``condition`` is an int64 label array ``(n,)``; ``None`` on a class-conditional model means
   the equal-count schedule ``label(i) = i mod num_classes`` over the call's sample indices.
 * Sample ``i`` of a call with ``seed`` draws all its randomness from
-  ``sampling.key_to_generator(seed, i)``, so a sample does not depend on the batch size.
+  ``sampling.example_generator(seed, i, stream="sample")``, so a sample does not depend on the
+  batch size.
 * Classifier-free guidance evaluates the conditional and the null-class (unconditional) halves:
   two network evaluations per sample and step, counted as such in ``nfe_per_sample``.
 """
@@ -15,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench.adapters.sampling import key_to_generator
+from genbench.adapters.sampling import example_generator
 from genbench.errors import UserError
 
 
 def sample_generators(seed: int, start: int, size: int) -> list[torch.Generator]:
     """One CPU generator per sample ``start .. start + size`` of a call."""
-    return [key_to_generator(seed, start + i) for i in range(size)]
+    return [example_generator(seed, start + i, stream="sample") for i in range(size)]
 
 
 def condition_to_labels(name: str, n: int, condition: Any, num_classes: int | None) -> np.ndarray | None:

@@ -19,7 +19,8 @@ this code. Options (``runtime_options``: changed without reloading the weights):
 * ``eta`` (DDIM only, default 0).
 
 Sample ``i`` of a call draws its initial noise and every step's noise from
-``key_to_generator(seed, i)`` (a per-sample generator list handed to ``scheduler.step``), so
+``sampling.example_generator(seed, i, stream="sample")`` (a per-sample generator list handed
+to ``scheduler.step``), so
 images do not depend on the batch size. Output: ``x`` in [-1, 1] (a latent model decodes
 ``latents / scaling_factor + shift_factor``) -> uint8 by the ``round`` rule,
 ``clamp(round(127.5 x + 127.5))`` (``Samples.info["quantisation"]``).

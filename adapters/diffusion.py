@@ -40,7 +40,8 @@ Sampling from ``t = 1`` to ``t = 0`` on ``steps`` steps uniform in ``t``: ``"anc
 draws ``z_s ~ q(z_s | z_t, x = x_hat)``; ``"ddim"`` is deterministic (``eta = 0``). One
 forward pass per step (``nfe_per_sample = steps``). The output is the argmax of the
 decoder ``p(x | z_0)``: ``z_0 / alpha_0`` rounded to the nearest of the 17 levels. Sample
-``i`` takes all its noise from a generator keyed by ``(seed, i)``, so samples do not
+``i`` takes all its noise from a generator keyed by ``(seed, i)`` (``sampling.example_generator``,
+stream ``"sample"``), so samples do not
 depend on ``batch_size`` (up to floating-point differences between batched matmuls).
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.sampling import cosine_lr, key_to_generator
+from genbench.adapters.sampling import cosine_lr, example_generator, key_to_generator
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -401,7 +402,7 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
         size = min(batch_size, n - start)
         noise = []
         for i in range(size):
-            g = key_to_generator(seed, start + i)
+            g = example_generator(seed, start + i, stream="sample")
             noise.append(torch.randn(steps + 1 if sampler == "ancestral" else 1, PIXELS, generator=g,
                                      dtype=torch.float64))
         noise_t = torch.stack(noise)  # (size, steps+1 or 1, 64)

@@ -29,9 +29,9 @@ rounding.
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
 each step: the same tokens, slower). Sample ``i`` of a call takes its uniforms from a
-generator keyed by ``(seed, i)`` and draws by inverse CDF in float64, so samples do not depend
-on ``batch_size`` (up to float rounding between batch shapes, which could flip a draw that
-lands exactly on a CDF boundary).
+generator keyed by ``(seed, i)`` (``sampling.example_generator``, stream ``"sample"``) and
+draws by inverse CDF in float64, so samples do not depend on ``batch_size`` (up to float
+rounding between batch shapes, which could flip a draw that lands exactly on a CDF boundary).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genbench.adapters.sampling import key_to_generator, logits_to_ids
+from genbench.adapters.sampling import examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -453,8 +453,7 @@ class HFCausalLM(Generator):
         nfe = 0
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
-            u = torch.stack([torch.rand(self.length, generator=key_to_generator(seed, start + i),
-                                        dtype=torch.float64) for i in range(size)])
+            u = examples_to_uniforms(seed, start, size, (self.length,))  # sample i's own stream
             ids, calls = self._sample_batch(u, start)
             tokens[start: start + size] = ids
             nfe += calls

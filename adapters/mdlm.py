@@ -35,8 +35,12 @@ Timesteps (``timesteps``):
   ``u = (i + U_i) / K`` with its own uniform jitter ``U_i``. The standard error uses the
   collapsed-strata estimator (Cochran, *Sampling Techniques*, 5A.12): neighbouring strata
   are paired and ``var = sum_pairs (y_a - y_b)^2 / K^2``. Its expectation is the true
-  variance plus the squared differences of neighbouring strata means, so it is
-  conservative (never too small on average), with about K/2 degrees of freedom.
+  variance plus the squared differences of neighbouring strata means (never too small on
+  average), but it has only about K/2 degrees of freedom, so the standard error of one
+  sequence is itself noisy and often too small: on masked-digits (K = 32, 40 test images,
+  80 seeds) +-1 standard error covered 65% of the spread over seeds and +-2 covered 90%
+  (normal: 68%, 95%); summed over the 40 images the errors average out (+-2 covered 94%).
+  For an interval on one sequence use a t quantile with K/2 degrees of freedom.
 * ``"systematic"`` -- Dream/LLaDA's ``u_i = (u0 + i/K) mod 1`` with one ``u0``. One
   systematic sample has no unbiased variance estimate, so ``K`` is split into
   ``replicates`` independent systematic samples (each its own ``u0``) and the standard
@@ -62,7 +66,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.sampling import cosine_lr
+from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.nn import Transformer, TransformerConfig
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -333,7 +337,7 @@ def masked_sample(
     background, spaces) are always committed first and samples collapse onto a few modes.
     ``order="random"`` commits uniformly random masked positions instead (MDLM's ancestral
     sampler; ``choice_temperature`` is then unused). Sample i's
-    noise comes from a generator keyed ``(seed, i)``, so samples do not depend on
+    noise comes from ``sampling.example_generator(seed, i, stream="sample")``, so samples do not depend on
     ``batch_size`` (up to floating-point differences between batched matmuls).
     """
     counts = unmask_counts(length, steps, schedule)
@@ -345,7 +349,7 @@ def masked_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        gens = [key_to_generator(seed, start + i) for i in range(size)]
+        gens = [example_generator(seed, start + i, stream="sample") for i in range(size)]
         x = torch.full((size, length), mask_id, dtype=torch.int64)
         for step, count in enumerate(counts):
             logits = logits_fn(x, torch.arange(start, start + size)) if with_rows else logits_fn(x)
@@ -504,7 +508,9 @@ class _MaskedModel(Generator):
             "weight": {"rao-blackwell": "E[1/t | number masked] (Rao-Blackwellised 1/t)", "1/t": "1/t"}[self.weight],
             "timesteps": self.timesteps,
             "sampling_eps": SAMPLING_EPS,
-            "stderr": {"antithetic": "collapsed strata (neighbouring pairs), conservative",
+            "stderr": {"antithetic": "collapsed strata (neighbouring pairs): about K/2 degrees of freedom, "
+                                     "unbiased or larger in variance but noisy per sequence (+-2 covered 90% "
+                                     "per image, 94% of a 40-image sum, on masked-digits at K = 32)",
                        "systematic": "spread of independent systematic replicates",
                        "iid": "sample std / sqrt(K)"}[self.timesteps],
         }

@@ -1,21 +1,60 @@
 """Seeded randomness and draws shared by the adapters, and the reference models' LR schedule.
 
-Every sample takes its randomness from its own generator keyed by ``(seed, index)``, so a
-sample does not depend on which other samples share its batch.
+Every random draw of an example (a sample, or one Monte Carlo estimate of a likelihood)
+comes from its own generator, :func:`example_generator`, keyed by ``(run seed, example
+index[, more indices])`` and a named stream, so a draw never depends on which other
+examples share its batch or on the batch size, and two run seeds give independent draws
+(seed 1 does not reuse seed 0's noise shifted by one example).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
 
+#: the streams the zoo draws from; any other short name works too (each name is its own stream)
+STREAMS = ("sample", "likelihood")
+
 
 def key_to_generator(*key: int) -> torch.Generator:
-    """A CPU torch.Generator seeded from an integer key; numpy's SeedSequence mixes the key so
-    that nearby keys ((0, 1) vs (1, 0)) give unrelated streams."""
+    """A CPU torch.Generator seeded from a key of non-negative integers; numpy's SeedSequence
+    mixes the key so that nearby keys ((0, 1) vs (1, 0)) give unrelated streams."""
+    if any(int(k) < 0 for k in key):
+        raise ValueError(f"generator keys must be non-negative integers, got {key}")
     state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
+
+
+def _stream_word(stream: str) -> int:
+    # a stable 32-bit number for the stream's name (Python's hash() differs between processes)
+    return int.from_bytes(hashlib.sha256(stream.encode("utf-8")).digest()[:4], "little")
+
+
+def example_generator(seed: int, index: int | Sequence[int], *, stream: str) -> torch.Generator:
+    """The one source of randomness of one example: a CPU ``torch.Generator``.
+
+    seed: the run seed (>= 0). index: the example's index in the call (``i``), or a tuple of
+    indices (``(document, window)``, ``(example, mc_sample)``...). stream: what the draws are
+    for (``"sample"``, ``"likelihood"``...), so that sampling and scoring the same example
+    never share noise. The key is ``(seed, stream, len(index), *index)`` mixed by numpy's
+    SeedSequence: streams of different seeds, indices or names are statistically independent.
+    """
+    idx = (int(index),) if isinstance(index, (int, np.integer)) else tuple(int(i) for i in index)
+    if not isinstance(stream, str) or not stream:
+        raise ValueError(f"stream must be a non-empty name, got {stream!r}")
+    return key_to_generator(int(seed), _stream_word(stream), len(idx), *idx)
+
+
+def examples_to_uniforms(seed: int, start: int, count: int, shape: Sequence[int], *, stream: str = "sample",
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Uniforms in [0, 1) for examples ``start .. start+count-1``: (count, *shape), row ``r``
+    drawn from ``example_generator(seed, start + r, stream=stream)``."""
+    rows = [torch.rand(*shape, generator=example_generator(seed, start + r, stream=stream), dtype=dtype)
+            for r in range(count)]
+    return torch.stack(rows) if rows else torch.empty(0, *shape, dtype=dtype)
 
 
 def logits_to_ids(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:

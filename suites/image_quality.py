@@ -11,7 +11,8 @@ Two ways to name the reference:
 * ``reference``: any source ``genbench fid`` takes (an ``.npz`` of statistics such as ADM's
   ``VIRTUAL_imagenet256_labeled.npz``, an image folder, ``hf:PATH[:SPLIT]``...), with a
   resizing extractor such as ``inception``. Then the samples can be class-conditional
-  (``samples_per_class`` of each of ``num_classes`` labels, in class order), drawn in chunks of
+  (``samples_per_class`` of each of ``num_classes`` labels, in a random order seeded by the
+  cell's seed, as ADM's and DiT's samplers draw labels at random), drawn in chunks of
   ``sample_chunk`` and saved as PNGs (``save_png``) into the cell's artifacts; sFID is reported
   when both sides have spatial statistics, the Inception Score when the extractor has logits,
   KID and precision/recall when the reference holds images (ADM's ``arr_0``), and the floor
@@ -45,6 +46,7 @@ class ImageQuality(Suite):
         "steps": None,
         "kid_subsets": 100,
         "kid_subset_size": 200,
+        "kid_bootstrap": 200,
         "pr_k": 3,
         # --- a reference by path (None: the data set split above) ---
         "reference": None,
@@ -56,6 +58,8 @@ class ImageQuality(Suite):
         "quantisation": None,
         "center_crop": None,
         "grey": "error",
+        "is_rule": "adm",
+        "is_order": "content",
         "is_splits": 10,
         # replicates of a bootstrap 95% interval of FID (samples resampled, reference fixed); 0: none
         "fid_bootstrap": 100,
@@ -94,10 +98,13 @@ class ImageQuality(Suite):
             "nfe_per_sample": samples.nfe_per_sample,
             "steps": o["steps"],
         }
+        few = image_metrics.fid_sample_warning(n, f_gen.shape[1])
+        if few:
+            warnings.warn(few, stacklevel=2)
         fid = image_metrics.statistics_to_fid(*image_metrics.features_to_statistics(f_gen), mu_r, sigma_r)
         fid_conv, fid_se = _fid_bootstrap(f_gen, mu_r, sigma_r, int(o["fid_bootstrap"] or 0), ctx.seed)
         yield Metric("fid", fid, unit="FID", higher_is_better=False, n=n, task=o["dataset"], stderr=fid_se,
-                     convention={**convention, **fid_conv})
+                     convention={**convention, **fid_conv, **({"warnings": [few]} if few else {})})
 
         floor = image_metrics.statistics_to_fid(*image_metrics.features_to_statistics(f_train), mu_r, sigma_r)
         floor_conv, floor_se = _fid_bootstrap(f_train, mu_r, sigma_r, int(o["fid_bootstrap"] or 0), ctx.seed)
@@ -106,12 +113,11 @@ class ImageQuality(Suite):
                                                   "what": "train split images in place of samples: the floor"})
 
         size = min(int(o["kid_subset_size"]), n, len(reference))
-        kid, kid_std = image_metrics.features_to_kid(f_gen, f_ref, num_subsets=int(o["kid_subsets"]),
-                                                     max_subset_size=size, seed=ctx.seed)
-        yield Metric("kid", kid, unit="KID", higher_is_better=False, stderr=kid_std / np.sqrt(int(o["kid_subsets"])),
-                     n=n, task=o["dataset"],
-                     convention={**convention, "kid_subsets": int(o["kid_subsets"]), "kid_subset_size": size,
-                                 "kernel": "polynomial d=3, gamma=1/dim, coef=1; unbiased"})
+        kid = image_metrics.features_to_kid_estimate(f_gen, f_ref, num_subsets=int(o["kid_subsets"]),
+                                                     max_subset_size=size, seed=ctx.seed,
+                                                     n_boot=int(o["kid_bootstrap"]))
+        yield Metric("kid", kid.value, unit="KID", higher_is_better=False, stderr=kid.stderr, n=n, task=o["dataset"],
+                     convention={**convention, **_kid_convention(kid)})
 
         precision, recall = image_metrics.features_to_precision_recall(f_ref, f_gen, k=int(o["pr_k"]))
         pr_conv = {**convention, "k": int(o["pr_k"]), "definition": "Kynkaanniemi et al. 2019 (ADM)"}
@@ -129,7 +135,7 @@ class ImageQuality(Suite):
         if not isinstance(reference, str) or not reference.strip():
             raise UserError("[suite.image_quality] field 'reference' is empty: give the reference statistics or "
                             "images, e.g. --set image_quality.reference=PATH/VIRTUAL_imagenet256_labeled.npz")
-        labels = _class_labels(generator, o)
+        labels = _class_labels(generator, o, ctx.seed)
         n = len(labels) if labels is not None else int(o["n_samples"])
         ex = build_extractor(o["extractor"], mode=o["extractor_mode"], device=ctx.device)
         spatial = spatial_status(ex) is None
@@ -149,7 +155,8 @@ class ImageQuality(Suite):
         if ref.features is not None:
             wanted += ["kid", "pr"]
         res = statistics_to_metrics(samples, ref, ex, wanted, bootstrap=int(o["fid_bootstrap"] or 0),
-                                    is_splits=int(o["is_splits"]), kid_subsets=int(o["kid_subsets"]),
+                                    is_splits=int(o["is_splits"]), is_rule=str(o["is_rule"]),
+                                    is_order=str(o["is_order"]), kid_subsets=int(o["kid_subsets"]),
                                     kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
                                     seed=ctx.seed)
         for w in res["warnings"]:
@@ -167,7 +174,8 @@ class ImageQuality(Suite):
             "steps": o["steps"],
             "class_conditional": None if labels is None else {
                 "num_classes": int(labels.max()) + 1, "samples_per_class": int(o["samples_per_class"]),
-                "order": "class by class, chunks of sample_chunk images with seeds derived from the cell's"},
+                "order": "labels in a random order (a permutation seeded by the cell's seed), chunks of "
+                         "sample_chunk images with seeds derived from the cell's"},
             "center_crop_reference": o["center_crop"],
             "saved_png": drawn["png_dir"],
             "warnings": res["warnings"],
@@ -185,13 +193,15 @@ class ImageQuality(Suite):
             yield Metric("inception_score", res["is"], unit="IS", higher_is_better=True, n=n, task=task,
                          stderr=res["is_std"] / np.sqrt(res["is_splits"]),
                          convention={**convention, "splits": res["is_splits"], "std_over_splits": res["is_std"],
+                                     "rule": res["is_rule"], "order": res["is_order"],
                                      "definition": res["is_convention"]})
         if "kid" in res:
             yield Metric("kid", res["kid"], unit="KID", higher_is_better=False, n=n, task=task,
-                         stderr=res["kid_std"] / np.sqrt(res["kid_subsets"]),
+                         stderr=res["kid_stderr"],
                          convention={**convention, "kid_subsets": res["kid_subsets"],
                                      "kid_subset_size": res["kid_subset_size"], "n_reference": res["kid_n_b"],
-                                     "kernel": "polynomial d=3, gamma=1/dim, coef=1; unbiased"})
+                                     "kid_bootstrap": res["kid_bootstrap"], "std_over_subsets": res["kid_std"],
+                                     **image_metrics.KID_CONVENTION})
         if "precision" in res:
             pr_conv = {**convention, "k": res["pr_k"], "n_reference": res["pr_n_real"],
                        "definition": "Kynkaanniemi et al. 2019 (ADM)"}
@@ -224,8 +234,16 @@ def _fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, 
             "bootstrap_seconds": round(time.perf_counter() - t0, 3)}, boot.std
 
 
-def _class_labels(generator: Generator, o: dict[str, Any]) -> np.ndarray | None:
-    """int64 (num_classes * samples_per_class,): each class's label repeated, class by class."""
+def _kid_convention(kid: image_metrics.KIDEstimate) -> dict[str, Any]:
+    return {"kid_subsets": kid.subsets, "kid_subset_size": kid.subset_size, "kid_bootstrap": kid.n_boot,
+            "std_over_subsets": kid.std_over_subsets, **image_metrics.KID_CONVENTION}
+
+
+def _class_labels(generator: Generator, o: dict[str, Any], seed: int) -> np.ndarray | None:
+    """int64 (num_classes * samples_per_class,): each class's label ``samples_per_class`` times,
+    in a random order (a permutation seeded by ``seed``), as ADM and DiT draw their labels: a
+    sample set drawn class by class would make any order-dependent statistic (the Inception
+    Score's parts, a KID subset) see a few classes at a time."""
     per_class = o.get("samples_per_class")
     if per_class is None:
         return None
@@ -237,7 +255,8 @@ def _class_labels(generator: Generator, o: dict[str, Any]) -> np.ndarray | None:
     if int(o["n_samples"]) != total:
         raise UserError(f"[suite.image_quality] n_samples = {o['n_samples']} but num_classes x samples_per_class = "
                         f"{classes} x {per_class} = {total}; set n_samples = {total}")
-    return np.repeat(np.arange(int(classes), dtype=np.int64), int(per_class))
+    labels = np.repeat(np.arange(int(classes), dtype=np.int64), int(per_class))
+    return labels[np.random.default_rng(np.random.SeedSequence([int(seed), 0x1AB])).permutation(total)]
 
 
 def _chunk_seed(seed: int, k: int) -> int:

@@ -64,9 +64,10 @@ def result_to_text(result: dict[str, Any]) -> str:
         lines.append(f"sFID n/a: {result['sfid_note'].removeprefix('no sFID: ')}")
     if "is" in result:
         lines.append(f"IS {result['is']:.6g} +- {result['is_std']:.3g}  (of {result['a']}, {result['is_splits']} "
-                     f"splits, n={result['is_n']}; {result['is_convention']})")
+                     f"parts, n={result['is_n']}; {result['is_convention']})")
     if "kid" in result:
-        lines.append(f"KID {result['kid']:.6g} +- {result['kid_std']:.3g}  ({result['kid_subsets']} subsets of "
+        lines.append(f"KID {result['kid']:.6g} +- {result['kid_stderr']:.3g} (standard error over draws of the "
+                     f"samples; std over subsets {result['kid_std']:.3g})  ({result['kid_subsets']} subsets of "
                      f"{result['kid_subset_size']}, n_a={result['kid_n_a']}, n_b={result['kid_n_b']})")
     if "precision" in result:
         lines.append(f"precision {result['precision']:.4f}, recall {result['recall']:.4f}  (k={result['pr_k']}, "
@@ -92,13 +93,13 @@ def cmd_fid(args: argparse.Namespace) -> int:
 def cmd_is(args: argparse.Namespace) -> int:
     result = compute_inception_score(args.path, args.extractor, args.mode, batch_size=args.batch_size,
                                      device=args.device, grey=args.grey, alpha=args.alpha,
-                                     trust_unknown=args.trust_unknown, splits=args.splits,
-                                     center_crop=args.center_crop)
+                                     trust_unknown=args.trust_unknown, splits=args.splits, rule=args.rule,
+                                     order=args.order, center_crop=args.center_crop)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         print(f"IS {result['is']:.6g} +- {result['is_std']:.3g}  ({result['extractor']} "
-              f"{(result['weights_sha256'] or '')[:12]} mode={result['mode']}, {result['is_splits']} splits, "
+              f"{(result['weights_sha256'] or '')[:12]} mode={result['mode']}, {result['is_splits']} parts, "
               f"n={result['n']}; {result['is_convention']})")
     return 0
 
@@ -145,7 +146,13 @@ def add_commands(subparsers) -> None:
     is_ = subparsers.add_parser("is", help="Inception Score of one image source (ADM's convention)")
     is_.add_argument("path", metavar="PATH")
     _add_common(is_)
-    is_.add_argument("--splits", type=int, default=10, help="consecutive splits, no shuffle (default 10)")
+    is_.add_argument("--rule", default="adm", choices=["adm", "torch-fidelity"],
+                     help="adm (default): parts of 5,000 rows, no shuffle; torch-fidelity: --splits equal parts "
+                          "after a shuffle with seed 2020")
+    is_.add_argument("--splits", type=int, default=10, help="parts of the torch-fidelity rule (default 10)")
+    is_.add_argument("--order", default="content", choices=["content", "given"],
+                     help="content (default): rows first in an order fixed by their values, so the score does "
+                          "not depend on the order the images were drawn in; given: as they come (ADM's code)")
     is_.add_argument("--json", action="store_true")
     is_.set_defaults(func=cmd_is)
 

@@ -3,10 +3,13 @@ its convention and sample counts.
 
 Metrics (``metrics=`` / ``--metrics fid,is,kid,pr``): FID always, sFID whenever both sides have
 spatial statistics (the result says why not otherwise), the Inception Score of the samples (ADM:
-logits without bias, consecutive splits), KID (clean-fid's kernel_distance) and
+logits without bias, parts of 5,000 rows taken in an order fixed by the rows' values;
+torch-fidelity's 10 shuffled splits on request), KID (clean-fid's kernel_distance, with a
+standard error over draws of the samples) and
 precision/recall (k = 3, the reference's images as the real manifold, as ADM uses its reference
 batch's ``arr_0``); ``bootstrap=`` adds a bootstrap interval for the FID. Every result carries a
-warning when an Inception FID rests on fewer samples than the protocol's 50,000.
+warning when an Inception FID rests on fewer samples than the protocol's 50,000, or any FID on
+fewer rows than feature dimensions.
 """
 from __future__ import annotations
 
@@ -73,14 +76,17 @@ def _images_needed(s: Statistics, what: str) -> np.ndarray:
 
 
 def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid",), *, sqrtm: str | None = None,
-                          bootstrap: int = 0, is_splits: int = 10, kid_subsets: int = 100,
+                          bootstrap: int = 0, is_splits: int = 10, is_rule: str = "adm", is_order: str = "content",
+                          kid_subsets: int = 100,
                           kid_subset_size: int = 1000, pr_k: int = 3, seed: int = 0) -> dict[str, Any]:
     """Metrics of samples ``a`` against reference ``b`` (their ``Statistics``, with ``features``
     where a metric needs them): a flat dict of values, each with its sample counts and options.
 
     fid (always) and sfid (whenever both sides have spatial statistics; ``sfid_note`` says why
     not otherwise, and asking for ``sfid`` explicitly then is an error); ``is``: Inception Score
-    of ``a`` (ADM: logits without bias, ``is_splits`` consecutive parts, no shuffle); ``kid``:
+    of ``a`` (logits without bias; ``is_rule`` "adm": parts of 5,000 rows, "torch-fidelity":
+    ``is_splits`` equal parts after its seeded shuffle; ``is_order`` "content": rows first in an
+    order fixed by their values, so the score does not depend on the sampling order); ``kid``:
     clean-fid's ``kernel_distance`` convention; ``pr``: precision and recall of ``a`` against
     ``b``'s images, k = ``pr_k``; ``bootstrap``: that many bootstrap replicates of ``a`` against
     ``b``'s fixed statistics give ``fid_ci`` (95 %, basic interval).
@@ -116,17 +122,14 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
         if logits_status(extractor) is not None:
             raise UserError(f"IS: {logits_status(extractor)}")
         fa = _images_needed(a, "the Inception Score")
-        score, std = im.logits_to_inception_score(extractor.features_to_logits(fa), splits=min(is_splits, len(fa)),
-                                                  inputs="logits")
-        out.update({"is": score, "is_std": std, "is_splits": min(is_splits, len(fa)), "is_n": len(fa),
-                    "is_convention": "ADM: softmax of pool_3 x output weight (no bias), consecutive splits, "
-                                     "no shuffle"})
+        out.update(_inception_score(im, extractor.features_to_logits(fa), is_rule, is_order, is_splits))
     if "kid" in metrics:
         fa, fb = _images_needed(a, "KID"), _images_needed(b, "KID")
         size = min(kid_subset_size, len(fa), len(fb))
-        kid, kid_std = im.features_to_kid(fa, fb, num_subsets=kid_subsets, max_subset_size=size, seed=seed)
-        out.update(kid=kid, kid_std=kid_std, kid_subsets=kid_subsets, kid_subset_size=size,
-                   kid_n_a=len(fa), kid_n_b=len(fb))
+        est = im.features_to_kid_estimate(fa, fb, num_subsets=kid_subsets, max_subset_size=size, seed=seed)
+        out.update(kid=est.value, kid_std=est.std_over_subsets, kid_stderr=est.stderr,
+                   kid_bootstrap_std=est.bootstrap_std, kid_bootstrap=est.n_boot, kid_subsets=kid_subsets,
+                   kid_subset_size=size, kid_n_a=len(fa), kid_n_b=len(fb))
     if "pr" in metrics:
         fa, fb = _images_needed(a, "precision/recall"), _images_needed(b, "precision/recall")
         precision, recall = im.features_to_precision_recall(fb, fa, k=pr_k)
@@ -136,8 +139,24 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
         boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
         out.update(fid_ci=[boot.low, boot.high], fid_ci_level=boot.level, fid_boot_std=boot.std,
                    fid_bootstrap=boot.n_boot, fid_bootstrap_method="eigh, samples resampled, reference fixed")
-    out["warnings"] = protocol_warnings(extractor, a.n)
+    out["warnings"] = protocol_warnings(extractor, a.n) + [
+        w for w in (im.fid_sample_warning(s.n, s.dim, which) for s, which in ((a, "samples"), (b, "reference rows")))
+        if w]
     return out
+
+
+def _inception_score(im, logits: np.ndarray, rule: str, order: str, splits: int) -> dict[str, Any]:
+    """IS of (N, C) logits with its parts and convention: ``is``, ``is_std``, ``is_splits`` (parts)..."""
+    if rule not in im.IS_RULES or order not in im.IS_ORDERS:
+        raise UserError(f"IS: rule must be one of {', '.join(im.IS_RULES)} and order one of "
+                        f"{', '.join(im.IS_ORDERS)}; got rule={rule!r}, order={order!r}")
+    splits = min(int(splits), len(logits))
+    parts = len(im.inception_score_parts(len(logits), rule=rule, splits=splits))
+    score, std = im.logits_to_inception_score(logits, splits=splits, rule=rule, order=order, inputs="logits")
+    return {"is": score, "is_std": std, "is_splits": parts, "is_n": len(logits), "is_rule": rule,
+            "is_order": order,
+            "is_convention": "softmax of pool_3 x output weight (no bias); "
+                             + im.inception_score_convention(rule, order, splits=splits)}
 
 
 def protocol_warnings(extractor, n: int | None) -> list[str]:
@@ -200,20 +219,18 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
 
 def compute_inception_score(path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
                             device: str | None = None, grey: str = "error", alpha: str = "error",
-                            trust_unknown: bool = False, splits: int = 10,
-                            center_crop: int | None = None) -> dict[str, Any]:
-    """The Inception Score of one source's images (ADM's convention), with its convention."""
+                            trust_unknown: bool = False, splits: int = 10, rule: str = "adm",
+                            order: str = "content", center_crop: int | None = None) -> dict[str, Any]:
+    """The Inception Score of one source's images (ADM's parts of 5,000 by default), with its convention."""
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
     if logits_status(ex) is not None:
         raise UserError(f"IS: {logits_status(ex)}")
     feats = path_to_features(path, ex, batch_size=batch_size, grey=grey, alpha=alpha, center_crop=center_crop)
-    k = min(splits, len(feats))
-    score, std = _metrics().logits_to_inception_score(ex.features_to_logits(feats), splits=k, inputs="logits")
+    result = _inception_score(_metrics(), ex.features_to_logits(feats), rule, order, splits)
     ident = extractor_identity(ex)
-    return {"is": score, "is_std": std, "is_splits": k, "n": len(feats), "source": str(path),
+    return {**result, "n": len(feats), "source": str(path),
             "extractor": ex.describe().get("extractor"), "weights_sha256": ident.get("weights_sha256"),
-            "mode": ident.get("resize"), "quantisation": "uint8 as stored in the source",
-            "is_convention": "ADM: softmax of pool_3 x output weight (no bias), consecutive splits, no shuffle"}
+            "mode": ident.get("resize"), "quantisation": "uint8 as stored in the source"}
 
 
 def statistics_origin(s: Statistics) -> str:

@@ -15,7 +15,9 @@ Conventions (see ``/work/shared/conventions.md``):
   one thread), agreeing to better than 1e-9 relative on full-rank statistics.
 * KID: clean-fid's ``kernel_distance`` (unbiased MMD², cubic polynomial kernel
   ``(x.y / d + 1)^3``, 100 subsets of at most 1,000 rows, same random draws).
-* IS: ADM / improved-GAN, consecutive splits without shuffling (torch-fidelity shuffles first).
+* IS: ADM's parts of 5,000 rows by default (torch-fidelity's 10 equal parts after a seeded
+  shuffle on request), taken in an order fixed by the rows' values, so that the score does not
+  depend on the order the samples were drawn in (class by class, or at random).
 * Precision/recall: Kynkäänniemi et al. 2019 as in ADM's evaluator, k = 3.
 * Bootstrap FID: replicates of one or both feature sets; a reference known only by its
   statistics (ADM's reference batch) stays fixed (``statistics2=``).
@@ -35,8 +37,13 @@ __all__ = [
     "sqrtm_psd_product_trace",
     "statistics_to_fid",
     "features_to_fid",
+    "fid_sample_warning",
     "features_to_kid",
+    "features_to_kid_estimate",
+    "KIDEstimate",
     "logits_to_inception_score",
+    "inception_score_convention",
+    "rows_to_content_order",
     "features_to_manifold_radii",
     "features_to_precision_recall",
     "bootstrap_fid",
@@ -203,6 +210,20 @@ def statistics_to_fid(
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
+def fid_sample_warning(n: int | None, dim: int | None, what: str = "samples") -> str | None:
+    """A warning when a Fréchet distance rests on fewer rows than feature dimensions, else None.
+
+    The covariance of n rows has rank at most n - 1, so below ``dim`` rows most of its
+    directions are unseen: the FID is still computed exactly from those statistics, but it is
+    strongly biased upward and varies a lot between draws (compare such numbers only at the
+    same n)."""
+    if n is None or dim is None or n >= dim:
+        return None
+    return (f"FID from {n} {what} of {dim}-d features: fewer rows than dimensions, so the covariance has "
+            f"rank at most {n - 1}; the value is exact for these statistics but strongly biased and highly "
+            f"variable between draws: compare only at equal N")
+
+
 def features_to_fid(features1, features2, *, method: FIDMethod = "eigh") -> float:
     """FID between two feature sets (N1, D) and (N2, D); see :func:`statistics_to_fid`."""
     f1 = _as_features(features1, "features1", min_rows=2)
@@ -301,6 +322,28 @@ def bootstrap_fid(
 # --------------------------------------------------------------------------------------
 # KID
 # --------------------------------------------------------------------------------------
+def _kid_subset_kernels(f1: np.ndarray, f2: np.ndarray, num_subsets: int, max_subset_size: int, seed):
+    """clean-fid's subset draws: yields (rows of f1, k(x, x), k(y, y), k(x, y)) per subset, x from
+    f2 and y from f1 (m rows each, drawn without replacement, f2's first), k = (x.y / D + 1)^3."""
+    if num_subsets < 1:
+        raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
+    m = min(f1.shape[0], f2.shape[0], max_subset_size)
+    if m < 2:
+        raise ValueError(f"KID needs subsets of at least 2 rows; max_subset_size={max_subset_size}")
+    if seed is None:
+        rng = np.random  # the module-level functions draw from numpy's global state
+    elif isinstance(seed, np.random.RandomState):
+        rng = seed
+    else:
+        rng = np.random.RandomState(seed)
+    d = f1.shape[1]
+    for _ in range(num_subsets):
+        x = f2[rng.choice(f2.shape[0], m, replace=False)]
+        iy = rng.choice(f1.shape[0], m, replace=False)
+        y = f1[iy]
+        yield iy, (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+
+
 def features_to_kid(
     features1,
     features2,
@@ -316,31 +359,95 @@ def features_to_kid(
     replacement (rows of ``features2`` first, then of ``features1``, as clean-fid does).
     seed: an int (a fresh ``np.random.RandomState(seed)``), a ``RandomState``, or None to
     draw from numpy's global state exactly as ``cleanfid.fid.kernel_distance`` does.
-    Returns (mean, std) over subsets (std with ddof 0, as torch-fidelity).
+    Returns (mean, std) over subsets (std with ddof 0, as torch-fidelity): the std is the
+    spread of a KID computed on m rows, not the uncertainty of the mean (see
+    :func:`features_to_kid_estimate` for an error bar).
     """
     f1 = _as_features(features1, "features1", min_rows=2)
     f2 = _as_features(features2, "features2", min_rows=2)
     _same_dim(f1, f2, "KID", "features1", "features2")
-    if num_subsets < 1:
-        raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
-    m = min(f1.shape[0], f2.shape[0], max_subset_size)
-    if m < 2:
-        raise ValueError(f"KID needs subsets of at least 2 rows; max_subset_size={max_subset_size}")
-    if seed is None:
-        rng = np.random  # the module-level functions draw from numpy's global state
-    elif isinstance(seed, np.random.RandomState):
-        rng = seed
-    else:
-        rng = np.random.RandomState(seed)
-    d = f1.shape[1]
-    values = np.empty(num_subsets)
-    for i in range(num_subsets):
-        x = f2[rng.choice(f2.shape[0], m, replace=False)]
-        y = f1[rng.choice(f1.shape[0], m, replace=False)]
-        a = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
-        b = (x @ y.T / d + 1) ** 3
-        values[i] = ((a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m) / m
+    values = []
+    for _, kxx, kyy, kxy in _kid_subset_kernels(f1, f2, num_subsets, max_subset_size, seed):
+        m = kxx.shape[0]
+        a = kxx + kyy
+        values.append(((a.sum() - np.diag(a).sum()) / (m - 1) - kxy.sum() * 2 / m) / m)
+    values = np.asarray(values)
     return float(values.mean()), float(values.std())
+
+
+class KIDEstimate(NamedTuple):
+    """KID with an error bar that covers the sampling variability of ``features1``."""
+
+    value: float             # clean-fid's KID (mean over subsets), as features_to_kid
+    stderr: float            # sqrt(bootstrap_std^2 + subset_std^2 / subsets)
+    bootstrap_std: float     # std of the KID over Bayesian-bootstrap reweightings of features1's rows
+    std_over_subsets: float  # what clean-fid / torch-fidelity print as KID std (ddof 0)
+    subsets: int
+    subset_size: int
+    n_boot: int
+
+
+def features_to_kid_estimate(
+    features1,
+    features2,
+    *,
+    num_subsets: int = 100,
+    max_subset_size: int = 1000,
+    seed: int = 0,
+    n_boot: int = 200,
+) -> KIDEstimate:
+    """KID of samples ``features1`` (N1, D) against a reference ``features2`` (N2, D), with a
+    standard error for the spread of the KID over repeated draws of the samples.
+
+    The value is :func:`features_to_kid`'s (same subsets). The standard error combines
+
+    * the samples' variability: the subsets' kernel matrices are reweighted ``n_boot`` times
+      with i.i.d. Exp(1) weights on the rows of ``features1`` (a Bayesian bootstrap: every
+      row stays distinct, so the unbiased within-set term never pairs a row with a copy of
+      itself) and the standard deviation of the reweighted KIDs is taken; the reference is
+      held fixed, as every model is compared against the same one;
+    * the randomness of the subset draw: ``std_over_subsets / sqrt(num_subsets)``.
+
+    ``std_over_subsets`` (clean-fid's / torch-fidelity's "KID std") is the spread of a KID on
+    ``m`` rows: larger than this error bar when m is a small part of N1, and
+    ``std_over_subsets / sqrt(num_subsets)`` (the subset draw alone) far smaller. Like any
+    bootstrap of an MMD it is not calibrated when the two distributions are (nearly) equal.
+    """
+    f1 = _as_features(features1, "features1", min_rows=2)
+    f2 = _as_features(features2, "features2", min_rows=2)
+    _same_dim(f1, f2, "KID", "features1", "features2")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    # the weights come from their own stream, so the subsets are clean-fid's for this seed
+    weights = np.random.default_rng(np.random.SeedSequence([int(seed), 1])).exponential(size=(n_boot, f1.shape[0]))
+    values, boot = [], np.zeros(n_boot)
+    m = 0
+    for iy, kxx, kyy, kxy in _kid_subset_kernels(f1, f2, num_subsets, max_subset_size, int(seed)):
+        m = kxx.shape[0]
+        a = kxx + kyy
+        values.append(((a.sum() - np.diag(a).sum()) / (m - 1) - kxy.sum() * 2 / m) / m)
+        w = weights[:, iy]                                    # (B, m)
+        kyy_off = kyy - np.diag(np.diag(kyy))
+        sw = w.sum(axis=1)
+        yy = ((w @ kyy_off) * w).sum(axis=1) / (sw ** 2 - (w ** 2).sum(axis=1))   # w K w (BLAS)
+        xx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        xy = (w @ kxy.sum(axis=0)) / (m * sw)
+        boot += xx + yy - 2 * xy
+    values = np.asarray(values)
+    boot /= len(values)
+    boot_std = float(boot.std(ddof=1))
+    sub_std = float(values.std())
+    stderr = math.sqrt(boot_std ** 2 + sub_std ** 2 / len(values))
+    return KIDEstimate(value=float(values.mean()), stderr=stderr, bootstrap_std=boot_std,
+                       std_over_subsets=sub_std, subsets=len(values), subset_size=m, n_boot=int(n_boot))
+
+
+#: the words recorded beside a KID and its standard error
+KID_CONVENTION = {
+    "kernel": "polynomial d=3, gamma=1/dim, coef=1; unbiased MMD^2 (clean-fid kernel_distance)",
+    "stderr": "std over Bayesian-bootstrap (Exp(1)) reweightings of the samples, reference fixed, "
+              "combined with the subset draw's std/sqrt(subsets)",
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -361,32 +468,82 @@ def _log_probabilities(x: np.ndarray, inputs: str) -> np.ndarray:
     raise ValueError(f"inputs must be 'auto', 'logits' or 'probs', got {inputs!r}")
 
 
+#: how the rows are cut into parts (see ``logits_to_inception_score``)
+IS_RULES = ("adm", "torch-fidelity")
+#: the order the rows are taken in before they are cut
+IS_ORDERS = ("content", "given")
+#: ADM's part size (guided-diffusion ``evaluator.py``, ``compute_inception_score``)
+ADM_IS_SPLIT_SIZE = 5000
+#: torch-fidelity's shuffle seed (``isc_features_to_metric``, ``rng_seed=2020``)
+TORCH_FIDELITY_IS_SEED = 2020
+
+
+def rows_to_content_order(x: np.ndarray) -> np.ndarray:
+    """A permutation (N,) of the rows of x (N, C) that depends only on each row's values.
+
+    Rows are sorted by a hash (blake2b) of their float64 bytes: a pseudo-random order fixed
+    by the rows themselves, so any reordering of the same rows gives the same sequence, and
+    rows that arrive sorted by class (50 of class 0, then 50 of class 1...) come out mixed,
+    as ADM's randomly labelled samples are. Identical rows tie; their order cannot matter.
+    """
+    import hashlib
+
+    rows = np.ascontiguousarray(x, dtype=np.float64)
+    keys = np.fromiter((int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest(), "little")
+                        for r in rows), dtype=np.uint64, count=len(rows))
+    return np.argsort(keys, kind="stable")
+
+
+def inception_score_parts(n: int, *, rule: str = "adm", splits: int = 10,
+                          split_size: int = ADM_IS_SPLIT_SIZE) -> list[tuple[int, int]]:
+    """Row ranges ``[(start, stop)]`` of the parts: ``"adm"``: consecutive parts of
+    ``split_size`` rows (the last may be shorter); ``"torch-fidelity"``: ``splits`` equal
+    parts, part i = rows ``i*N//splits`` to ``(i+1)*N//splits``."""
+    if rule == "adm":
+        if split_size < 1:
+            raise ValueError(f"split_size must be >= 1, got {split_size}")
+        return [(s, min(s + split_size, n)) for s in range(0, n, split_size)]
+    if rule == "torch-fidelity":
+        if not 1 <= splits <= n:
+            raise ValueError(f"splits must be between 1 and the number of rows ({n}); got {splits}")
+        return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
+    raise ValueError(f"rule must be one of {IS_RULES}, got {rule!r}")
+
+
 def logits_to_inception_score(
     logits_or_probs,
     splits: int = 10,
     *,
-    split_size: int | None = None,
+    rule: Literal["adm", "torch-fidelity"] = "adm",
+    split_size: int = ADM_IS_SPLIT_SIZE,
+    order: Literal["content", "given"] = "content",
     inputs: Literal["auto", "logits", "probs"] = "auto",
 ) -> tuple[float, float]:
-    """Inception score of (N, C) class logits or probabilities, ADM's convention.
+    """Inception score of (N, C) class logits or probabilities: (mean, std over parts, ddof 0).
 
-    The rows are cut, in order and without shuffling, into ``splits`` consecutive parts
-    (part i = rows ``i*N//splits`` to ``(i+1)*N//splits``) or, with ``split_size``, into
-    parts of that many rows (ADM: 5,000, the last part may be shorter). Each part scores
-    ``exp(mean_x KL(p(y|x) || p(y)))``; returns (mean, std) over parts (std ddof 0).
+    Each part scores ``exp(mean_x KL(p(y|x) || p(y)))`` with ``p(y)`` the part's mean.
+
+    order: ``"content"`` (default) first puts the rows in an order fixed by their values
+    (:func:`rows_to_content_order`), so the score is a function of the set of samples, not
+    of the order they were drawn in: a class-ordered sample set (the ImageNet preset's
+    50 per class) would otherwise put ~100 classes in each part and score far lower.
+    ``"given"`` keeps the order as it is (ADM's code on ADM's randomly ordered samples).
+    rule: ``"adm"`` (default, guided-diffusion's evaluator): consecutive parts of
+    ``split_size`` = 5,000 rows, no shuffle (10 parts at N = 50,000; 2 at N = 10,000).
+    ``"torch-fidelity"``: ``splits`` equal parts after torch-fidelity's shuffle
+    (``np.random.RandomState(2020).permutation(N)``), applied after ``order``.
     inputs: ``"auto"`` treats rows in [0, 1] that sum to 1 as probabilities, else logits.
     ``0 log 0`` counts as 0.
     """
     x = _as_features(logits_or_probs, "logits_or_probs", min_rows=1)
     n = x.shape[0]
-    if split_size is not None:
-        if split_size < 1:
-            raise ValueError(f"split_size must be >= 1, got {split_size}")
-        bounds = [(s, min(s + split_size, n)) for s in range(0, n, split_size)]
-    else:
-        if not 1 <= splits <= n:
-            raise ValueError(f"splits must be between 1 and the number of rows ({n}); got {splits}")
-        bounds = [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
+    bounds = inception_score_parts(n, rule=rule, splits=splits, split_size=split_size)
+    if order == "content":
+        x = x[rows_to_content_order(x)]
+    elif order != "given":
+        raise ValueError(f"order must be one of {IS_ORDERS}, got {order!r}")
+    if rule == "torch-fidelity":
+        x = x[np.random.RandomState(TORCH_FIDELITY_IS_SEED).permutation(n)]
     logp = _log_probabilities(x, inputs)
     p = np.exp(logp)
     scores = []
@@ -396,6 +553,16 @@ def logits_to_inception_score(
         terms = part_p * np.where(part_p > 0, part_logp - log_marginal, 0.0)  # 0 log 0 = 0
         scores.append(math.exp(terms.sum(axis=1).mean()))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def inception_score_convention(rule: str = "adm", order: str = "content", *, splits: int = 10,
+                               split_size: int = ADM_IS_SPLIT_SIZE) -> str:
+    """The words recorded beside an Inception Score: how its parts were cut."""
+    cut = (f"ADM: consecutive parts of {split_size} rows, no shuffle" if rule == "adm" else
+           f"torch-fidelity: {splits} equal parts after a shuffle with seed {TORCH_FIDELITY_IS_SEED}")
+    first = ("rows first put in an order fixed by their values (blake2b of each row), independent of the "
+             "order they were drawn in" if order == "content" else "rows in the order given")
+    return f"{cut}; {first}"
 
 
 # --------------------------------------------------------------------------------------

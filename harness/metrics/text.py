@@ -1,4 +1,4 @@
-"""Text likelihood metrics, with lm-evaluation-harness's definitions.
+r"""Text likelihood metrics, with lm-evaluation-harness's definitions.
 
 All take a total negative log-likelihood in nats and a count; the count decides the unit:
 ``word_perplexity = exp(nll / words)`` with words = ``len(re.split(r"\s+", document))`` (lm-eval's
@@ -20,7 +20,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def texts_to_word_count(texts: Iterable[str]) -> int:
-    """Words as lm-evaluation-harness's ``count_words`` counts them: ``len(re.split(r"\s+", doc))``
+    r"""Words as lm-evaluation-harness's ``count_words`` counts them: ``len(re.split(r"\s+", doc))``
     per document. Unlike ``len(doc.split())`` this counts an empty piece before a leading and
     after a trailing whitespace run; matching it keeps word perplexity comparable with lm-eval."""
     return sum(len(_WHITESPACE.split(t)) for t in texts)
@@ -57,7 +57,8 @@ def texts_to_unigram_entropy(texts: Sequence[str]) -> float:
     """Mean over samples of each sample's byte-unigram entropy in bits.
 
     Generative perplexity alone rewards repetition; a low entropy beside a low perplexity
-    exposes it (MDLM/SEDD report this next to gen. PPL).
+    exposes it. Zheng et al. (2024) introduced this check (over tokens) and later MDLM
+    follow-ups (DUO) report it; MDLM's and SEDD's own code does not compute it.
     """
     values = []
     for t in texts:

@@ -223,3 +223,40 @@ def test_random_order_commits_uniformly_random_positions():
         mdlm.masked_sample(logits_fn, 1, length, mask_id, steps=2, seed=0, order="left-to-right")
     with pytest.raises(UserError, match="order must be one of"):
         mdlm.MaskedDigits(order="raster")
+
+
+def test_random_order_one_position_per_step_draws_exactly_from_the_joint():
+    """Given the exact conditionals of a known joint over 3 positions x 3 values (the mask id
+    3 is not a value), MDLM's ancestral sampler (random order, one position per step) must
+    reproduce the joint: a chi-square test over the 27 sequences. With the mask id among the
+    model's outputs (as in HF masked LMs), a huge mask logit is never drawn."""
+    from scipy import stats
+
+    length, values, mask_id = 3, 3, 3
+    joint = np.random.default_rng(0).dirichlet(np.full(values ** length, 0.7))
+    table = torch.tensor(np.array(np.unravel_index(np.arange(values ** length), (values,) * length)).T)  # (27, 3)
+    joint_t = torch.tensor(joint)
+
+    def conditionals(ids, with_mask_output=False):
+        visible = ids != mask_id
+        fits = ((table[None] == ids[:, None]) | ~visible[:, None]).all(-1)            # (B, 27)
+        mass = torch.where(fits, joint_t[None], 0.0)
+        probs = torch.stack([torch.stack([mass[:, table[:, i] == v].sum(-1) for v in range(values)], -1)
+                             for i in range(length)], 1)                              # (B, L, V)
+        logits = torch.log(probs.clamp_min(1e-300)).float()
+        if with_mask_output:
+            logits = torch.cat([logits, torch.full_like(logits[..., :1], 30.0)], -1)
+        return logits
+
+    n = 4000
+    ids, nfe = mdlm.masked_sample(conditionals, n, length, mask_id, steps=length, seed=0, order="random",
+                                  batch_size=n)
+    assert nfe == length
+    counts = np.bincount(np.ravel_multi_index(ids.numpy().T, (values,) * length), minlength=values ** length)
+    keep = joint * n >= 5
+    expected = np.append(joint[keep] * n, joint[~keep].sum() * n)
+    observed = np.append(counts[keep], counts[~keep].sum())
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
+    with_mask, _ = mdlm.masked_sample(lambda x: conditionals(x, True), 200, length, mask_id, steps=length, seed=1,
+                                      order="random", batch_size=200)
+    assert not bool((with_mask == mask_id).any())

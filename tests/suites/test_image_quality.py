@@ -98,10 +98,12 @@ def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_pat
     by_metric = {r["metric"]: r for r in records if r.get("metric")}
     assert set(by_metric) == {"fid", "kid", "precision", "recall"}  # no logits, no spatial features here
 
-    # class-conditional, class by class, in chunks whose first seed is the cell's
-    labels = np.repeat(np.arange(CLASSES), PER_CLASS)
+    # class-conditional, PER_CLASS of each class in a random (seeded) order, not class by class,
+    # in chunks whose first seed is the cell's
     assert [len(c[1]) for c in ClassConditionalFake.calls] == [10, 10, 4]
-    np.testing.assert_array_equal(np.concatenate([c[1] for c in ClassConditionalFake.calls]), labels)
+    labels = np.concatenate([c[1] for c in ClassConditionalFake.calls])
+    np.testing.assert_array_equal(np.sort(labels), np.repeat(np.arange(CLASSES), PER_CLASS))
+    assert not np.array_equal(labels, np.sort(labels))
     seeds = [c[0] for c in ClassConditionalFake.calls]
     assert seeds[0] == 0 and len(set(seeds)) == 3
 
@@ -110,7 +112,7 @@ def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_pat
     png_dir = Path(fid["convention"]["saved_png"])
     assert png_dir.is_relative_to(out / fid["artifacts"]) and len(list(png_dir.glob("*.png"))) == CLASSES * PER_CLASS
     lines = (png_dir / "labels.csv").read_text().splitlines()
-    assert lines[0] == "file,label" and lines[1] == "000000.png,0" and lines[-1] == f"000023.png,{CLASSES - 1}"
+    assert lines == ["file,label"] + [f"{i:06d}.png,{label}" for i, label in enumerate(labels)]
     net = torch.jit.load(str(files["net"])).eval()
     reference = cfid.compute_fid(str(png_dir), str(files["reference"]), mode="clean", custom_feat_extractor=net,
                                  num_workers=0, batch_size=8, device=torch.device("cpu"), verbose=False)
@@ -122,6 +124,9 @@ def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_pat
     assert conv["class_conditional"]["samples_per_class"] == PER_CLASS and conv["warnings"] == []
     assert set(conv["not_computed"]) == {"sfid", "inception_score"}
     assert by_metric["precision"]["convention"]["k"] == 3 and by_metric["kid"]["convention"]["n_reference"] == 24
+    kid = by_metric["kid"]
+    assert kid["stderr"] > kid["convention"]["std_over_subsets"] / 10 and kid["convention"]["kid_bootstrap"] == 200
+    assert "Bayesian-bootstrap" in kid["convention"]["stderr"]
 
 
 def test_protocol_checks_name_the_field(files, tmp_path):
@@ -170,8 +175,10 @@ def test_digits_defaults_and_path_unchanged(tmp_path):
             return Samples(images=data.digits_arrays("val")[0][:n], nfe=n, nfe_per_sample=1.0)
 
     options = {**ImageQuality.options, "n_samples": 60}
-    metrics = list(ImageQuality().run(Replay(), SuiteContext(seed=0, options=options, artifacts=tmp_path)))
+    with pytest.warns(UserWarning, match="FID from 60 samples of 128-d features"):
+        metrics = list(ImageQuality().run(Replay(), SuiteContext(seed=0, options=options, artifacts=tmp_path)))
     assert [m.metric for m in metrics] == ["fid", "fid_train_floor", "kid", "precision", "recall"]
+    assert "fewer rows than dimensions" in metrics[0].convention["warnings"][0]
     ex = EXTRACTORS.get("digits-classifier")()
     expected = im.features_to_fid(ex.features(data.digits_arrays("val")[0][:60]),
                                   ex.features(data.digits_arrays("test")[0]))

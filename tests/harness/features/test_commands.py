@@ -7,7 +7,7 @@ import pytest
 
 import genbench  # noqa: F401  (before torchvision / clean-fid: installs the torchvision shim)
 from tests.harness.features.helpers import N, cli_main, digit_images, standin_outputs, write_pngs
-from tests.harness.metrics.test_image import adm_inception_score
+from tests.harness.metrics.test_image import adm_inception_score, torch_fidelity_inception_score
 from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
@@ -48,6 +48,13 @@ def test_genbench_is_follows_adm(standin, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     f, _ = standin_outputs(eager, digit_images(300, 20))
     w = eager.output.weight.detach().double().numpy()
-    assert_matches_reference((r["is"], r["is_std"]), adm_inception_score(f @ w.T, split_size=2), rtol=1e-4,
-                             what="genbench is vs ADM's definition (10 splits of 2)")
-    assert r["n"] == 20 and r["is_splits"] == 10 and len(r["weights_sha256"]) == 64
+    assert_matches_reference((r["is"], r["is_std"]), adm_inception_score(f @ w.T, split_size=5000), rtol=1e-4,
+                             what="genbench is vs ADM's definition (one part of at most 5,000)")
+    assert r["n"] == 20 and r["is_splits"] == 1 and len(r["weights_sha256"]) == 64
+    # torch-fidelity's rule on request: 10 equal parts after its shuffle with seed 2020
+    assert cli_main(["is", str(folder), "--extractor", f"inception:{path}", "--trust-unknown", "--json",
+                     "--rule", "torch-fidelity", "--splits", "10", "--order", "given"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert_matches_reference((r["is"], r["is_std"]), torch_fidelity_inception_score(f @ w.T, 10), rtol=1e-4,
+                             what="genbench is --rule torch-fidelity vs torch-fidelity's definition")
+    assert r["is_splits"] == 10 and "seed 2020" in r["is_convention"]

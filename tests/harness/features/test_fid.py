@@ -14,7 +14,7 @@ from genbench.features.fid import compute_fid
 from genbench.features.statistics import path_to_features, path_to_statistics
 from genbench.metrics import image as image_metrics
 from tests.harness.features.helpers import N, cli_main, digit_images, standin_outputs, tiny_torchscript
-from tests.harness.metrics.test_image import naive_precision_recall
+from tests.harness.metrics.test_image import adm_inception_score, naive_precision_recall
 from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
@@ -90,11 +90,13 @@ def test_is_kid_precision_recall_and_bootstrap(data, standin, tmp_path, capsys):
     fa, _ = standin_outputs(eager, digit_images(0, N))
     fb, _ = standin_outputs(eager, digit_images(200, N, shift=12))
     w = eager.output.weight.detach().double().numpy()
-    # IS: consecutive splits of the samples' logits without bias (the split arithmetic is checked
-    # against ADM's definition in tests/harness/metrics/test_image.py and below)
-    assert_matches_reference((r["is"], r["is_std"]), image_metrics.logits_to_inception_score(fa @ w.T, splits=10),
+    # IS: ADM's parts of 5,000 rows (one part here) of the samples' logits without bias (the
+    # split arithmetic is checked against ADM's definition in tests/harness/metrics/test_image.py)
+    assert_matches_reference((r["is"], r["is_std"]), adm_inception_score(fa @ w.T, split_size=5000),
                              rtol=1e-4, what="IS")
-    assert r["is_splits"] == 10 and r["is_n"] == N
+    assert r["is_splits"] == 1 and r["is_n"] == N and r["is_rule"] == "adm" and "5000 rows" in r["is_convention"]
+    # the error bar of KID covers the samples' variability; clean-fid's std over subsets is kept beside it
+    assert r["kid_stderr"] > 0 and r["kid_bootstrap"] == 200 and r["kid_std"] > 0
     np.random.seed(0)  # clean-fid draws its subsets from numpy's global state
     assert_matches_reference(r["kid"], cfid.kernel_distance(fa, fb), rtol=1e-4, what="KID vs clean-fid kernel_distance")
     assert (r["kid_subsets"], r["kid_subset_size"]) == (100, N)

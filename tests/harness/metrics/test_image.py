@@ -243,30 +243,98 @@ def adm_inception_score(logits: np.ndarray, split_size: int) -> tuple[float, flo
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def torch_fidelity_inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """torch-fidelity's isc_features_to_metric, written out: shuffle (RandomState(2020)), equal splits."""
+    x = logits[np.random.RandomState(2020).permutation(len(logits))]
+    n = len(x)
+    logp = x - x.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    p = np.exp(logp)
+    scores = []
+    for i in range(splits):
+        pc, lc = p[i * n // splits:(i + 1) * n // splits], logp[i * n // splits:(i + 1) * n // splits]
+        scores.append(np.exp((pc * (lc - np.log(pc.mean(0, keepdims=True)))).sum(1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def confident_class_ordered_logits(classes: int, per_class: int, seed: int = 0) -> np.ndarray:
+    """Made-up logits of a confident generator, 'per_class' rows of each class, class by class."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    logits = rng.standard_normal((len(labels), classes))
+    logits[np.arange(len(labels)), labels] += 12.0
+    return logits
+
+
 def test_inception_score_matches_adm_definition():
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((1000, 50)) * 3
     ref = adm_inception_score(logits, 100)
-    assert_matches_reference(im.logits_to_inception_score(logits, splits=10), ref, 1e-10,
-                             what="IS (10 splits) vs ADM definition")
-    assert_matches_reference(im.logits_to_inception_score(logits, split_size=100), ref, 1e-10,
+    kw = dict(order="given")
+    assert_matches_reference(im.logits_to_inception_score(logits, split_size=100, **kw), ref, 1e-10,
                              what="IS (split_size) vs ADM definition")
+    assert_matches_reference(im.logits_to_inception_score(logits, splits=10, rule="torch-fidelity", **kw),
+                             torch_fidelity_inception_score(logits, 10), 1e-10, what="IS vs torch-fidelity")
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert_matches_reference(im.logits_to_inception_score(probs), ref, 1e-10, what="IS from probs")
+    assert_matches_reference(im.logits_to_inception_score(probs, split_size=100, **kw), ref, 1e-10,
+                             what="IS from probs")
     # ADM's split_size with a short last part
-    assert_matches_reference(im.logits_to_inception_score(logits[:950], split_size=100),
+    assert_matches_reference(im.logits_to_inception_score(logits[:950], split_size=100, **kw),
                              adm_inception_score(logits[:950], 100), 1e-10, what="IS short last split")
+
+
+@pytest.mark.parametrize("n", [10_000, 50_000])
+def test_inception_score_default_is_adms_parts_of_5000(n):
+    """At N = 10,000 and 50,000, on randomly ordered made-up logits, the default (parts of 5,000,
+    rows in content order) is ADM's compute_inception_score on the same rows in that order, and
+    within the spread over parts of ADM's number on the rows as given."""
+    rng = np.random.default_rng(n)
+    classes = 100
+    labels = rng.integers(0, classes, n)
+    logits = rng.standard_normal((n, classes)) * 1.5
+    logits[np.arange(n), labels] += 6.0
+    score, std = im.logits_to_inception_score(logits)
+    assert len(im.inception_score_parts(n)) == n // 5000
+    assert_matches_reference((score, std), adm_inception_score(logits[im.rows_to_content_order(logits)], 5000),
+                             1e-10, what=f"IS at N={n} vs ADM (content order)")
+    given = im.logits_to_inception_score(logits, order="given")
+    assert_matches_reference(given, adm_inception_score(logits, 5000), 1e-10, what=f"IS at N={n} vs ADM (as given)")
+    assert abs(score - given[0]) < 3 * max(std, given[1])
+    # the old rule (10 equal parts at any N) is not ADM's at N = 10,000: parts of 1,000 score lower
+    if n == 10_000:
+        assert im.logits_to_inception_score(logits, splits=10, rule="torch-fidelity")[0] < 0.99 * score
+
+
+def test_inception_score_does_not_depend_on_the_sample_order():
+    """200 classes x 50 samples, class by class (as the ImageNet preset drew 1,000 x 50) vs the
+    same rows shuffled: the same score, and that of randomly ordered samples, not of 100-class parts."""
+    ordered = confident_class_ordered_logits(200, 50)
+    shuffled = ordered[np.random.default_rng(1).permutation(len(ordered))]
+    for rule in ("adm", "torch-fidelity"):
+        a = im.logits_to_inception_score(ordered, rule=rule)
+        b = im.logits_to_inception_score(shuffled, rule=rule)
+        assert a == b, f"{rule}: class-ordered {a} vs shuffled {b}"
+    score = im.logits_to_inception_score(ordered)[0]
+    naive = adm_inception_score(ordered, 5000)[0]          # class-ordered parts hold 100 classes each
+    assert naive < 101 and score > 1.5 * naive
+    # any random order scores about the same (ADM's samples come in random class order)
+    random_order = adm_inception_score(shuffled, 5000)
+    assert abs(score - random_order[0]) < 3 * random_order[1] + 0.01 * score
 
 
 def test_inception_score_limits():
     uniform = np.zeros((40, 7))
-    assert_matches_reference(im.logits_to_inception_score(uniform, splits=4), (1.0, 0.0), 1e-12,
+    assert_matches_reference(im.logits_to_inception_score(uniform, split_size=10), (1.0, 0.0), 1e-12,
                              atol=1e-12, what="IS of uniform predictions")
     one_hot = np.eye(10)[np.arange(40) % 10]  # each split of 10 rows covers the 10 classes
-    assert_matches_reference(im.logits_to_inception_score(one_hot, splits=4, inputs="probs"),
+    assert_matches_reference(im.logits_to_inception_score(one_hot, split_size=10, order="given", inputs="probs"),
                              (10.0, 0.0), 1e-12, atol=1e-12, what="IS of confident, diverse predictions")
     with pytest.raises(ValueError, match="splits must be between 1 and the number of rows"):
-        im.logits_to_inception_score(uniform, splits=41)
+        im.logits_to_inception_score(uniform, splits=41, rule="torch-fidelity")
+    with pytest.raises(ValueError, match="rule must be one of"):
+        im.logits_to_inception_score(uniform, rule="tf")
+    with pytest.raises(ValueError, match="order must be one of"):
+        im.logits_to_inception_score(uniform, order="sorted")
     with pytest.raises(ValueError, match="sum to 1"):
         im.logits_to_inception_score(uniform + 0.5, inputs="probs")
 
@@ -309,3 +377,38 @@ def test_precision_recall_properties():
         im.features_to_precision_recall(real, fake[:3], k=3)
     with pytest.raises(ValueError, match="real has 8 feature dimensions but fake has 4"):
         im.features_to_precision_recall(real, fake[:, :4])
+
+
+# --- KID error bar ------------------------------------------------------------------------------
+def test_kid_estimate_value_is_clean_fids_and_its_stderr_covers_the_spread_over_draws():
+    """The samples are drawn 150 times against one fixed reference: the recorded standard
+    error covers the KID's deviation from its mean over draws about 68% of the time (and two
+    of them about 95%); the old error bar (std over subsets / sqrt(subsets)) covers far less."""
+    rng = np.random.default_rng(0)
+    d, n_ref, n = 8, 300, 300
+    reference = rng.standard_normal((n_ref, d))
+    kw = dict(num_subsets=20, max_subset_size=150, n_boot=100)
+    draws = []
+    for r in range(150):
+        samples = np.random.default_rng(1000 + r).standard_normal((n, d)) * 1.15 + 0.15
+        est = im.features_to_kid_estimate(samples, reference, seed=r, **kw)
+        if r == 0:
+            assert_matches_reference(est.value, im.features_to_kid(samples, reference, num_subsets=20,
+                                                                   max_subset_size=150, seed=0)[0],
+                                     1e-12, what="KID estimate vs features_to_kid")
+            assert (est.subsets, est.subset_size, est.n_boot) == (20, 150, 100)
+        draws.append((est.value, est.stderr, est.std_over_subsets / np.sqrt(est.subsets)))
+    values, stderr, old = np.array(draws).T
+    dev = np.abs(values - values.mean())
+    one, two, old_cover = (dev <= stderr).mean(), (dev <= 2 * stderr).mean(), (dev <= old).mean()
+    assert 0.58 <= one <= 0.82, f"1-stderr coverage {one:.2f}"  # 0.77 here: a little conservative
+    assert 0.88 <= two <= 0.995, f"2-stderr coverage {two:.2f}"
+    assert old_cover < 0.45, f"std/sqrt(subsets) covered {old_cover:.2f}"
+    with pytest.raises(ValueError, match="n_boot"):
+        im.features_to_kid_estimate(reference, reference, n_boot=1)
+
+
+def test_fid_warns_below_as_many_samples_as_dimensions():
+    assert im.fid_sample_warning(2048, 2048) is None and im.fid_sample_warning(None, 2048) is None
+    w = im.fid_sample_warning(1000, 2048)
+    assert "1000 samples of 2048-d" in w and "rank at most 999" in w and "equal N" in w
