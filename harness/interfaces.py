@@ -218,22 +218,71 @@ class Generator(abc.ABC):
             yield start, min(batch_size, n - start)
 
 
+TOKENIZER_KINDS = ("discrete", "continuous")
+
+
 class Tokenizer(abc.ABC):
-    """An image tokenizer: uint8 images (N,H,W,C) <-> integer codes (N, h, w)."""
+    """An image tokenizer: uint8 images (N, H, W, C) <-> codes or latents.
+
+    Two kinds (``kind``):
+
+    * ``"discrete"``: ``encode`` returns int64 codes (N, h, w) in ``[0, codebook_size)``;
+    * ``"continuous"``: ``encode`` returns float32 latents (N, c, h, w) (``latent_shape`` =
+      (c, h, w) for the tokenizer's resolution), e.g. a KL-VAE's posterior mean or a sample.
+
+    Images stay uint8 at the interface both ways; each adapter states how it scales pixels
+    into the network (``pixel_scaling``, e.g. ``"x / 127.5 - 1 ([-1, 1])"``) and how the
+    decoder's float output returns to uint8 (``output_quantisation``, e.g. clamp, then round).
+    ``resolution`` is the (H, W) the tokenizer takes (None: any multiple of
+    ``downsampling``), ``channels`` the C it takes (1 or 3).
+    """
 
     name: str = "tokenizer"
-    codebook_size: int
+    modality: str = "image"
+    kind: str = "discrete"
+    codebook_size: int | None = None
+    channels: int = 3
+    resolution: tuple[int, int] | None = None
+    downsampling: int = 1
+    pixel_scaling: str = ""
+    output_quantisation: str = ""
 
     @abc.abstractmethod
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N,H,W,C) -> int64 codes (N, h, w)."""
+        """uint8 (N, H, W, C) -> int64 codes (N, h, w), or float32 latents (N, c, h, w)."""
 
     @abc.abstractmethod
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """int64 codes (N, h, w) -> uint8 images (N,H,W,C)."""
+        """codes or latents as ``encode`` returns them -> uint8 images (N, H, W, C)."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "codebook_size": self.codebook_size}
+        out = {"name": self.name, "kind": self.kind, "channels": self.channels,
+               "resolution": list(self.resolution) if self.resolution else None,
+               "downsampling": self.downsampling, "pixel_scaling": self.pixel_scaling,
+               "output_quantisation": self.output_quantisation}
+        if self.kind == "discrete":
+            out["codebook_size"] = self.codebook_size
+        return out
+
+    def check_images(self, images: np.ndarray, where: str = "") -> None:
+        """Raise ``UserError`` naming the tokenizer when images are not what it takes."""
+        from genbench.errors import UserError
+
+        who = f"{self.name}{': ' + where if where else ''}"
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+            raise UserError(f"{who}: images must be a uint8 array (N, H, W, C); got {type(images).__name__} "
+                            f"{getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+        _, h, w, c = images.shape
+        if c != self.channels:
+            raise UserError(f"{who}: images have {c} channel(s) but the tokenizer takes {self.channels}"
+                            + ("; set grey = \"rgb\" to replicate grey images to RGB" if c == 1 else ""))
+        if self.resolution is not None and (h, w) != tuple(self.resolution):
+            raise UserError(f"{who}: images are {h}x{w} but the tokenizer takes {self.resolution[0]}x"
+                            f"{self.resolution[1]}; set the suite's resize = \"center_crop\" (ADM) to resize them, "
+                            f"or the adapter's resolution")
+        if h % self.downsampling or w % self.downsampling:
+            raise UserError(f"{who}: images are {h}x{w}, not a multiple of the tokenizer's downsampling factor "
+                            f"{self.downsampling}")
 
 
 class FeatureExtractor(abc.ABC):
@@ -263,5 +312,5 @@ def check_paradigm(paradigm: str, modality: str) -> None:
 
 __all__ = [
     "PARADIGMS", "MODALITIES", "UNITS", "LikelihoodKind", "Samples", "LogLikelihood",
-    "Generator", "Tokenizer", "FeatureExtractor", "ContractError", "check_paradigm", "Sequence",
+    "Generator", "Tokenizer", "TOKENIZER_KINDS", "FeatureExtractor", "ContractError", "check_paradigm", "Sequence",
 ]
