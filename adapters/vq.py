@@ -150,6 +150,12 @@ class VQDigits(Tokenizer):
 
     name = "vq-digits"
     modality = "image"
+    kind = "discrete"
+    channels = 1
+    resolution = (8, 8)
+    pixel_scaling = "nearest of the 17 grey levels, level / 16 ([0, 1])"
+    output_quantisation = ("round(16 y) clamped to the levels 0..16, then uint8 round(level * 255 / 16) "
+                           "(the data's own grid)")
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", batch_size: int = 512):
         state, meta = zoo.load_model_state(self.name, Path(path) if path is not None else None)
@@ -160,25 +166,19 @@ class VQDigits(Tokenizer):
         self.model.load_state_dict(state)
         self.model.to(self.device).eval()
         self.codebook_size = self.config.codebook_size
+        self.downsampling = self.config.downsample
         self.grid = 8 // self.config.downsample
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise UserError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "modality": self.modality, "weights_sha256": self.meta["sha256"],
-                "codebook_size": self.codebook_size, "code_dim": self.config.code_dim,
-                "downsampling_factor": self.config.downsample, "code_grid": [self.grid, self.grid],
-                "input": "nearest of 17 grey levels, scaled to [0, 1]",
-                "output": "decoder intensities rounded to the nearest of 17 levels"}
+        return {**super().describe(), "modality": self.modality, "weights_sha256": self.meta["sha256"],
+                "code_dim": self.config.code_dim, "code_grid": [self.grid, self.grid]}
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, 8, 8, 1) -> int64 codes (N, 4, 4)."""
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
-                or images.shape[1:] != (8, 8, 1):
-            raise UserError(
-                f"{self.name}: encode takes a uint8 array (N, 8, 8, 1); got "
-                f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+        self.check_images(images, "encode")
         out = np.empty((len(images), self.grid, self.grid), dtype=np.int64)
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):

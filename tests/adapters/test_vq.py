@@ -35,7 +35,7 @@ def test_registered_and_weights_match_json(tok):
     desc = tok.describe()
     assert desc["weights_sha256"] == meta["sha256"]
     assert desc["codebook_size"] == tok.codebook_size == meta["config"]["vq"]["codebook_size"]
-    assert desc["downsampling_factor"] == 2 and desc["name"] == NAME
+    assert desc["downsampling"] == 2 and desc["name"] == NAME and desc["kind"] == "discrete"
     assert (VQDigits.name, VQDigits.modality) == (NAME, "image")
 
 
