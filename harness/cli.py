@@ -66,9 +66,12 @@ def _spec_from_args(args: argparse.Namespace):
     if args.device:
         spec.device = args.device
     if args.dataset:
-        if "likelihood" not in spec.suites:
-            raise UserError("--dataset sets the likelihood suite's data; add --suite likelihood")
-        spec.suite_options.setdefault("likelihood", {})["dataset"] = args.dataset
+        takers = [s for s in ("likelihood", "tokenizer") if s in spec.suites]
+        if not takers:
+            raise UserError("--dataset sets the data of the likelihood and tokenizer suites; add --suite likelihood "
+                            "or --suite tokenizer")
+        for suite in takers:
+            spec.suite_options.setdefault(suite, {})["dataset"] = args.dataset
     for item in args.set or []:
         key, eq, raw = item.partition("=")
         table, dot, field = key.partition(".")
@@ -190,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default results/runs/NAME-TIME)")
     run.add_argument("--resume", action="store_true", help="finish a run in --out, skipping finished cells")
     run.add_argument("--device", help="cpu, cuda or auto")
-    run.add_argument("--dataset", help="likelihood data: kjv[:split], a .txt/.jsonl/.parquet file, or a preset")
+    run.add_argument("--dataset", help="likelihood / tokenizer data: text (kjv[:split], a .txt/.jsonl/.parquet "
+                     "file, a preset) or images (digits[:split], fashion-mnist[:split], a folder, .npz, hf:PATH[:SPLIT])")
     run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE",
                      help="override a suite option, or an adapter's with adapter.NAME.KEY=VALUE")
     run.add_argument("--plugin", **plugin)

@@ -275,7 +275,7 @@ class Tokenizer(abc.ABC):
         _, h, w, c = images.shape
         if c != self.channels:
             raise UserError(f"{who}: images have {c} channel(s) but the tokenizer takes {self.channels}"
-                            + ("; set grey = \"rgb\" to replicate grey images to RGB" if c == 1 else ""))
+                            + ("; set grey = \"convert\" to replicate grey images to RGB" if c == 1 else ""))
         if self.resolution is not None and (h, w) != tuple(self.resolution):
             raise UserError(f"{who}: images are {h}x{w} but the tokenizer takes {self.resolution[0]}x"
                             f"{self.resolution[1]}; set the suite's resize = \"center_crop\" (ADM) to resize them, "

@@ -159,7 +159,9 @@ class LPIPS:
         arch, taps, channels = LPIPS_NETS.get(net, (None, None, None))
         backbone, heads, self.files = load_lpips_weights(net, weights)
         where = " + ".join(self.files)
-        model = getattr(torchvision.models, arch)(weights=None).features[: taps[-1] + 1]
+        with torch.device("meta"):  # no time spent initialising weights that the file replaces
+            model = getattr(torchvision.models, arch)(weights=None).features[: taps[-1] + 1]
+        model = model.to_empty(device="cpu")
         expected = model.state_dict()
         state = {}
         for key, tensor in expected.items():
