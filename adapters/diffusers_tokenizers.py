@@ -95,7 +95,7 @@ class _DiffusersTokenizer(Tokenizer):
 
     @staticmethod
     def _to_uint8(y) -> np.ndarray:
-        from genbench.imagefiles import float_images_to_uint8
+        from genbench.features.quantise import float_images_to_uint8
 
         return float_images_to_uint8(y.permute(0, 2, 3, 1).double().cpu().numpy(), "round")
 

@@ -152,6 +152,25 @@ def fashion_mnist_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[..., None], labels.astype(np.int64)
 
 
+#: the offline image data sets by name, for every image suite and ``genbench fid``
+IMAGE_DATASETS = ("digits", "fashion-mnist")
+
+
+def image_dataset_arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images (N, H, W, 1), int64 labels (N,)) of a named offline image data set split."""
+    if name == "digits":
+        return digits_arrays(split)
+    if name == "fashion-mnist":
+        return fashion_mnist_arrays(split)
+    raise UserError(f"unknown image dataset {name!r}; built in: {', '.join(IMAGE_DATASETS)}")
+
+
+def image_dataset_id(name: str, split: str) -> str:
+    """What identifies a named split's content (for statistics cache keys)."""
+    digest = DIGITS_SHA256 if name == "digits" else FASHION_MNIST_SHA256[f"{FASHION_MNIST_SPLITS[split][0]}-images-idx3-ubyte"]
+    return f"dataset:{name}:{split}:{digest}"
+
+
 def digits(split: str):
     """The digits split as a ``datasets.Dataset`` with columns ``image`` (8x8x1 uint8) and ``label``."""
     import datasets

@@ -7,29 +7,18 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from genbench.data import IMAGE_DATASETS
 from genbench.errors import UserError
 
 #: how text suites separate samples in an artifacts' samples.txt (reports split on it)
 SAMPLE_SEPARATOR = "\n\n-----\n\n"
 
-#: the reference image sets a suite can compare against, by name
-IMAGE_DATASETS = ("digits", "fashion-mnist")
-
-
-def dataset_arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images (N, H, W, C), int64 labels (N,)) of a named offline data set split."""
-    from genbench import data
-
-    if name == "digits":
-        return data.digits_arrays(split)
-    if name == "fashion-mnist":
-        return data.fashion_mnist_arrays(split)
-    raise UserError(f"unknown image dataset {name!r}; built in: {', '.join(IMAGE_DATASETS)}")
-
 
 def reference_images(dataset: str, split: str) -> np.ndarray:
     """uint8 (N, H, W, C) images of a named offline data set split."""
-    return dataset_arrays(dataset, split)[0]
+    from genbench import data
+
+    return data.image_dataset_arrays(dataset, split)[0]
 
 
 @dataclass
@@ -69,7 +58,9 @@ def image_source_chunks(source: str, *, split: str = "test", grey: str = "error"
     name, _, named_split = str(source).partition(":")
     if name in IMAGE_DATASETS:
         split = named_split or split
-        images = dataset_arrays(name, split)[0][:limit]
+        from genbench import data
+
+        images = data.image_dataset_arrays(name, split)[0][:limit]
 
         def arrays():
             for s in range(0, len(images), chunk):
@@ -77,9 +68,9 @@ def image_source_chunks(source: str, *, split: str = "test", grey: str = "error"
 
         pre = {"source": f"genbench.data {name}", "decode": "none (arrays)", "channels": int(images.shape[-1])}
         return ImageChunks(f"{name}:{split}", split, len(images), chunk, pre, arrays)
-    from genbench.fidtool import _image_source
+    from genbench.features.sources import path_to_image_source
 
-    src = _image_source(source, grey=grey, alpha="error")
+    src = path_to_image_source(source, grey=grey, alpha="error")
     if src is None:
         raise UserError(f"image source {source!r}: not an image folder, a .npz with arr_0, hf:PATH[:SPLIT] or one of "
                         f"{', '.join(IMAGE_DATASETS)}[:SPLIT]")
@@ -109,7 +100,7 @@ def resize_images(images: Sequence[np.ndarray], size: tuple[int, int], method: s
     """uint8 (H, W, C) images of any sizes -> uint8 (N, h, w, C) by ``method`` (see RESIZE_METHODS)."""
     from PIL import Image
 
-    from genbench.imagefiles import center_crop_arr
+    from genbench.features.crop import center_crop_arr
 
     h, w = size
     out = []

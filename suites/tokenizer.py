@@ -90,7 +90,7 @@ class _Mean:
 
 def _extractor(name: str, images: np.ndarray, device: str):
     """(extractor or None, its describe() or why it is unavailable)."""
-    from genbench.extractors import build_extractor
+    from genbench.features.build import build_extractor
 
     auto = name == "auto"
     if auto:

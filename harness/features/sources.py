@@ -4,8 +4,8 @@ A source is one of:
 
 * a folder of images (``genbench.features.folder``: png, jpg, jpeg, bmp, webp, recursive, sorted);
 * a ``.npz`` file's ``arr_0`` uint8 (N, H, W, 3): ADM / DiT sample batches (``genbench.features.npz``);
-* a data set name: ``digits`` (the test split) or ``digits:SPLIT`` (``genbench.data``; the grey
-  8x8 images are replicated to RGB, which the convention records);
+* a data set name: ``digits`` or ``fashion-mnist`` (the test split), or ``NAME:SPLIT``
+  (``genbench.data``; the grey images are replicated to RGB, which the convention records);
 * ``hf:PATH[:SPLIT]``: anything Hugging Face ``datasets`` loads offline
   (``genbench.features.hf_datasets``).
 
@@ -19,11 +19,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from genbench.data import IMAGE_DATASETS
 from genbench.errors import UserError
 from genbench.features.npz import npz_fields, npz_images
 from genbench.features.weights import file_sha256
 
-DATASETS = ("digits",)
+DATASETS = IMAGE_DATASETS
 DEFAULT_SPLIT = "test"
 
 
@@ -85,9 +86,9 @@ def path_to_image_source(path, *, grey: str, alpha: str) -> ImageSource | None:
         split = split or DEFAULT_SPLIT
         from genbench import data as gdata
 
-        images = gdata.digits_arrays(split)[0]
+        images = gdata.image_dataset_arrays(name, split)[0]
         pre = {"source": "dataset", "grey": "replicated to RGB (the data set is greyscale)"}
-        return ImageSource(f"{name}:{split}", "dataset", lambda: f"dataset:digits:{split}:{gdata.DIGITS_SHA256}",
+        return ImageSource(f"{name}:{split}", "dataset", lambda: gdata.image_dataset_id(name, split),
                             pre, _array_chunks(images))
     return None
 

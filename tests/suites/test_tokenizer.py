@@ -17,7 +17,7 @@ from genbench.interfaces import Tokenizer
 from genbench.metrics import reconstruction as rec
 from genbench.suite import SuiteContext
 from genbench.suites.tokenizer import TokenizerReconstruction
-from tests.harness.test_extractors import tiny_torchscript
+from tests.harness.features.helpers import tiny_torchscript
 
 TINY = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
             up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
@@ -203,8 +203,8 @@ def test_diffusers_vq_and_vae_on_an_image_folder_from_the_cli(ckpts, folder, lpi
 
     # the suite's numbers are the adapter's reconstructions measured by the metric code
     from genbench.adapters.diffusers_tokenizers import DiffusersVQ
-    from genbench.extractors import build_extractor
-    from genbench.imagefiles import load_image_folder
+    from genbench.features.build import build_extractor
+    from genbench.features.folder import load_image_folder
     from genbench.metrics import image as image_metrics
 
     images = load_image_folder(folder)
@@ -219,7 +219,7 @@ def test_diffusers_vq_and_vae_on_an_image_folder_from_the_cli(ckpts, folder, lpi
 
 def test_vae_posterior_sample_does_not_depend_on_batching(ckpts, folder):
     from genbench.adapters.diffusers_tokenizers import DiffusersVAE
-    from genbench.imagefiles import load_image_folder
+    from genbench.features.folder import load_image_folder
 
     images = load_image_folder(folder)[:4]
     a = DiffusersVAE(str(ckpts["kl"]), sample=True, batch_size=4).encode(images)
