@@ -198,6 +198,7 @@ class ARDigits(_ARModel):
 
     name = "ar-digits"
     modality = "image"
+    pixel_levels = data.DIGITS_LEVELS
     likelihood_unit = "dimension"
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,

@@ -451,6 +451,7 @@ class DiffusionDigits(Generator):
     paradigm = "diffusion"
     modality = "image"
     likelihood_unit = "dimension"
+    pixel_levels = LEVELS
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", sampler: str = "ancestral",
                  steps: int = 50, mc_samples: int = 128, replicates: int = 8, proposal: str = "fitted",

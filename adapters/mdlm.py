@@ -549,6 +549,7 @@ class MaskedDigits(_MaskedModel):
 
     name = "masked-digits"
     modality = "image"
+    pixel_levels = data.DIGITS_LEVELS
     likelihood_unit = "dimension"
     default_steps = 16
 

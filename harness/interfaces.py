@@ -155,6 +155,8 @@ class Generator(abc.ABC):
     #: scheduler, guidance...): a sweep over them loads the weights once and takes each
     #: point from ``with_options`` (see ``genbench.runner``)
     runtime_options: frozenset[str] = frozenset()
+    #: image models: how many values per pixel the likelihood is over (bits/dim are in these)
+    pixel_levels: int = 256
 
     @abc.abstractmethod
     def sample(

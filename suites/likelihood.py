@@ -49,7 +49,8 @@ class Likelihood(Suite):
     name = "likelihood"
     description = "NLL per dimension / byte on a held-out split; exact or upper bound, with MC stderr"
     options = {
-        "dataset": None,                    # text: kjv[:split], a local file or a preset (genbench.textdata)
+        "dataset": None,                    # text: kjv[:split], a local file or a preset (genbench.textdata);
+                                            # images: digits, fashion-mnist[:split], a folder, .npz, hf:PATH
         "split": "test",
         "max_examples": None,               # images: first N of the split; text: first N documents
         "max_bytes_per_document": None,     # text: truncate each document (at whitespace)
@@ -69,31 +70,37 @@ class Likelihood(Suite):
             yield from self._texts(generator, ctx)
 
     def _images(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
-        from genbench import data
+        from genbench.suites.common import image_source_chunks, stack_images
 
         o = ctx.options
-        images, _ = data.digits_arrays(o["split"])
-        if o["max_examples"]:
-            images = images[: int(o["max_examples"])]
+        source = image_source_chunks(o["dataset"] or "digits", split=o["split"], max_images=o["max_examples"])
+        images = np.concatenate([stack_images(c, source.label) for c in source.chunks()])
+        task = source.label
         bs = int(o["batch_size"])
         parts = [generator.log_likelihood(images[s: s + bs], seed=ctx.seed + s).validate()
                  for s in ctx.progress(range(0, len(images), bs), desc="likelihood")]
         ll = concat_likelihoods(parts)
-        # the levels the model discretises to (256 for 8-bit models; the data holds 17)
-        conv = likelihood_convention(ll, dataset="digits", split=o["split"],
-                                     levels=ll.info.get("levels", data.DIGITS_LEVELS))
+        # bits per dimension count in the model's own discretisation of the pixels (its
+        # LogLikelihood.info["levels"], else its pixel_levels), and so do the baselines
+        levels = int(ll.info.get("levels", getattr(generator, "pixel_levels", 256)))
+        disc = f"{levels} levels per pixel (the model's discretisation)"
+        conv = likelihood_convention(ll, dataset=task, split=source.split, levels=levels, discretisation=disc)
         # a colour-cluster token or a VQ code is not a dimension: the metric is named by the unit
         per = {"dimension": ("bits_per_dim", "bits/dim")}.get(ll.unit, (f"bits_per_{ll.unit}", f"bits/{ll.unit}"))
         yield Metric(per[0], ll.per_unit() / LN2, unit=per[1], higher_is_better=False,
-                     stderr=_div(ll.per_unit_stderr(), LN2), n=len(images), task="digits", convention=conv)
-        train_levels = data.image_to_levels(data.digits_arrays("train")[0])
-        test_levels = data.image_to_levels(images)
-        base = {"kind": "exact", "unit": "dimension", "dataset": "digits", "split": o["split"]}
-        yield Metric("baseline_uniform_bits_per_dim", math.log2(data.DIGITS_LEVELS), unit="bits/dim",
-                     higher_is_better=False, n=len(images), task="digits",
-                     convention={**base, "model": f"uniform over {data.DIGITS_LEVELS} levels"})
-        yield Metric("baseline_unigram_bits_per_dim", unigram_bits(train_levels, test_levels, data.DIGITS_LEVELS),
-                     unit="bits/dim", higher_is_better=False, n=len(images), task="digits",
+                     stderr=_div(ll.per_unit_stderr(), LN2), n=len(images), task=task, convention=conv)
+        base = {"kind": "exact", "unit": "dimension", "dataset": task, "split": source.split, "levels": levels}
+        yield Metric("baseline_uniform_bits_per_dim", math.log2(levels), unit="bits/dim",
+                     higher_is_better=False, n=len(images), task=task,
+                     convention={**base, "model": f"uniform over {levels} levels"})
+        if source.split is None:  # a folder or hf: source has no train split to fit a unigram on
+            return
+        from genbench import data
+
+        train = data.image_dataset_arrays(task.partition(":")[0], "train")[0]
+        to_levels = lambda x: np.rint(x.astype(np.float64) * (levels - 1) / 255.0).astype(np.int64)  # noqa: E731
+        yield Metric("baseline_unigram_bits_per_dim", unigram_bits(to_levels(train), to_levels(images), levels),
+                     unit="bits/dim", higher_is_better=False, n=len(images), task=task,
                      convention={**base, "model": "pixel-level unigram of the train split, add-one smoothing"})
 
     def _texts(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
