@@ -5,7 +5,9 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: install demo test bench zoo clean
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+.PHONY: install data demo test bench zoo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,7 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) data
+
+# Fashion-MNIST (Debian's dataset-fashion-mnist) where the system allows: as root with apt-get;
+# otherwise skipped quietly (suites that need it say how to install it; its tests skip).
+data:
+	@test -e $(FASHION) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; } ; } || true
 
 demo: install
 	$(OFFLINE) $(VENV)/bin/genbench demo --out results/runs/demo-$$(date +%Y%m%d-%H%M%S)
