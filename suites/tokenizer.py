@@ -88,7 +88,7 @@ class _Mean:
         return float(v.mean()), se
 
 
-def _extractor(name: str, images: np.ndarray, device: str):
+def _extractor(name: str, mode: str | None, images: np.ndarray, device: str):
     """(extractor or None, its describe() or why it is unavailable)."""
     from genbench.features.build import build_extractor
 
@@ -96,7 +96,7 @@ def _extractor(name: str, images: np.ndarray, device: str):
     if auto:
         name = "digits-classifier" if images.shape[1:3] == (8, 8) else "inception"
     try:
-        ex = build_extractor(name, device=device)
+        ex = build_extractor(name, mode=mode, device=device)
     except UserError as e:
         if not auto:
             raise
@@ -122,6 +122,7 @@ class TokenizerReconstruction(Suite):
         "resize": "none",           # none | center_crop (ADM) | bicubic
         "grey": "error",            # error | convert (replicate grey to RGB)
         "extractor": "auto",
+        "extractor_mode": None,     # clean | legacy_pytorch | legacy_tensorflow (resizing extractors)
         "ssim_llamagen": False,
         "lpips_alex": None,         # local weights file(s): backbone + linear heads
         "lpips_vgg": None,
@@ -174,7 +175,7 @@ class TokenizerReconstruction(Suite):
                                     f"grey = \"convert\" or drop lpips_{net}")
                 lpips[net].add(model.distance(images, recons, batch_size=int(o["lpips_batch_size"])))
             if ex_conv is None:
-                ex, ex_conv = _extractor(o["extractor"], images, ctx.device)
+                ex, ex_conv = _extractor(o["extractor"], o["extractor_mode"], images, ctx.device)
             if ex is not None:
                 feats_orig.append(_features(ex, images))
                 feats_rec.append(_features(ex, recons))
@@ -261,19 +262,27 @@ class TokenizerReconstruction(Suite):
             return Metric("rfid", math.nan, unit="FID", higher_is_better=False, n=n, task=task,
                           convention={**conv, **ex_conv, "fix": "name local weights: extractor = inception:FILE, "
                                                                 "or torchscript:FILE"})
-        f_orig, f_rec = np.concatenate(feats_orig), np.concatenate(feats_rec)
+        from genbench.features.build import extractor_identity
+        from genbench.features.fid import statistics_to_metrics
+        from genbench.features.statistics import Statistics
+
         if n < 2:
             raise UserError(f"[suite.tokenizer] rFID needs at least 2 images; {task} gave {n}")
-        mu_o, s_o = image_metrics.features_to_statistics(f_orig)
-        mu_r, s_r = image_metrics.features_to_statistics(f_rec)
-        value = image_metrics.statistics_to_fid(mu_r, s_r, mu_o, s_o)
-        warn = []
-        if n < f_orig.shape[1]:
-            warn.append(f"rFID rests on {n} images, fewer than the {f_orig.shape[1]} feature dimensions: the value "
-                        f"is a valid plug-in estimate but its variance is large")
-        return Metric("rfid", value, unit="FID", higher_is_better=False, n=n, task=task,
+        identity = extractor_identity(ex)
+        stats = {}
+        for what, feats in (("originals", feats_orig), ("reconstructions", feats_rec)):
+            f = np.concatenate(feats)
+            mu, sigma = image_metrics.features_to_statistics(f)
+            stats[what] = Statistics(mu=mu, sigma=sigma, n=n, source=f"{what} of {task}", kind="tokenizer",
+                                     identity=identity)
+        res = statistics_to_metrics(stats["reconstructions"], stats["originals"], ex, ["fid"])
+        warn = list(res["warnings"])
+        if n < stats["originals"].dim:
+            warn.append(f"rFID rests on {n} images, fewer than the {stats['originals'].dim} feature dimensions: "
+                        f"the value is a valid plug-in estimate but its variance is large")
+        return Metric("rfid", res["fid"], unit="FID", higher_is_better=False, n=n, task=task,
                       convention={**conv, **ex_conv, "reference": f"the originals of {task} (same preprocessing)",
-                                  "n_reference": n, "sqrtm": "eigh", "warnings": warn})
+                                  "n_reference": n, "sqrtm": res["sqrtm"], "warnings": warn})
 
     @staticmethod
     def _grid(originals: np.ndarray, recons: np.ndarray, ctx: SuiteContext, columns: int = 8) -> None:

@@ -337,3 +337,34 @@ def test_a_failed_cell_records_the_one_line_error(ckpts, folder, tmp_path):
     row = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert row["status"] == "failed" and "\n" not in row["error"]
     assert row["error"].startswith("UserError: diffusers-vq: data digits:test: images have 1 channel")
+
+
+class _Identity(Tokenizer):
+    """A continuous tokenizer that returns the image as its latent, recording the batch sizes."""
+
+    name = "identity"
+    kind = "continuous"
+    channels = 3
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, images):
+        self.seen.append(len(images))
+        return images.transpose(0, 3, 1, 2).astype(np.float32)
+
+    def decode(self, latents):
+        return latents.transpose(0, 2, 3, 1).astype(np.uint8)
+
+
+def test_a_source_is_streamed_in_chunks(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (23, 8, 8, 1), dtype=np.uint8)
+    images = np.repeat(grey, 3, axis=-1)  # RGB with equal channels, which the digits classifier reads
+    np.savez(tmp_path / "batch.npz", arr_0=images)
+    tok = _Identity()
+    recs = {m.metric: m for m in _run_suite(tok, tmp_path / "batch.npz", tmp_path, chunk=5)}
+    assert tok.seen == [5, 5, 5, 5, 3]
+    assert recs["psnr"].n == 23 and recs["psnr"].value == pytest.approx(rec.psnr_of_perfect((8, 8, 3)))
+    assert recs["psnr"].convention["exact_reconstructions"] == 23 and recs["ssim"].value == 1.0
+    assert recs["rfid"].value == pytest.approx(0.0, abs=1e-4)  # 23 rows, 128-d: singular covariances
+    assert recs["latent_dims_per_image"].value == 3 * 8 * 8
