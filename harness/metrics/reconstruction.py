@@ -40,12 +40,15 @@ PSNR_CONVENTION = ("per image on [0, 1], data range 1, 10 log10(1 / MSE) (skimag
                    "dB, above any imperfect uint8 reconstruction; mean over images")
 
 
-def _pair(originals: np.ndarray, recons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(originals: np.ndarray, recons: np.ndarray):
+    """Yield (original, reconstruction) float64 (H, W, C) images on [0, 1], one pair at a time
+    (a chunk of 256x256 images in float64 would take 1.5 MB per image and side)."""
     if originals.shape != recons.shape:
         raise UserError(f"reconstructions have shape {recons.shape} but the originals {originals.shape}")
     if originals.ndim != 4:
         raise UserError(f"images must be (N, H, W, C); got shape {originals.shape}")
-    return originals.astype(np.float64) / 255.0, recons.astype(np.float64) / 255.0
+    for x, y in zip(originals, recons):
+        yield x.astype(np.float64) / 255.0, y.astype(np.float64) / 255.0
 
 
 def psnr_of_perfect(shape: Sequence[int]) -> float:
@@ -55,9 +58,8 @@ def psnr_of_perfect(shape: Sequence[int]) -> float:
 
 def images_to_psnr(originals: np.ndarray, recons: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) pairs -> float64 (N,) PSNR in dB on [0, 1] images, data range 1."""
-    a, b = _pair(originals, recons)
-    mse = np.mean((a - b) ** 2, axis=(1, 2, 3))
-    out = np.full(len(a), psnr_of_perfect(a.shape[1:]))
+    mse = np.array([np.mean((x - y) ** 2) for x, y in _pairs(originals, recons)], dtype=np.float64)
+    out = np.full(len(mse), psnr_of_perfect(originals.shape[1:]))
     nz = mse > 0
     out[nz] = 10.0 * np.log10(1.0 / mse[nz])
     return out
@@ -76,10 +78,9 @@ def images_to_ssim(originals: np.ndarray, recons: np.ndarray, *, data_range: flo
     """uint8 (N, H, W, C) pairs -> float64 (N,) SSIM of the [0, 1] images (skimage's definition)."""
     from skimage.metrics import structural_similarity
 
-    a, b = _pair(originals, recons)
-    win = ssim_window(a.shape[1], a.shape[2])
+    win = ssim_window(originals.shape[1], originals.shape[2])
     return np.array([structural_similarity(x, y, data_range=data_range, channel_axis=-1, win_size=win)
-                     for x, y in zip(a, b)], dtype=np.float64)
+                     for x, y in _pairs(originals, recons)], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------

@@ -250,6 +250,12 @@ def test_fashion_mnist_reads_the_debian_idx_files():
     assert np.bincount(labels).tolist() == [1000] * 10
     with pytest.raises(UserError, match="splits train, test"):
         data.fashion_mnist_arrays("val")
+    # genbench fid and the image suites take it as a source too (grey replicated to RGB there)
+    from genbench.features.sources import path_to_image_source
+
+    src = path_to_image_source("fashion-mnist", grey="error", alpha="error")
+    first = next(iter(src.chunks()))
+    assert src.label == "fashion-mnist:test" and len(first) == 10000 and first[0]().shape == (28, 28, 3)
 
 
 @pytest.mark.skipif(FASHION is not None, reason=f"Fashion-MNIST not installed: {FASHION}")
