@@ -186,7 +186,7 @@ class DiffusersVAE(_DiffusersTokenizer):
                             if self.sample else "posterior mean") + "; unscaled (scaling_factor not applied)",
                 "seed": self.seed if self.sample else None}
 
-    def _noise(self, images: np.ndarray, shape) :
+    def _noise(self, images: np.ndarray, shape):
         import torch
 
         eps = []
