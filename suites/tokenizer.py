@@ -19,7 +19,7 @@ source, split, preprocessing and N):
 * ``rfid``: FID of the reconstructions against the originals of the stated source and split,
   through the image suite's extractor and statistics code (``extractor``: any registered
   one, ``inception[:FILE]``, ``torchscript:FILE``...; ``auto`` = ``digits-classifier`` on
-  8x8 digits, else ``inception``, recorded as unavailable when its weights are missing).
+  the digits data set, else ``inception``, recorded as unavailable when its weights are missing).
 * discrete tokenizers: ``codebook_usage`` (distinct codes / K), ``code_perplexity``
   (exp of the entropy of the code histogram), ``tokens_per_image``, ``bits_per_image``
   (h w log2 K); continuous ones: ``latent_channels`` and ``latent_dims_per_image``.
@@ -88,13 +88,13 @@ class _Mean:
         return float(v.mean()), se
 
 
-def _extractor(name: str, mode: str | None, images: np.ndarray, device: str):
+def _extractor(name: str, mode: str | None, label: str, device: str):
     """(extractor or None, its describe() or why it is unavailable)."""
     from genbench.features.build import build_extractor
 
     auto = name == "auto"
     if auto:
-        name = "digits-classifier" if images.shape[1:3] == (8, 8) else "inception"
+        name = "digits-classifier" if label.partition(":")[0] == "digits" else "inception"
     try:
         ex = build_extractor(name, mode=mode, device=device)
     except UserError as e:
@@ -175,7 +175,7 @@ class TokenizerReconstruction(Suite):
                                     f"grey = \"convert\" or drop lpips_{net}")
                 lpips[net].add(model.distance(images, recons, batch_size=int(o["lpips_batch_size"])))
             if ex_conv is None:
-                ex, ex_conv = _extractor(o["extractor"], o["extractor_mode"], images, ctx.device)
+                ex, ex_conv = _extractor(o["extractor"], o["extractor_mode"], source.label, ctx.device)
             if ex is not None:
                 feats_orig.append(_features(ex, images))
                 feats_rec.append(_features(ex, recons))

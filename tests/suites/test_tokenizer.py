@@ -374,3 +374,19 @@ def test_a_source_is_streamed_in_chunks(tmp_path):
     assert recs["psnr"].convention["exact_reconstructions"] == 23 and recs["ssim"].value == 1.0
     assert recs["rfid"].value == pytest.approx(0.0, abs=1e-4)  # 23 rows, 128-d: singular covariances
     assert recs["latent_dims_per_image"].value == 3 * 8 * 8
+
+
+def test_an_hf_source_with_non_square_photos_is_centre_cropped(tmp_path):
+    from tests.harness.features.helpers import save_hf
+
+    rng = np.random.default_rng(4)
+    photos = rng.integers(0, 256, (4, 20, 30, 3), dtype=np.uint8)  # 20x30: cropped to the tokenizer's 8x8
+    save_hf(tmp_path / "ds", {"validation": photos})
+    tok = _Identity()
+    tok.resolution = (8, 8)
+    recs = {m.metric: m for m in _run_suite(tok, f"hf:{tmp_path / 'ds'}:validation", tmp_path,
+                                            resize="center_crop", extractor="auto")}
+    conv = recs["psnr"].convention
+    assert conv["dataset"].endswith(":validation") and conv["image_shape"] == [8, 8, 3]
+    assert conv["resize"].startswith("center_crop to 8x8 (ADM") and recs["psnr"].n == 4
+    assert recs["rfid"].convention["status"].startswith("unavailable") or recs["rfid"].value is not None
