@@ -51,7 +51,7 @@ class _DiffusersTokenizer(Tokenizer):
     pixel_scaling = PIXEL_SCALING
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", batch_size: int = 16,
-                 resolution: int | None = None):
+                 resolution: int | list[int] | None = None):
         import diffusers
 
         if path is None:
@@ -64,11 +64,16 @@ class _DiffusersTokenizer(Tokenizer):
                             f"{self.model_class}.save_pretrained")
         cfg = json.loads(cfg_file.read_text())
         if cfg.get("_class_name") not in (None, self.model_class):
-            raise UserError(f"{self.name}: {cfg_file} holds a {cfg.get('_class_name')}, not a {self.model_class}; "
+            raise UserError(f"{self.name}: {cfg_file} holds a {cfg.get('_class_name')} but {self.name} loads {self.model_class}s; "
                             f"use {'diffusers-vae' if self.model_class == 'VQModel' else 'diffusers-vq'}:DIR")
         import torch
 
-        self.model = getattr(diffusers, self.model_class).from_pretrained(str(self.path), low_cpu_mem_usage=False).to(device).float().eval()
+        try:
+            model = getattr(diffusers, self.model_class).from_pretrained(str(self.path), low_cpu_mem_usage=False)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a broken checkpoint: one line naming it
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"{self.name}: could not load {self.path} as a {self.model_class}: {first}") from None
+        self.model = model.to(device).float().eval()
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:

@@ -240,6 +240,8 @@ class Tokenizer(abc.ABC):
     """
 
     name: str = "tokenizer"
+    #: records group tokenizers apart from the three generator paradigms
+    paradigm: str = "tokenizer"
     modality: str = "image"
     kind: str = "discrete"
     codebook_size: int | None = None

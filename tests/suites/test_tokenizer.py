@@ -336,6 +336,18 @@ def test_faulty_adapters_are_named(tmp_path):
         _run_suite(_Faulty("size"), "digits", tmp_path, max_images=10)
 
 
+def test_a_broken_checkpoint_is_a_one_line_error(ckpts, tmp_path):
+    from genbench.adapters.diffusers_tokenizers import DiffusersVAE, DiffusersVQ
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((ckpts["vq"] / "config.json").read_text())
+    with pytest.raises(UserError, match=r"^diffusers-vq: could not load .*broken as a VQModel"):
+        DiffusersVQ(str(broken))
+    with pytest.raises(UserError, match=r"holds a VQModel but diffusers-vae loads AutoencoderKLs; use diffusers-vq:DIR"):
+        DiffusersVAE(str(ckpts["vq"]))
+
+
 def test_a_failed_cell_records_the_one_line_error(ckpts, folder, tmp_path):
     out = tmp_path / "run"
     cli.main(["run", "--suite", "tokenizer", "--adapter", f"diffusers-vq:{ckpts['vq']}", "--dataset", "digits",
