@@ -230,7 +230,7 @@ def _fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, 
     boot = image_metrics.bootstrap_fid(features, statistics2=(mu_r, sigma_r), n_boot=n_boot, seed=seed,
                                        resample="first")
     return {"ci": [boot.low, boot.high], "ci_level": boot.level, "bootstrap": boot.n_boot,
-            "bootstrap_method": "basic interval, eigh; samples resampled, reference fixed",
+            "bootstrap_method": "normal interval from the replicates' std, eigh; samples resampled, reference fixed",
             "bootstrap_seconds": round(time.perf_counter() - t0, 3)}, boot.std
 
 

@@ -89,7 +89,7 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
     order fixed by their values, so the score does not depend on the sampling order); ``kid``:
     clean-fid's ``kernel_distance`` convention; ``pr``: precision and recall of ``a`` against
     ``b``'s images, k = ``pr_k``; ``bootstrap``: that many bootstrap replicates of ``a`` against
-    ``b``'s fixed statistics give ``fid_ci`` (95 %, basic interval).
+    ``b``'s fixed statistics give ``fid_ci`` (95 %, normal interval from the replicates' spread).
     """
     im = _metrics()
     metrics = parse_metrics(metrics)
@@ -138,7 +138,9 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
         fa = _images_needed(a, "the bootstrap interval of FID")
         boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
         out.update(fid_ci=[boot.low, boot.high], fid_ci_level=boot.level, fid_boot_std=boot.std,
-                   fid_bootstrap=boot.n_boot, fid_bootstrap_method="eigh, samples resampled, reference fixed")
+                   fid_bootstrap=boot.n_boot,
+                   fid_bootstrap_method="normal interval from the replicates' std, eigh; "
+                                        "samples resampled, reference fixed")
     out["warnings"] = protocol_warnings(extractor, a.n) + [
         w for w in (im.fid_sample_warning(s.n, s.dim, which) for s, which in ((a, "samples"), (b, "reference rows")))
         if w]

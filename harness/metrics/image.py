@@ -237,8 +237,12 @@ class FIDBootstrap(NamedTuple):
 
     fid: the point estimate on all rows; std: standard deviation of the replicates;
     bias: mean of the replicates minus ``fid`` (positive: resamples hold duplicate rows);
-    low, high: basic (reverse-percentile) bootstrap interval at ``level``,
-    ``2 fid - q(1 - a/2), 2 fid - q(a/2)``, which corrects for that bias.
+    low, high: normal interval at ``level``, ``fid -+ z std``. It describes the spread of the
+    FID over sample sets of this N (what separates two models measured at the same N), not
+    the distance to the infinite-N FID. The replicates' mean is shifted far up by duplicate
+    rows (at D = 32, N = 400 the shift is 6x the spread), so percentile and basic intervals
+    miss: in a simulation over 60 sample sets the basic interval never held the mean FID at
+    that N, the normal one held it 98% of the time (the bootstrap spread runs ~1.4x wide).
     """
 
     fid: float
@@ -270,7 +274,8 @@ def bootstrap_fid(
     Each replicate redraws N rows with replacement from the set(s) named by ``resample``
     ("second" keeps a fixed reference, e.g. ADM's reference batch, as the first set) and
     recomputes the FID with the eigh method. Bootstrap replicates of FID are biased upward
-    (a resample holds duplicate rows), hence the basic interval (see :class:`FIDBootstrap`).
+    (a resample holds duplicate rows), hence a normal interval from their spread (see
+    :class:`FIDBootstrap`).
     statistics2: ``(mu2 (D,), sigma2 (D, D))`` in place of ``features2``, for a reference known
     only by its statistics (ADM's ``VIRTUAL_imagenet256_labeled.npz``); it stays fixed, so
     ``resample`` must be "first".
@@ -306,14 +311,16 @@ def bootstrap_fid(
         if resample in ("both", "second"):
             s2 = _weighted_statistics(f2, np.bincount(rng.integers(0, len(f2), len(f2)), minlength=len(f2)))
         values[i] = statistics_to_fid(*s1, *s2)
-    alpha = (1.0 - level) / 2.0
-    q_low, q_high = np.quantile(values, [alpha, 1.0 - alpha])
+    from scipy.stats import norm
+
+    std = float(values.std(ddof=1))
+    z = float(norm.ppf(0.5 + level / 2.0))
     return FIDBootstrap(
         fid=point,
-        std=float(values.std(ddof=1)),
+        std=std,
         bias=float(values.mean() - point),
-        low=float(2 * point - q_high),
-        high=float(2 * point - q_low),
+        low=float(point - z * std),
+        high=float(point + z * std),
         level=level,
         n_boot=n_boot,
     )
