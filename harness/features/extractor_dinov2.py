@@ -1,0 +1,144 @@
+"""``dinov2:DIR``: DINOv2 (ViT-S/B/L/G 14) image features for FD_DINOv2 (EDM2, dgm-eval), from a
+local transformers ``save_pretrained`` folder of ``Dinov2Model``; never downloaded.
+
+Convention (dgm-eval's, and EDM2 ``calculate_metrics.py`` with ``resize_mode='pil'``): Pillow
+BICUBIC resize of the uint8 RGB image to 224x224 (mode ``pil_bicubic``), ``/255``, ImageNet
+mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), the network's output the CLS token
+of the last layer after the final layer norm (transformers' ``pooler_output``; the torch.hub
+model's ``x_norm_clstoken``, which its ``forward`` returns). EDM2's default
+``resize_mode='torch'`` (``F.interpolate`` bicubic with antialias) differs slightly; it is
+not offered here.
+
+The weights are identified by sha256 (``KNOWN_DINOV2_WEIGHTS``) and an unknown file is refused
+unless trusted (``trust_unknown=True`` / ``--trust-unknown``), as for Inception; the features'
+identity carries the hash and the architecture either way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genbench.errors import UserError
+from genbench.features.extractor_base import ResizingExtractor
+from genbench.features.weights import file_sha256
+from genbench.registry import EXTRACTORS
+
+#: ImageNet's pixel mean and std (torchvision, DINOv2, dgm-eval, EDM2)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DINOV2_SIZE = 224
+
+#: sha256 of DINOv2 weights files genbench knows (file -> label). Empty for now: no digest of
+#: facebook/dinov2-{small,base,large,giant}'s model.safetensors could be verified without the
+#: hub; every file is "unknown" and needs trust_unknown, and its hash goes into the record.
+KNOWN_DINOV2_WEIGHTS: dict[str, str] = {}
+
+#: the config fields that decide the features (others, such as transformers_version, do not)
+_ARCH_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "patch_size", "image_size",
+                "num_channels", "hidden_act", "layer_norm_eps", "layerscale_value", "use_swiglu_ffn", "qkv_bias")
+#: (hidden size, layers) -> the released model's name
+_ARCH_NAMES = {(384, 12): "ViT-S/14", (768, 12): "ViT-B/14", (1024, 24): "ViT-L/14", (1536, 40): "ViT-g/14"}
+
+
+def dinov2_folder_weights(folder: Path) -> tuple[list[Path], str]:
+    """The weights files of a ``save_pretrained`` folder and their sha256 (of the file; for a
+    sharded save, of the lines ``name sha256`` of every shard in name order)."""
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise UserError(f"{folder}: no model.safetensors or pytorch_model.bin; save the model with "
+                        f"Dinov2Model.save_pretrained(DIR)")
+    if len(files) == 1:
+        return files, file_sha256(files[0])
+    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)
+    return files, hashlib.sha256(lines.encode()).hexdigest()
+
+
+def read_dinov2_config(folder: Path) -> dict[str, Any]:
+    """``DIR/config.json``, checked to be a DINOv2 (``model_type`` ``dinov2``) config."""
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{folder}: no config.json; dinov2:DIR needs a transformers save_pretrained folder of "
+                        f"Dinov2Model (e.g. Dinov2Model.from_pretrained('facebook/dinov2-large').save_pretrained(DIR))")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{cfg_path}: not a JSON config ({e})") from None
+    kind = cfg.get("model_type") if isinstance(cfg, dict) else None
+    if kind != "dinov2":
+        raise UserError(f"{cfg_path}: field model_type is {kind!r}, not 'dinov2'; dinov2:DIR needs a DINOv2 "
+                        f"(Dinov2Model) save_pretrained folder")
+    return cfg
+
+
+@EXTRACTORS.register("dinov2")
+class Dinov2Extractor(ResizingExtractor):
+    """``dinov2:DIR``: the final-norm CLS token of a local ``Dinov2Model``, float64 (N, hidden),
+    of images resized to 224x224 as ``mode`` says (default ``pil_bicubic``: dgm-eval / EDM2)."""
+
+    name = "dinov2"
+    size = DINOV2_SIZE
+    modes = ("pil_bicubic", "clean")
+
+    def __init__(self, path: str | Path | None = None, *, mode: str = "pil_bicubic", device: str = "cpu",
+                 trust_unknown: bool = False, threads: int | None = None):
+        if not path:
+            raise UserError("extractor dinov2 needs a folder: write dinov2:DIR, DIR a transformers save_pretrained "
+                            "folder of Dinov2Model; genbench never downloads weights")
+        self.path = Path(path)
+        if self.path.is_file():
+            raise UserError(f"{self.path}: a file; dinov2:DIR reads a transformers save_pretrained folder. For "
+                            f"the torch.hub checkpoint (dinov2_vitl14_pretrain.pth), convert it first with "
+                            f"transformers' models/dinov2/convert_dinov2_to_hf.py")
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such folder (extractor dinov2:DIR)")
+        cfg = read_dinov2_config(self.path)
+        self.weights_files, self.weights_sha256 = dinov2_folder_weights(self.path)
+        self.weights_label = KNOWN_DINOV2_WEIGHTS.get(self.weights_sha256)
+        if self.weights_label is None and not trust_unknown:
+            raise UserError(
+                f"{self.path}: unknown DINOv2 weights, sha256 {self.weights_sha256}; genbench knows "
+                f"{len(KNOWN_DINOV2_WEIGHTS)} files (genbench.features.extractor_dinov2.KNOWN_DINOV2_WEIGHTS). "
+                f"Point at a known file, or pass trust_unknown=True / --trust-unknown (the numbers then carry "
+                f"this hash, not a reference one)")
+        super().__init__(mode=mode, device=device, threads=threads)
+        import torch
+        from transformers import Dinov2Model
+
+        try:
+            model = Dinov2Model.from_pretrained(str(self.path), local_files_only=True)
+        except Exception as e:  # wrong shapes, unreadable weights
+            raise UserError(f"{self.path}: transformers cannot load it as Dinov2Model ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        self.model = model.eval().to(device=self.device, dtype=torch.float32)
+        self.architecture = {k: cfg.get(k) for k in _ARCH_FIELDS}
+        self.arch = _ARCH_NAMES.get((cfg.get("hidden_size"), cfg.get("num_hidden_layers")),
+                                    f"ViT {cfg.get('hidden_size')}-d x {cfg.get('num_hidden_layers')} layers "
+                                    f"/{cfg.get('patch_size')}")
+        self._norm = (torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1),
+                      torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1))
+        self.dim = int(cfg.get("hidden_size") or self._run(np.zeros((1, 3, self.size, self.size), np.float32)).shape[1])
+
+    def _weights_words(self) -> str:
+        return f"DINOv2 {self.arch}, {self.path}"
+
+    def _forward(self, x):
+        mean, std = self._norm
+        return self.model(pixel_values=(x / 255 - mean) / std).pooler_output
+
+    def describe(self) -> dict[str, Any]:
+        return {"extractor": "dinov2", "arch": self.arch, "architecture": self.architecture,
+                "weights_path": str(self.path), "weights_sha256": self.weights_sha256,
+                "weights": self.weights_label or "unknown file, trusted", "resize": self.mode, "dim": self.dim,
+                "input_size": self.size, "layer": "CLS token of the last layer after the final layer norm",
+                "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                "input": ("dgm-eval / EDM2 resize_mode='pil': PIL BICUBIC of the uint8 image to 224x224, /255, "
+                          "ImageNet mean/std" if self.mode == "pil_bicubic" else
+                          f"{self.mode} resize to 224x224 (not dgm-eval's), /255, ImageNet mean/std")}
+
+
+__all__ = ["Dinov2Extractor", "KNOWN_DINOV2_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "DINOV2_SIZE",
+           "read_dinov2_config", "dinov2_folder_weights"]
