@@ -96,6 +96,10 @@ class Dinov2Extractor(ResizingExtractor):
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such folder (extractor dinov2:DIR)")
         cfg = read_dinov2_config(self.path)
+        self.architecture = {k: cfg.get(k) for k in _ARCH_FIELDS}
+        self.arch = _ARCH_NAMES.get((cfg.get("hidden_size"), cfg.get("num_hidden_layers")),
+                                    f"ViT {cfg.get('hidden_size')}-d x {cfg.get('num_hidden_layers')} layers "
+                                    f"/{cfg.get('patch_size')}")
         self.weights_files, self.weights_sha256 = dinov2_folder_weights(self.path)
         self.weights_label = KNOWN_DINOV2_WEIGHTS.get(self.weights_sha256)
         if self.weights_label is None and not trust_unknown:
@@ -108,16 +112,19 @@ class Dinov2Extractor(ResizingExtractor):
         import torch
         from transformers import Dinov2Model
 
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a bar per load of 40 tensors says nothing; ours counts images
         try:
             model = Dinov2Model.from_pretrained(str(self.path), local_files_only=True)
         except Exception as e:  # wrong shapes, unreadable weights
             raise UserError(f"{self.path}: transformers cannot load it as Dinov2Model ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.model = model.eval().to(device=self.device, dtype=torch.float32)
-        self.architecture = {k: cfg.get(k) for k in _ARCH_FIELDS}
-        self.arch = _ARCH_NAMES.get((cfg.get("hidden_size"), cfg.get("num_hidden_layers")),
-                                    f"ViT {cfg.get('hidden_size')}-d x {cfg.get('num_hidden_layers')} layers "
-                                    f"/{cfg.get('patch_size')}")
         self._norm = (torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1),
                       torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1))
         self.dim = int(cfg.get("hidden_size") or self._run(np.zeros((1, 3, self.size, self.size), np.float32)).shape[1])
