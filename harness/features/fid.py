@@ -7,9 +7,11 @@ logits without bias, parts of 5,000 rows taken in an order fixed by the rows' va
 torch-fidelity's 10 shuffled splits on request), KID (clean-fid's kernel_distance, with a
 standard error over draws of the samples) and
 precision/recall (k = 3, the reference's images as the real manifold, as ADM uses its reference
-batch's ``arr_0``); ``bootstrap=`` adds a bootstrap interval for the FID. Every result carries a
-warning when an Inception FID rests on fewer samples than the protocol's 50,000, or any FID on
-fewer rows than feature dimensions.
+batch's ``arr_0``); ``fd`` (the same Fréchet distance named for the encoder: ``fd_dinov2``),
+``prdc`` (Naeem et al.'s precision, recall, density, coverage, k = 5), ``cmmd`` (CLIP, RBF
+sigma 10, biased MMD x 1000) and ``vendi``; ``bootstrap=`` adds a bootstrap interval for the
+FID. Every result carries a warning when an Inception FID rests on fewer samples than the
+protocol's 50,000, or any FID on fewer rows than feature dimensions.
 """
 from __future__ import annotations
 
