@@ -151,9 +151,6 @@ class ImageQuality(Suite):
                             "images, e.g. --set image_quality.reference=PATH/VIRTUAL_imagenet256_labeled.npz")
         labels = _class_labels(generator, o, ctx.seed)
         n = len(labels) if labels is not None else int(o["n_samples"])
-        if o["feature_cap"] is not None and o["fid_bootstrap"]:
-            raise UserError("[suite.image_quality] fid_bootstrap resamples every sample's features; leave "
-                            "feature_cap unset (None) with it")
         extractors = [build_extractor(name, mode=o["extractor_mode"], device=ctx.device,
                                       trust_unknown=_trust(name, o["trust_unknown"])) for name in _extractor_names(o)]
         ref_kw = dict(center_crop=o["center_crop"], grey=o["grey"])
@@ -182,7 +179,7 @@ class ImageQuality(Suite):
             mu_s, sigma_s = image_metrics.features_to_statistics(drawn.pop("spatial"))
         samples = Statistics(mu=mu, sigma=sigma, n=n, source=f"samples of {getattr(generator, 'name', '?')}",
                              kind="samples", identity=identity, mu_s=mu_s, sigma_s=sigma_s,
-                             features=_capped(drawn["features"], o["feature_cap"], ctx.seed))
+                             features=drawn["features"])
         wanted = ["fid"] + (["is"] if logits_status(ex) is None else [])
         if ref.features is not None:
             wanted += ["kid", "pr", "prdc"] + (["cmmd"] if ex.describe().get("embeddings") == "L2-normalised" else [])
@@ -191,7 +188,7 @@ class ImageQuality(Suite):
                                     is_splits=int(o["is_splits"]), is_rule=str(o["is_rule"]),
                                     is_order=str(o["is_order"]), kid_subsets=int(o["kid_subsets"]),
                                     kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
-                                    prdc_k=int(o["prdc_k"]), seed=ctx.seed)
+                                    prdc_k=int(o["prdc_k"]), feature_cap=o["feature_cap"], seed=ctx.seed)
         for w in res["warnings"]:
             warnings.warn(w, stacklevel=2)
         task = Path(reference).name or reference
@@ -297,15 +294,6 @@ def _trust(name: str, trust_unknown: bool) -> bool | None:
         return True if "trust_unknown" in inspect.signature(EXTRACTORS.get(name.partition(":")[0])).parameters else None
     except (TypeError, ValueError):
         return None
-
-
-def _capped(features: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
-    """At most ``cap`` rows, a uniform sample seeded by the cell's seed, in their order (the
-    kNN and kernel metrics' rows; FD uses every row)."""
-    if cap is None or len(features) <= int(cap):
-        return features
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9]))
-    return features[np.sort(rng.choice(len(features), int(cap), replace=False))]
 
 
 def _named_for(metric: Metric, ex) -> Metric:

@@ -80,8 +80,18 @@ def fd_name(extractor) -> str:
     return "fid" if kind in ("inception", "torchscript", "") else f"fd_{kind.replace('-', '_')}"
 
 
-def _check_enough(s: Statistics, k: int, what: str, option: str) -> np.ndarray:
-    f = _images_needed(s, what)
+def cap_rows(features: np.ndarray, cap: int | None, seed: int = 0) -> np.ndarray:
+    """At most ``cap`` rows of (N, D) ``features``: a uniform sample seeded by ``seed``, in
+    their order (the kNN and kernel metrics' rows; dgm-eval uses 10,000)."""
+    if cap is None or len(features) <= int(cap):
+        return features
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9]))
+    return features[np.sort(rng.choice(len(features), int(cap), replace=False))]
+
+
+def _check_enough(s: Statistics, k: int, what: str, option: str, cap: int | None = None,
+                  seed: int = 0) -> np.ndarray:
+    f = cap_rows(_images_needed(s, what), cap, seed)
     if len(f) < k + 1:
         raise UserError(f"{s.source}: {what} with k = {k} needs at least {k + 1} images, got {len(f)}; add images "
                         f"or lower {option}")
@@ -98,7 +108,7 @@ def _images_needed(s: Statistics, what: str) -> np.ndarray:
 def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid",), *, sqrtm: str | None = None,
                           bootstrap: int = 0, is_splits: int = 10, is_rule: str = "adm", is_order: str = "content",
                           kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
-                          prdc_k: int | None = None, seed: int = 0) -> dict[str, Any]:
+                          prdc_k: int | None = None, feature_cap: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Metrics of samples ``a`` against reference ``b`` (their ``Statistics``, with ``features``
     where a metric needs them): a flat dict of values, each with its sample counts and options.
 
@@ -113,6 +123,8 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
     recall, density and coverage (Naeem et al., ``prdc``'s strict balls), k = ``prdc_k`` (5);
     ``cmmd``: CMMD of L2-normalised embeddings (``clip:...:cmmd``); ``vendi``: Vendi score of
     ``a``. ``fd`` is ``fid`` under the encoder's name (``fd_name``): one Fréchet code path.
+    feature_cap: KID, precision/recall, prdc, CMMD and Vendi use at most this many rows of each
+    side (``cap_rows``); FID, IS and the bootstrap use every row there is.
     """
     im = _metrics()
     metrics = parse_metrics(metrics)
@@ -148,19 +160,19 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
         fa = _images_needed(a, "the Inception Score")
         out.update(_inception_score(im, extractor.features_to_logits(fa), is_rule, is_order, is_splits))
     if "kid" in metrics:
-        fa, fb = _images_needed(a, "KID"), _images_needed(b, "KID")
+        fa, fb = (cap_rows(_images_needed(s, "KID"), feature_cap, seed) for s in (a, b))
         size = min(kid_subset_size, len(fa), len(fb))
         est = im.features_to_kid_estimate(fa, fb, num_subsets=kid_subsets, max_subset_size=size, seed=seed)
         out.update(kid=est.value, kid_std=est.std_over_subsets, kid_stderr=est.stderr,
                    kid_bootstrap_std=est.bootstrap_std, kid_bootstrap=est.n_boot, kid_subsets=kid_subsets,
                    kid_subset_size=size, kid_n_a=len(fa), kid_n_b=len(fb))
     if "pr" in metrics:
-        fa = _check_enough(a, pr_k, "precision/recall", "the precision/recall k (pr_k)")
-        fb = _check_enough(b, pr_k, "precision/recall", "the precision/recall k (pr_k)")
+        fa = _check_enough(a, pr_k, "precision/recall", "the precision/recall k (pr_k)", feature_cap, seed)
+        fb = _check_enough(b, pr_k, "precision/recall", "the precision/recall k (pr_k)", feature_cap, seed)
         precision, recall = im.features_to_precision_recall(fb, fa, k=pr_k)
         out.update(precision=precision, recall=recall, pr_k=pr_k, pr_n_real=len(fb), pr_n_fake=len(fa),
                    pr_definition="Kynkaanniemi et al. 2019 as in ADM's evaluator (boundary inside, <=)")
-    out.update(_embedding_metrics(a, b, extractor, metrics, prdc_k))
+    out.update(_embedding_metrics(a, b, extractor, metrics, prdc_k, feature_cap, seed))
     if bootstrap:
         fa = _images_needed(a, "the bootstrap interval of FID")
         boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
@@ -172,15 +184,20 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
     return out
 
 
-def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k: int | None) -> dict[str, Any]:
-    """prdc (Naeem et al.), CMMD and Vendi of samples ``a`` against reference ``b``."""
+def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k: int | None, cap: int | None,
+                       seed: int) -> dict[str, Any]:
+    """prdc (Naeem et al.), CMMD and Vendi of samples ``a`` against reference ``b`` (at most
+    ``cap`` rows of each)."""
     from genbench.metrics import kernel, manifold
+
+    def rows(s: Statistics, what: str) -> np.ndarray:
+        return cap_rows(_images_needed(s, what), cap, seed)
 
     out: dict[str, Any] = {}
     if "prdc" in metrics:
         k = int(prdc_k or manifold.PRDC_K)
-        fa = _check_enough(a, k, "precision/recall/density/coverage", "--prdc-k")
-        fb = _check_enough(b, k, "precision/recall/density/coverage", "--prdc-k")
+        fa = _check_enough(a, k, "precision/recall/density/coverage", "--prdc-k", cap, seed)
+        fb = _check_enough(b, k, "precision/recall/density/coverage", "--prdc-k", cap, seed)
         res = manifold.features_to_prdc(fb, fa, k=k)
         out.update(prdc_precision=res.precision, prdc_recall=res.recall, density=res.density, coverage=res.coverage,
                    prdc_k=k, prdc_n_real=len(fb), prdc_n_fake=len(fa),
@@ -190,7 +207,7 @@ def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k:
         if d.get("embeddings") != "L2-normalised":
             raise UserError(f"cmmd needs L2-normalised CLIP embeddings, but extractor {d.get('extractor')!r} gives "
                             f"other features; use --extractor clip:ViT-L-14-336:FILE:cmmd")
-        fa, fb = _images_needed(a, "CMMD"), _images_needed(b, "CMMD")
+        fa, fb = rows(a, "CMMD"), rows(b, "CMMD")
         out.update(cmmd=kernel.features_to_cmmd(fa, fb), cmmd_n_a=len(fa), cmmd_n_b=len(fb),
                    cmmd_convention=(f"Gaussian RBF sigma={kernel.CMMD_SIGMA:g}, biased (minimum-variance) MMD^2 over "
                                     f"the full sets, x{kernel.CMMD_SCALE:g}, L2-normalised {d.get('extractor')} "
@@ -199,7 +216,7 @@ def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k:
             out["cmmd_warning"] = (f"CMMD from {d.get('extractor')}, not CMMD's ViT-L/14@336: not comparable to "
                                    f"published CMMD")
     if "vendi" in metrics:
-        fa = _images_needed(a, "the Vendi score")
+        fa = rows(a, "the Vendi score")
         out.update(vendi=kernel.features_to_vendi(fa), vendi_n=len(fa),
                    vendi_convention="linear kernel on L2-normalised features, of the samples")
     return out
@@ -255,17 +272,18 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
     metrics = parse_metrics(metrics)
     if "is" in metrics and logits_status(ex) is not None:  # before any pass over the images
         raise UserError(f"IS: {logits_status(ex)}")
-    if bootstrap and feature_cap is not None:
-        raise UserError("--bootstrap resamples every sample's features; leave --feature-cap out")
     both = bool(set(PAIRED_FEATURE_METRICS) & set(metrics))  # IS, Vendi and bootstrap need only a's features
     kw = dict(batch_size=batch_size, grey=grey, alpha=alpha, cache_dir=cache_dir, use_cache=use_cache,
-              npz_prefer=npz_prefer, center_crop=center_crop, feature_cap=feature_cap)
+              npz_prefer=npz_prefer, center_crop=center_crop)
+    # the samples' rows are capped while they stream in, unless IS or the bootstrap needs all
+    a_cap = None if bootstrap or "is" in metrics else feature_cap
     a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or bool({"is", "vendi"} & set(metrics)),
-                           **kw)
-    b = path_to_statistics(path_b, ex, keep_features=both, **kw)
+                           feature_cap=a_cap, **kw)
+    b = path_to_statistics(path_b, ex, keep_features=both, feature_cap=feature_cap, **kw)
     if a.dim != b.dim:
         raise UserError(f"{path_a} has {a.dim}-d statistics but {path_b} has {b.dim}-d; use one extractor for both")
-    out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap, prdc_k=prdc_k)
+    out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap, prdc_k=prdc_k,
+                                feature_cap=feature_cap)
     if feature_cap is not None:
         out["feature_cap"] = int(feature_cap)
     ident = extractor_identity(ex)
@@ -308,6 +326,6 @@ def statistics_origin(s: Statistics) -> str:
     return "cache" if s.from_cache else ("computed, cached" if s.cache_file else "computed")
 
 
-__all__ = ["METRICS", "PAIRED_FEATURE_METRICS", "fd_name", "PROTOCOL_N", "compute_fid", "compute_inception_score",
-           "statistics_to_metrics", "parse_metrics", "protocol_warnings", "statistics_origin", "check_bootstrap",
-           "MAX_BOOTSTRAP"]
+__all__ = ["METRICS", "PAIRED_FEATURE_METRICS", "fd_name", "cap_rows", "PROTOCOL_N", "compute_fid",
+           "compute_inception_score", "statistics_to_metrics", "parse_metrics", "protocol_warnings", "statistics_origin",
+           "check_bootstrap", "MAX_BOOTSTRAP"]

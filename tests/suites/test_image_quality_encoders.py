@@ -132,5 +132,6 @@ def test_encoder_options_are_checked(encoders, tmp_path):
         run(trust_unknown=False)
     with pytest.raises(UserError, match="k = 5 needs at least 6 images, got 4"):
         run(n_samples=4, extractors=[f"torchscript:{encoders['net']}"])
-    with pytest.raises(UserError, match="fid_bootstrap resamples"):
-        run(feature_cap=5, fid_bootstrap=10)
+    capped = {m.metric: m for m in run(extractors=[f"torchscript:{encoders['net']}"], feature_cap=8, save_png=False)}
+    assert capped["density"].convention["n_reference"] == 8 and capped["density"].n == 8
+    assert capped["fid"].n == N and capped["fid"].convention["n_reference"] == N  # FD on every image
