@@ -9,6 +9,13 @@ model's ``x_norm_clstoken``, which its ``forward`` returns). EDM2's default
 ``resize_mode='torch'`` (``F.interpolate`` bicubic with antialias) differs slightly; it is
 not offered here.
 
+Position embeddings: the released models are trained at 518x518 (a 37x37 grid); at 224x224
+(16x16) they are interpolated. dgm-eval and EDM2 run the torch.hub model, which interpolates
+bicubically with ``scale_factor = (16 + 0.1) / 37`` (its ``interpolate_offset``, no antialias);
+transformers' ``Dinov2Model`` interpolates to ``size = 16`` instead, which samples the grid at
+slightly different points. The extractor therefore computes the hub's 16x16 embeddings once
+(``hub_position_embeddings``) and installs them, so the features are the hub model's.
+
 The weights are identified by sha256 (``KNOWN_DINOV2_WEIGHTS``) and an unknown file is refused
 unless trusted (``trust_unknown=True`` / ``--trust-unknown``), as for Inception; the features'
 identity carries the hash and the architecture either way.
@@ -55,6 +62,30 @@ def dinov2_folder_weights(folder: Path) -> tuple[list[Path], str]:
         return files, file_sha256(files[0])
     lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)
     return files, hashlib.sha256(lines.encode()).hexdigest()
+
+
+def hub_position_embeddings(position_embeddings, grid: int, offset: float = 0.1):
+    """torch.hub DINOv2's interpolation of (1, 1 + M*M, D) position embeddings to a ``grid`` x
+    ``grid`` patch grid: bicubic ``F.interpolate`` of the M x M patch part with scale factor
+    ``(grid + offset) / M`` (no antialias, float32), the class embedding unchanged ->
+    (1, 1 + grid*grid, D)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    pos = position_embeddings.detach().float()
+    m = int(math.isqrt(pos.shape[1] - 1))
+    if m * m != pos.shape[1] - 1:
+        raise UserError(f"DINOv2 position embeddings of {pos.shape[1] - 1} patches are not a square grid")
+    dim = pos.shape[-1]
+    patch = pos[:, 1:].reshape(1, m, m, dim).permute(0, 3, 1, 2)
+    scale = float(grid + offset) / m
+    patch = F.interpolate(patch, scale_factor=(scale, scale), mode="bicubic", antialias=False)
+    if tuple(patch.shape[-2:]) != (grid, grid):
+        raise UserError(f"DINOv2 position embeddings: the hub's interpolation of {m}x{m} gave "
+                        f"{tuple(patch.shape[-2:])}, not {grid}x{grid}")
+    return torch.cat([pos[:, :1], patch.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
 
 
 def read_dinov2_config(folder: Path) -> dict[str, Any]:
@@ -124,6 +155,15 @@ class Dinov2Extractor(ResizingExtractor):
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
+        grid, trained = self.size // int(cfg.get("patch_size") or 14), int(cfg.get("image_size") or self.size)
+        self.position_embeddings = "as trained (no interpolation)"
+        if trained // int(cfg.get("patch_size") or 14) != grid:  # the hub model's embeddings at 224, as dgm-eval's
+            emb = model.embeddings
+            emb.position_embeddings = torch.nn.Parameter(hub_position_embeddings(emb.position_embeddings, grid),
+                                                         requires_grad=False)
+            self.position_embeddings = (f"torch.hub DINOv2's: bicubic from {trained // int(cfg['patch_size'])}x"
+                                        f"{trained // int(cfg['patch_size'])} with scale factor ({grid} + 0.1) / "
+                                        f"{trained // int(cfg['patch_size'])}, no antialias")
         self.model = model.eval().to(device=self.device, dtype=torch.float32)
         self._norm = (torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1),
                       torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1))
@@ -141,11 +181,12 @@ class Dinov2Extractor(ResizingExtractor):
                 "weights_path": str(self.path), "weights_sha256": self.weights_sha256,
                 "weights": self.weights_label or "unknown file, trusted", "resize": self.mode, "dim": self.dim,
                 "input_size": self.size, "layer": "CLS token of the last layer after the final layer norm",
+                "position_embeddings": self.position_embeddings,
                 "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                 "input": ("dgm-eval / EDM2 resize_mode='pil': PIL BICUBIC of the uint8 image to 224x224, /255, "
                           "ImageNet mean/std" if self.mode == "pil_bicubic" else
                           f"{self.mode} resize to 224x224 (not dgm-eval's), /255, ImageNet mean/std")}
 
 
-__all__ = ["Dinov2Extractor", "KNOWN_DINOV2_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "DINOV2_SIZE",
+__all__ = ["Dinov2Extractor", "KNOWN_DINOV2_WEIGHTS", "hub_position_embeddings", "IMAGENET_MEAN", "IMAGENET_STD", "DINOV2_SIZE",
            "read_dinov2_config", "dinov2_folder_weights"]

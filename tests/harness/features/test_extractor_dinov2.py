@@ -144,3 +144,58 @@ def test_feature_cap_samples_rows_but_fd_uses_every_image(data, capsys):
     assert capped["fid"] == pytest.approx(full["fid"], rel=1e-9)
     assert (capped["prdc_n_fake"], capped["prdc_n_real"], capped["prdc_k"]) == (10, 10, 3)
     assert (full["prdc_n_fake"], full["prdc_n_real"]) == (N, N)
+
+
+def _pytorch_bicubic_rows(x: np.ndarray, out_size: int, scale: float) -> np.ndarray:
+    """PyTorch's bicubic resampling (A = -0.75, half-pixel centres, border clamped) along axis 0,
+    with source coordinate (i + 0.5) / scale - 0.5: written out here, independently of F.interpolate."""
+    def cubic(t):
+        a = -0.75
+        t = abs(t)
+        return ((a + 2) * t - (a + 3)) * t * t + 1 if t <= 1 else (((t - 5) * t + 8) * t - 4) * a if t < 2 else 0.0
+
+    out = np.zeros((out_size,) + x.shape[1:])
+    for i in range(out_size):
+        src = (i + 0.5) / scale - 0.5
+        base = int(np.floor(src))
+        for j in range(base - 1, base + 3):
+            out[i] += cubic(src - j) * x[min(max(j, 0), len(x) - 1)]
+    return out
+
+
+def test_position_embeddings_are_the_torch_hub_models(tmp_path):
+    """A model trained at 518 (37x37 patches) at 224 (16x16): the hub's scale factor (16 + 0.1) / 37,
+    not transformers' size = 16; the features follow."""
+    from transformers import Dinov2Model
+
+    from genbench.features.extractor_dinov2 import hub_position_embeddings
+
+    folder = tiny_dinov2(tmp_path / "d518", image_size=518)
+    model = Dinov2Model.from_pretrained(str(folder), local_files_only=True).eval()
+    pos = model.embeddings.position_embeddings.detach().double().numpy()[0]  # (1 + 37*37, 32)
+    grid = pos[1:].reshape(37, 37, -1)
+    scale = 16.1 / 37
+    ref = _pytorch_bicubic_rows(_pytorch_bicubic_rows(grid, 16, scale).transpose(1, 0, 2), 16, scale).transpose(1, 0, 2)
+    ours = hub_position_embeddings(model.embeddings.position_embeddings, 16).double().numpy()[0]
+    assert ours.shape == (1 + 256, 32)
+    np.testing.assert_allclose(ours[0], pos[0])
+    np.testing.assert_allclose(ours[1:], ref.reshape(256, -1), rtol=1e-5, atol=1e-6)
+
+    ex = build_extractor(f"dinov2:{folder}", trust_unknown=True)
+    assert "scale factor (16 + 0.1) / 37" in ex.describe()["position_embeddings"]
+    images = digit_images(0, 6)
+    plain = dinov2_reference_features(folder, images)  # transformers' own interpolation (size = 16)
+    # the hub's computation: the model with the independently interpolated embeddings, no interpolation left
+    hub = Dinov2Model.from_pretrained(str(folder), local_files_only=True).eval()
+    hub.embeddings.position_embeddings = torch.nn.Parameter(
+        torch.from_numpy(np.concatenate([pos[:1], ref.reshape(256, -1)])[None]).float())
+    from PIL import Image
+
+    x = np.stack([np.uint8(Image.fromarray(im, "RGB").resize((224, 224), Image.Resampling.BICUBIC)) for im in images])
+    x = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = hub(pixel_values=x).last_hidden_state[:, 0].double().numpy()
+    got = ex.features(images)
+    assert_matches_reference(got, expected, rtol=1e-4, atol=1e-5, what="DINOv2 features with the hub's embeddings")
+    assert np.abs(got - plain).max() > 1e-4  # transformers' interpolation gives other features
