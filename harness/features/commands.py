@@ -23,7 +23,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     from genbench.features.resize import RESIZE_MODES
 
     p.add_argument("--extractor", default="inception", help="inception, inception:FILE, torchscript:FILE, "
-                   "clip:ARCH:FILE (clip:ARCH:FILE:cmmd: CMMD's variant), dinov2:DIR or a registered name "
+                   "clip:ARCH:FILE (clip:ARCH:FILE:cmmd: CMMD's variant), dinov2:DIR|FILE.pth or a registered name "
                    "(default inception)")
     p.add_argument("--mode", default=None, choices=list(RESIZE_MODES),
                    help="resize mode (default: the extractor's, clean for inception)")

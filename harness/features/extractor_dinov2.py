@@ -1,5 +1,7 @@
-"""``dinov2:DIR``: DINOv2 (ViT-S/B/L/G 14) image features for FD_DINOv2 (EDM2, dgm-eval), from a
-local transformers ``save_pretrained`` folder of ``Dinov2Model``; never downloaded.
+"""``dinov2:PATH``: DINOv2 (ViT-S/B/L/G 14) image features for FD_DINOv2 (EDM2, dgm-eval), from a
+local transformers ``save_pretrained`` folder of ``Dinov2Model``, or the official torch.hub
+checkpoint file (``dinov2_vitl14_pretrain.pth``; ViT-S/B/L, mapped onto ``Dinov2Model`` by
+``hub_state_dict_to_dinov2``); never downloaded.
 
 Convention (dgm-eval's, and EDM2 ``calculate_metrics.py`` with ``resize_mode='pil'``): Pillow
 BICUBIC resize of the uint8 RGB image to 224x224 (mode ``pil_bicubic``), ``/255``, ImageNet
@@ -88,6 +90,52 @@ def hub_position_embeddings(position_embeddings, grid: int, offset: float = 0.1)
     return torch.cat([pos[:, :1], patch.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
 
 
+def hub_state_dict_to_dinov2(state: dict, where: str):
+    """The torch.hub DINOv2 backbone's state dict (``cls_token``, ``pos_embed``, ``blocks.N.attn.qkv``,
+    ``blocks.N.ls1.gamma``, ``norm``...) -> (``Dinov2Config``, ``Dinov2Model`` state dict). The
+    architecture is read from the shapes (width, depth, MLP ratio; 64-d heads as every released
+    model; trained at 518 with patch 14). ViT-g's SwiGLU and the register variants are refused."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    if not isinstance(state, dict) or "pos_embed" not in state or "blocks.0.attn.qkv.weight" not in state:
+        raise UserError(f"{where}: not a DINOv2 torch.hub checkpoint (no pos_embed and blocks.0.attn.qkv.weight); "
+                        f"give dinov2_vit{{s,b,l}}14_pretrain.pth or a save_pretrained folder")
+    if "register_tokens" in state or "blocks.0.mlp.w12.weight" in state:
+        raise UserError(f"{where}: a DINOv2 with registers or ViT-g's SwiGLU; only ViT-S/B/L 14 checkpoints are "
+                        f"mapped: convert it with transformers' convert_dinov2_to_hf.py and give the folder")
+    dim = int(state["cls_token"].shape[-1])
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    patch = int(state["patch_embed.proj.weight"].shape[-1])
+    grid = int(round((state["pos_embed"].shape[1] - 1) ** 0.5))
+    cfg = Dinov2Config(hidden_size=dim, num_hidden_layers=depth, num_attention_heads=dim // 64,
+                       mlp_ratio=int(state["blocks.0.mlp.fc1.weight"].shape[0]) // dim, patch_size=patch,
+                       image_size=grid * patch, layerscale_value=1.0, layer_norm_eps=1e-6, qkv_bias=True)
+    names = Dinov2Model(Dinov2Config(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, image_size=14,
+                                     patch_size=14)).state_dict()
+    # transformers 5 names the projections q_proj... o_proj; 4.x attention.query... output.dense
+    new = "encoder.layer.0.attention.q_proj.weight" in names
+    att = {"q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj"} if new \
+        else {"q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
+              "o": "attention.output.dense"}
+    out = {"embeddings.cls_token": state["cls_token"], "embeddings.mask_token": state["mask_token"].reshape(1, dim),
+           "embeddings.position_embeddings": state["pos_embed"],
+           "embeddings.patch_embeddings.projection.weight": state["patch_embed.proj.weight"],
+           "embeddings.patch_embeddings.projection.bias": state["patch_embed.proj.bias"],
+           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
+    for i in range(depth):
+        src, dst = f"blocks.{i}.", f"encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            q, k, v = torch.chunk(state[src + f"attn.qkv.{kind}"], 3, dim=0)  # rows: q, then k, then v
+            out.update({dst + f"{att['q']}.{kind}": q, dst + f"{att['k']}.{kind}": k, dst + f"{att['v']}.{kind}": v,
+                        dst + f"{att['o']}.{kind}": state[src + f"attn.proj.{kind}"]})
+            for a, b in (("norm1", "norm1"), ("norm2", "norm2"), ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+                out[dst + f"{b}.{kind}"] = state[src + f"{a}.{kind}"]
+        out[dst + "layer_scale1.lambda1"] = state[src + "ls1.gamma"]
+        out[dst + "layer_scale2.lambda1"] = state[src + "ls2.gamma"]
+    return cfg, out
+
+
 def read_dinov2_config(folder: Path) -> dict[str, Any]:
     """``DIR/config.json``, checked to be a DINOv2 (``model_type`` ``dinov2``) config."""
     cfg_path = folder / "config.json"
@@ -120,18 +168,19 @@ class Dinov2Extractor(ResizingExtractor):
             raise UserError("extractor dinov2 needs a folder: write dinov2:DIR, DIR a transformers save_pretrained "
                             "folder of Dinov2Model; genbench never downloads weights")
         self.path = Path(path)
+        if not self.path.exists():
+            raise UserError(f"{self.path}: no such folder or file (extractor dinov2:DIR or dinov2:FILE.pth)")
+        hub_state = None
         if self.path.is_file():
-            raise UserError(f"{self.path}: a file; dinov2:DIR reads a transformers save_pretrained folder. For "
-                            f"the torch.hub checkpoint (dinov2_vitl14_pretrain.pth), convert it first with "
-                            f"transformers' models/dinov2/convert_dinov2_to_hf.py")
-        if not self.path.is_dir():
-            raise UserError(f"{self.path}: no such folder (extractor dinov2:DIR)")
-        cfg = read_dinov2_config(self.path)
+            hub_state, cfg = self._read_hub_checkpoint(trust_unknown)
+        else:
+            cfg = read_dinov2_config(self.path)
         self.architecture = {k: cfg.get(k) for k in _ARCH_FIELDS}
         self.arch = _ARCH_NAMES.get((cfg.get("hidden_size"), cfg.get("num_hidden_layers")),
                                     f"ViT {cfg.get('hidden_size')}-d x {cfg.get('num_hidden_layers')} layers "
                                     f"/{cfg.get('patch_size')}")
-        self.weights_files, self.weights_sha256 = dinov2_folder_weights(self.path)
+        if self.path.is_dir():
+            self.weights_files, self.weights_sha256 = dinov2_folder_weights(self.path)
         self.weights_label = KNOWN_DINOV2_WEIGHTS.get(self.weights_sha256)
         if self.weights_label is None and not trust_unknown:
             raise UserError(
@@ -148,7 +197,11 @@ class Dinov2Extractor(ResizingExtractor):
         bar = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # a bar per load of 40 tensors says nothing; ours counts images
         try:
-            model = Dinov2Model.from_pretrained(str(self.path), local_files_only=True)
+            if hub_state is not None:
+                model = Dinov2Model(hub_state[0])
+                model.load_state_dict(hub_state[1], strict=True)
+            else:
+                model = Dinov2Model.from_pretrained(str(self.path), local_files_only=True)
         except Exception as e:  # wrong shapes, unreadable weights
             raise UserError(f"{self.path}: transformers cannot load it as Dinov2Model ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
@@ -171,6 +224,23 @@ class Dinov2Extractor(ResizingExtractor):
 
     def _weights_words(self) -> str:
         return f"DINOv2 {self.arch}, {self.path}"
+
+    def _read_hub_checkpoint(self, trust_unknown: bool):
+        """A torch.hub ``.pth``: hashed and gated first (an unknown file is not unpickled unless
+        trusted), then mapped: ((config, state dict), config as a dict)."""
+        import torch
+
+        self.weights_files, self.weights_sha256 = [self.path], file_sha256(self.path)
+        if self.weights_sha256 not in KNOWN_DINOV2_WEIGHTS and not trust_unknown:
+            return None, {}  # the gate below refuses it with the hash
+        try:
+            state = torch.load(str(self.path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"{self.path}: not a torch checkpoint ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}); give dinov2_vitl14_pretrain.pth "
+                            f"or a save_pretrained folder") from None
+        cfg, mapped = hub_state_dict_to_dinov2(state, str(self.path))
+        return (cfg, mapped), {**cfg.to_dict(), "model_type": "dinov2"}
 
     def _forward(self, x):
         mean, std = self._norm

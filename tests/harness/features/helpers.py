@@ -203,15 +203,16 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "default-cache"))
 
 
-def tiny_dinov2(folder: Path, seed: int = 0, model_type_override: str | None = None, image_size: int = 224) -> Path:
-    """A random two-layer ``Dinov2Model`` (32-d, patch 14, trained size ``image_size``: 518 as the
+def tiny_dinov2(folder: Path, seed: int = 0, model_type_override: str | None = None, image_size: int = 224,
+                hidden: int = 32, heads: int = 2) -> Path:
+    """A random two-layer ``Dinov2Model`` (``hidden``-d, patch 14, trained size ``image_size``: 518 as the
     released models) saved with ``save_pretrained``."""
     import json
 
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(seed)
-    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, patch_size=14,
+    cfg = Dinov2Config(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=heads, mlp_ratio=2, patch_size=14,
                        image_size=image_size)
     Dinov2Model(cfg).eval().save_pretrained(str(folder))
     if model_type_override is not None:

@@ -81,8 +81,10 @@ def test_dinov2_weights_gate_and_config_errors(dino, tmp_path, capsys):
     assert "config.json: field model_type is 'vit', not 'dinov2'" in err and len(err.splitlines()) == 1
     hub_file = tmp_path / "dinov2_vitl14_pretrain.pth"
     hub_file.write_bytes(b"x")
-    with pytest.raises(UserError, match="torch.hub checkpoint"):
+    with pytest.raises(UserError, match="unknown DINOv2 weights"):  # gated before it is unpickled
         build_extractor(f"dinov2:{hub_file}")
+    with pytest.raises(UserError, match="not a torch checkpoint"):
+        build_extractor(f"dinov2:{hub_file}", trust_unknown=True)
     with pytest.raises(UserError, match="no config.json"):
         build_extractor(f"dinov2:{tmp_path}")
     with pytest.raises(UserError, match="mode='clip' is not available"):
@@ -199,3 +201,52 @@ def test_position_embeddings_are_the_torch_hub_models(tmp_path):
     got = ex.features(images)
     assert_matches_reference(got, expected, rtol=1e-4, atol=1e-5, what="DINOv2 features with the hub's embeddings")
     assert np.abs(got - plain).max() > 1e-4  # transformers' interpolation gives other features
+
+
+def _hub_checkpoint(folder, path):
+    """A torch.hub-format DINOv2 state dict (``blocks.N.attn.qkv``, ``ls1.gamma``, ``norm``...) made
+    from a transformers save_pretrained folder by the inverse mapping, written here."""
+    from transformers import Dinov2Model
+
+    sd = Dinov2Model.from_pretrained(str(folder), local_files_only=True).state_dict()
+    depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.layer."))
+    hub = {"cls_token": sd["embeddings.cls_token"], "mask_token": sd["embeddings.mask_token"],
+           "pos_embed": sd["embeddings.position_embeddings"],
+           "patch_embed.proj.weight": sd["embeddings.patch_embeddings.projection.weight"],
+           "patch_embed.proj.bias": sd["embeddings.patch_embeddings.projection.bias"],
+           "norm.weight": sd["layernorm.weight"], "norm.bias": sd["layernorm.bias"]}
+    for i in range(depth):
+        h, t = f"blocks.{i}.", f"encoder.layer.{i}."
+        for kind in ("weight", "bias"):
+            hub[h + f"attn.qkv.{kind}"] = torch.cat([sd[t + f"attention.{p}_proj.{kind}"] for p in "qkv"])
+            hub[h + f"attn.proj.{kind}"] = sd[t + f"attention.o_proj.{kind}"]
+            for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
+                hub[h + f"{name}.{kind}"] = sd[t + f"{name}.{kind}"]
+        hub[h + "ls1.gamma"] = sd[t + "layer_scale1.lambda1"]
+        hub[h + "ls2.gamma"] = sd[t + "layer_scale2.lambda1"]
+    torch.save(hub, str(path))
+    return path
+
+
+def test_torch_hub_checkpoint_gives_the_folders_features(tmp_path):
+    """The official .pth layout mapped onto Dinov2Model: the same features as the folder it was made from."""
+    from transformers import Dinov2Model
+
+    folder = tiny_dinov2(tmp_path / "d518", image_size=518, seed=2, hidden=64, heads=1)  # 64-d heads, as released
+    if "encoder.layer.0.attention.q_proj.weight" not in Dinov2Model.from_pretrained(
+            str(folder), local_files_only=True).state_dict():
+        pytest.skip("this transformers names the attention projections otherwise")
+    pth = _hub_checkpoint(folder, tmp_path / "dinov2_vitt14_pretrain.pth")
+    with pytest.raises(UserError, match="unknown DINOv2 weights, sha256"):
+        build_extractor(f"dinov2:{pth}")
+    from_file = build_extractor(f"dinov2:{pth}", trust_unknown=True)
+    from_folder = build_extractor(f"dinov2:{folder}", trust_unknown=True)
+    d = from_file.describe()
+    assert d["architecture"]["hidden_size"] == 64 and d["architecture"]["image_size"] == 518
+    assert "(16 + 0.1) / 37" in d["position_embeddings"]
+    images = digit_images(10, 4)
+    np.testing.assert_allclose(from_file.features(images), from_folder.features(images), rtol=1e-6, atol=1e-7)
+    bad = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(2)}, str(bad))
+    with pytest.raises(UserError, match="not a DINOv2 torch.hub checkpoint"):
+        build_extractor(f"dinov2:{bad}", trust_unknown=True)
