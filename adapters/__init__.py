@@ -28,6 +28,7 @@ ADAPTERS.register("diffusers-vae", lazy="genbench.adapters.diffusers_tokenizers:
 EXTRACTORS.register("inception", lazy="genbench.features.extractor_inception:InceptionExtractor")
 EXTRACTORS.register("torchscript", lazy="genbench.features.extractor_torchscript:TorchScriptExtractor")
 EXTRACTORS.register("clip", lazy="genbench.features.extractor_clip:ClipExtractor")
+EXTRACTORS.register("dinov2", lazy="genbench.features.extractor_dinov2:Dinov2Extractor")
 EXTRACTORS.register("digits-classifier", lazy="genbench.adapters.classifier:DigitsClassifierExtractor")
 
 TRAINERS.register("digits-classifier", lazy="genbench.adapters.classifier:train_digits_classifier")

@@ -17,6 +17,14 @@ Two ways to name the reference:
   when both sides have spatial statistics, the Inception Score when the extractor has logits,
   KID and precision/recall when the reference holds images (ADM's ``arr_0``), and the floor
   only when a ``train_reference`` is given. See ``suites/presets/imagenet256.toml``.
+
+  ``extractors`` (a list, in place of ``extractor``) measures the same samples with several
+  encoders, one pass each: Inception (or a ``torchscript:`` stand-in) records ``fid``, ``kid``...;
+  another encoder records the same metrics suffixed with its name (``fd_dinov2``,
+  ``kid_dinov2``, ``density_dinov2``...; ``genbench.features.fid.fd_name``). Every encoder
+  also records ``density`` and ``coverage`` (Naeem et al., k = ``prdc_k``, their precision and
+  recall in the convention) when the reference holds images, and ``clip:...:cmmd`` records
+  ``cmmd``. ``reports.ranking.ranking_agreement`` says whether the encoders rank models alike.
 """
 from __future__ import annotations
 
@@ -64,6 +72,13 @@ class ImageQuality(Suite):
         # replicates of a bootstrap 95% interval of FID (samples resampled, reference fixed); 0: none
         "fid_bootstrap": 100,
         "train_reference": None,
+        # --- several encoders (None: just ``extractor``), Naeem et al.'s k, rows for kNN/kernel metrics ---
+        "extractors": None,
+        "prdc_k": 5,
+        "feature_cap": None,
+        "vendi": False,
+        # accept weights whose sha256 genbench does not know (Inception, DINOv2); the hash is recorded
+        "trust_unknown": False,
     }
 
     def applies_to(self, generator: Generator) -> bool:
@@ -126,9 +141,8 @@ class ImageQuality(Suite):
 
     # --- a reference given by path (ImageNet-style protocols) -----------------------------------
     def _run_reference(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
-        from genbench.features.build import build_extractor, extractor_identity
-        from genbench.features.fid import statistics_origin, statistics_to_metrics
-        from genbench.features.statistics import Statistics, logits_status, path_to_statistics, spatial_status
+        from genbench.features.build import build_extractor
+        from genbench.features.statistics import path_to_statistics, spatial_status
 
         o = ctx.options
         reference = o["reference"]
@@ -137,12 +151,27 @@ class ImageQuality(Suite):
                             "images, e.g. --set image_quality.reference=PATH/VIRTUAL_imagenet256_labeled.npz")
         labels = _class_labels(generator, o, ctx.seed)
         n = len(labels) if labels is not None else int(o["n_samples"])
-        ex = build_extractor(o["extractor"], mode=o["extractor_mode"], device=ctx.device)
-        spatial = spatial_status(ex) is None
+        extractors = [build_extractor(name, mode=o["extractor_mode"], device=ctx.device,
+                                      trust_unknown=_trust(name, o["trust_unknown"])) for name in _extractor_names(o)]
         ref_kw = dict(center_crop=o["center_crop"], grey=o["grey"])
-        ref = path_to_statistics(reference, ex, keep_features=True, **ref_kw)
+        refs = [path_to_statistics(reference, ex, keep_features=True, feature_cap=o["feature_cap"], **ref_kw)
+                for ex in extractors]  # every reference read (and checked) before any sampling
+        drawn_all = _draw_samples(generator, extractors, ctx, labels, n,
+                                  [spatial_status(ex) is None for ex in extractors])
+        for ex, ref, drawn in zip(extractors, refs, drawn_all):
+            for metric in self._reference_metrics(generator, ctx, ex, ref, drawn, labels, n):
+                yield _named_for(metric, ex)
 
-        drawn = _draw_samples(generator, ex, ctx, labels, n, spatial)
+    def _reference_metrics(self, generator: Generator, ctx: SuiteContext, ex, ref, drawn: dict[str, Any], labels,
+                           n: int) -> Iterable[Metric]:
+        """One encoder's metrics of the drawn samples against the reference (named as for Inception)."""
+        from genbench.features.build import extractor_identity
+        from genbench.features.fid import statistics_origin, statistics_to_metrics
+        from genbench.features.statistics import Statistics, logits_status, path_to_statistics
+
+        o = ctx.options
+        reference = o["reference"]
+        ref_kw = dict(center_crop=o["center_crop"], grey=o["grey"])
         identity = extractor_identity(ex)
         mu, sigma = image_metrics.features_to_statistics(drawn["features"])
         mu_s = sigma_s = None
@@ -153,12 +182,13 @@ class ImageQuality(Suite):
                              features=drawn["features"])
         wanted = ["fid"] + (["is"] if logits_status(ex) is None else [])
         if ref.features is not None:
-            wanted += ["kid", "pr"]
+            wanted += ["kid", "pr", "prdc"] + (["cmmd"] if ex.describe().get("embeddings") == "L2-normalised" else [])
+        wanted += ["vendi"] if o["vendi"] else []
         res = statistics_to_metrics(samples, ref, ex, wanted, bootstrap=int(o["fid_bootstrap"] or 0),
                                     is_splits=int(o["is_splits"]), is_rule=str(o["is_rule"]),
                                     is_order=str(o["is_order"]), kid_subsets=int(o["kid_subsets"]),
                                     kid_subset_size=int(o["kid_subset_size"]), pr_k=int(o["pr_k"]),
-                                    seed=ctx.seed)
+                                    prdc_k=int(o["prdc_k"]), feature_cap=o["feature_cap"], seed=ctx.seed)
         for w in res["warnings"]:
             warnings.warn(w, stacklevel=2)
         task = Path(reference).name or reference
@@ -209,6 +239,7 @@ class ImageQuality(Suite):
                          convention=pr_conv)
             yield Metric("recall", res["recall"], unit="fraction", higher_is_better=True, n=n, task=task,
                          convention=pr_conv)
+        yield from _embedding_metric_records(res, convention, n, task)
         if o["train_reference"]:
             train = path_to_statistics(o["train_reference"], ex, spatial=False, **ref_kw)
             floor = image_metrics.statistics_to_fid(train.mu, train.sigma, ref.mu, ref.sigma)
@@ -239,6 +270,68 @@ def _kid_convention(kid: image_metrics.KIDEstimate) -> dict[str, Any]:
             "std_over_subsets": kid.std_over_subsets, **image_metrics.KID_CONVENTION}
 
 
+def _extractor_names(o: dict[str, Any]) -> list[str]:
+    """``extractors`` (a list, or one comma-separated string) or else ``[extractor]``."""
+    names = o.get("extractors")
+    if names is None:
+        return [o["extractor"]]
+    if isinstance(names, str):
+        names = [x.strip() for x in names.split(",")]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(x, str) and x for x in names):
+        raise UserError(f"[suite.image_quality] field 'extractors' = {names!r}: give a list of extractor names, "
+                        f"e.g. [\"inception\", \"dinov2:DIR\", \"clip:ViT-L-14-336:FILE:cmmd\"]")
+    return list(names)
+
+
+def _trust(name: str, trust_unknown: bool) -> bool | None:
+    """``trust_unknown`` for the extractors with a weights gate (inception, dinov2), None (not
+    passed) for the others, so that one suite option serves a list of extractors."""
+    import inspect
+
+    if not trust_unknown:
+        return None
+    try:
+        return True if "trust_unknown" in inspect.signature(EXTRACTORS.get(name.partition(":")[0])).parameters else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _named_for(metric: Metric, ex) -> Metric:
+    """A metric named for its encoder: unchanged for Inception (and a torchscript stand-in);
+    ``fid`` -> ``fd_dinov2``, ``fid_train_floor`` -> ``fd_dinov2_train_floor``, ``kid`` ->
+    ``kid_dinov2``... for another encoder, so that several encoders' records never collide.
+    ``cmmd`` keeps its name (it is defined on CLIP)."""
+    from genbench.features.fid import fd_name
+
+    name = fd_name(ex)
+    if name == "fid" or metric.metric == "cmmd":
+        return metric
+    if metric.metric.startswith("fid"):
+        metric.metric = name + metric.metric[len("fid"):]
+    else:
+        metric.metric = f"{metric.metric}{name[len('fd'):]}"
+    metric.convention = {**metric.convention, "encoder_metric": name}
+    return metric
+
+
+def _embedding_metric_records(res: dict[str, Any], convention: dict[str, Any], n: int, task: str) -> Iterable[Metric]:
+    """density and coverage (Naeem et al.), CMMD and Vendi from ``statistics_to_metrics``' result."""
+    if "density" in res:
+        conv = {**convention, "k": res["prdc_k"], "n_reference": res["prdc_n_real"], "n_samples": res["prdc_n_fake"],
+                "definition": res["prdc_definition"], "precision_naeem": res["prdc_precision"],
+                "recall_naeem": res["prdc_recall"]}
+        yield Metric("density", res["density"], unit="ratio", higher_is_better=True, n=res["prdc_n_fake"], task=task,
+                     convention=conv)
+        yield Metric("coverage", res["coverage"], unit="fraction", higher_is_better=True, n=res["prdc_n_fake"],
+                     task=task, convention=conv)
+    if "cmmd" in res:
+        yield Metric("cmmd", res["cmmd"], unit="CMMD (x1000)", higher_is_better=False, n=res["cmmd_n_a"], task=task,
+                     convention={**convention, "n_reference": res["cmmd_n_b"], "definition": res["cmmd_convention"]})
+    if "vendi" in res:
+        yield Metric("vendi", res["vendi"], unit="effective samples", higher_is_better=True, n=res["vendi_n"],
+                     task=task, convention={**convention, "definition": res["vendi_convention"]})
+
+
 def _class_labels(generator: Generator, o: dict[str, Any], seed: int) -> np.ndarray | None:
     """int64 (num_classes * samples_per_class,): each class's label ``samples_per_class`` times,
     in a random order (a permutation seeded by ``seed``), as ADM and DiT draw their labels: a
@@ -265,13 +358,14 @@ def _chunk_seed(seed: int, k: int) -> int:
     return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
-def _draw_samples(generator: Generator, ex, ctx: SuiteContext, labels, n: int, spatial: bool) -> dict[str, Any]:
-    """Sample in chunks, save PNGs, keep only features: ``features`` (n, D), ``spatial``
-    (n, Ds) when asked, the quantisation, NFE per sample and where the PNGs went."""
+def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, labels, n: int,
+                  spatials: list[bool]) -> list[dict[str, Any]]:
+    """Sample in chunks, save PNGs, keep only features: per extractor, ``features`` (n, D),
+    ``spatial`` (n, Ds) when asked, the quantisation, NFE per sample and where the PNGs went."""
     o = ctx.options
     chunk = max(1, int(o["sample_chunk"]))
     png_dir = ctx.artifacts / "samples" if o["save_png"] else None
-    parts: list[dict[str, np.ndarray]] = []
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in extractors]
     declared: set[str] = set()
     nfe = 0.0
     label_lines = ["file,label"]
@@ -290,10 +384,11 @@ def _draw_samples(generator: Generator, ex, ctx: SuiteContext, labels, n: int, s
             images_to_grid_png(s.images[:32], ctx.artifacts / "samples.png", columns=8, scale=max(1, 32 // h))
         if png_dir is not None:
             label_lines += _save_pngs(s.images, png_dir, start, condition)
-        if hasattr(ex, "outputs"):
-            parts.append(ex.outputs(s.images, spatial=spatial))
-        else:
-            parts.append({"features": np.asarray(ex.features(s.images), dtype=np.float64)})
+        for ex, spatial, own in zip(extractors, spatials, parts):
+            if hasattr(ex, "outputs"):
+                own.append(ex.outputs(s.images, spatial=spatial))
+            else:
+                own.append({"features": np.asarray(ex.features(s.images), dtype=np.float64)})
     if png_dir is not None and labels is not None:
         (png_dir / "labels.csv").write_text("\n".join(label_lines) + "\n")
     configured = o.get("quantisation")
@@ -307,9 +402,8 @@ def _draw_samples(generator: Generator, ex, ctx: SuiteContext, labels, n: int, s
         quantisation = f"{configured} (as configured; the adapter does not report its rule)"
     else:
         quantisation = "not reported by the adapter"
-    out: dict[str, Any] = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    out.update(quantisation=quantisation, nfe_per_sample=nfe / n, png_dir=str(png_dir) if png_dir else None)
-    return out
+    common = dict(quantisation=quantisation, nfe_per_sample=nfe / n, png_dir=str(png_dir) if png_dir else None)
+    return [{**{key: np.concatenate([p[key] for p in own]) for key in own[0]}, **common} for own in parts]
 
 
 def _save_pngs(images: np.ndarray, folder: Path, start: int, labels) -> list[str]:

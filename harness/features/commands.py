@@ -23,7 +23,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     from genbench.features.resize import RESIZE_MODES
 
     p.add_argument("--extractor", default="inception", help="inception, inception:FILE, torchscript:FILE, "
-                   "clip:ARCH:FILE or a registered name (default inception)")
+                   "clip:ARCH:FILE (clip:ARCH:FILE:cmmd: CMMD's variant), dinov2:DIR|FILE.pth or a registered name "
+                   "(default inception)")
     p.add_argument("--mode", default=None, choices=list(RESIZE_MODES),
                    help="resize mode (default: the extractor's, clean for inception)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -34,7 +35,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="an image with transparency: error (default) or drop the alpha channel")
     p.add_argument("--center-crop", type=int, default=None, metavar="SIZE",
                    help="ADM's ImageNet preprocessing of the images first (BOX halvings, BICUBIC, centre crop)")
-    p.add_argument("--trust-unknown", action="store_true", help="accept Inception weights whose sha256 is not known")
+    p.add_argument("--trust-unknown", action="store_true",
+                   help="accept Inception or DINOv2 weights whose sha256 is not known")
 
 
 def _add_cache(p: argparse.ArgumentParser) -> None:
@@ -51,7 +53,8 @@ def _fmt_n(n) -> str:
 def result_to_text(result: dict[str, Any]) -> str:
     """``compute_fid``'s result as lines of text: each number with its convention and counts."""
     sha = (result.get("weights_sha256") or "")[:12]
-    lines = [f"FID {result['fid']:.6g}  ({result['extractor']} {sha} mode={result['mode']}, "
+    name = _headline(result.get("fd_name", "fid"))
+    lines = [f"{name} {result['fid']:.6g}  ({result['extractor']} {sha} mode={result['mode']}, "
              f"n_a={_fmt_n(result['n_a'])}, n_b={_fmt_n(result['n_b'])}, sqrtm={result['sqrtm']})"]
     if result.get("fid_ci"):
         low, high = result["fid_ci"]
@@ -72,7 +75,21 @@ def result_to_text(result: dict[str, Any]) -> str:
     if "precision" in result:
         lines.append(f"precision {result['precision']:.4f}, recall {result['recall']:.4f}  (k={result['pr_k']}, "
                      f"{result['pr_n_fake']} samples against {result['pr_n_real']} reference images)")
+    if "density" in result:
+        lines.append(f"precision {result['prdc_precision']:.4f}, recall {result['prdc_recall']:.4f}, density "
+                     f"{result['density']:.4f}, coverage {result['coverage']:.4f}  (Naeem et al., k={result['prdc_k']}, "
+                     f"{result['prdc_n_fake']} samples against {result['prdc_n_real']} reference images)")
+    if "cmmd" in result:
+        lines.append(f"CMMD {result['cmmd']:.6g}  ({result['cmmd_convention']}; n_a={result['cmmd_n_a']}, "
+                     f"n_b={result['cmmd_n_b']})")
+    if "vendi" in result:
+        lines.append(f"Vendi {result['vendi']:.6g}  ({result['vendi_convention']}, n={result['vendi_n']})")
     return "\n".join(lines)
+
+
+def _headline(fd_name: str) -> str:
+    """``fid`` -> ``FID``, ``fd_dinov2`` -> ``FD_DINOv2`` (EDM2's spelling)."""
+    return {"fid": "FID", "fd_dinov2": "FD_DINOv2", "fd_clip": "FD_CLIP"}.get(fd_name, fd_name.upper())
 
 
 def cmd_fid(args: argparse.Namespace) -> int:
@@ -80,7 +97,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
                          device=args.device, grey=args.grey, alpha=args.alpha, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, trust_unknown=args.trust_unknown, sqrtm=args.sqrtm,
                          npz_prefer=args.npz_prefer, metrics=parse_metrics(args.metrics), bootstrap=args.bootstrap,
-                         center_crop=args.center_crop)
+                         center_crop=args.center_crop, prdc_k=args.prdc_k, feature_cap=args.feature_cap)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -129,7 +146,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers) -> None:
     """Add ``fid``, ``is`` and ``stats`` to the ``genbench`` CLI's subparsers."""
-    fid = subparsers.add_parser("fid", help="FID (sFID, IS, KID, precision/recall) of samples against a reference")
+    fid = subparsers.add_parser("fid", help="FID / FD_DINOv2 (sFID, IS, KID, precision/recall, density/coverage, "
+                                "CMMD, Vendi) of samples against a reference")
     fid.add_argument("path_a", metavar="PATH_A", help="the samples: folder, npz, data set or hf:PATH[:SPLIT]")
     fid.add_argument("path_b", metavar="PATH_B", help="the reference: folder, npz (statistics, ADM reference "
                      "batch), data set or hf:PATH[:SPLIT]")
@@ -137,6 +155,11 @@ def add_commands(subparsers) -> None:
     _add_cache(fid)
     fid.add_argument("--metrics", default="fid", help=f"comma-separated, from {','.join(METRICS)} (default fid; "
                      f"sFID is reported whenever both sides allow it)")
+    fid.add_argument("--prdc-k", type=int, default=None, metavar="K",
+                     help="k of precision/recall/density/coverage (--metrics prdc; default 5, Naeem et al.)")
+    fid.add_argument("--feature-cap", type=int, default=None, metavar="N",
+                     help="kNN and kernel metrics use a seeded uniform sample of at most N images per side "
+                          "(dgm-eval: 10000); FD always uses every image (default: all)")
     fid.add_argument("--bootstrap", type=int, default=0, metavar="N",
                      help="N bootstrap replicates of the samples for a 95%% interval of the FID (default off)")
     fid.add_argument("--sqrtm", default=None, help="matrix square root method of statistics_to_fid (default its own)")

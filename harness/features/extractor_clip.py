@@ -2,7 +2,12 @@
 ``ViT-B-32``, or a model config ``.json``) with local weights ``FILE``, for CLIP-FID; never
 downloaded. Input as clean-fid's ``clip_vit_b_32`` prepares it (mode ``clip``): Pillow BICUBIC
 resize of the uint8 image so its short side is the model's input size, centre crop, then
-``/255`` and the model's mean/std; features are ``encode_image`` (not normalised)."""
+``/255`` and the model's mean/std; features are ``encode_image`` (not normalised).
+
+``clip:ARCH:FILE:cmmd`` is CMMD's variant (google-research ``cmmd``; the reference ARCH is
+``ViT-L-14-336``, OpenAI's ViT-L/14@336): the whole image resized to the model's input size
+(336) by ``F.interpolate`` bicubic (mode ``torch_bicubic``), the same scaling, and the
+``encode_image`` embeddings L2-normalised."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,10 +34,17 @@ class ClipExtractor(ResizingExtractor):
 
     name = "clip"
     modes = ("clip", "clean")
+    #: CMMD's reference model (open_clip's name for OpenAI's ViT-L/14@336)
+    CMMD_ARCH = "ViT-L-14-336"
 
-    def __init__(self, path: str | None = None, *, mode: str = "clip", device: str = "cpu",
+    def __init__(self, path: str | None = None, *, mode: str | None = None, device: str = "cpu",
                  threads: int | None = None):
         arch, sep, weights = (path or "").partition(":")
+        self.variant = "cmmd" if weights.endswith(":cmmd") else "clip-fid"
+        if self.variant == "cmmd":
+            weights = weights[: -len(":cmmd")]
+            self.modes = ("torch_bicubic", "pil_bicubic", "clip")
+        mode = mode or self.modes[0]
         if arch == "hf-hub":
             raise UserError(f"extractor clip:{path}: hf-hub models are downloaded; give an open_clip model name "
                             f"or a config .json, and local weights")
@@ -78,13 +90,25 @@ class ClipExtractor(ResizingExtractor):
 
     def _forward(self, x):
         mean, std = self._norm
-        return self.model.encode_image((x / 255 - mean) / std)
+        y = self.model.encode_image((x / 255 - mean) / std)
+        if self.variant == "cmmd":  # CMMD: unit-length embeddings (in float64 after _run's cast too)
+            y = y / y.norm(dim=-1, keepdim=True)
+        return y
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = super()._run(batch)
+        if self.variant == "cmmd":  # re-normalise in float64 so that |x| = 1 to 1e-15, not float32's 1e-7
+            out /= np.linalg.norm(out, axis=1, keepdims=True)
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"extractor": f"clip:{self.arch}", "arch": self.arch, "weights_path": str(self.weights_path),
                 "weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256, "resize": self.mode,
                 "dim": self.dim, "layer": "encode_image", "input_size": self.size,
-                "normalisation": {"mean": list(self.mean), "std": list(self.std)}}
+                "normalisation": {"mean": list(self.mean), "std": list(self.std)},
+                # only the CMMD variant adds keys: CLIP-FID statistics files keep their identity
+                **({"variant": "cmmd", "embeddings": "L2-normalised",
+                    "cmmd_reference_arch": self.arch == self.CMMD_ARCH} if self.variant == "cmmd" else {})}
 
 
 #: CLIP's pixel mean and std (open_clip's OPENAI_DATASET_MEAN / _STD; clean-fid's CLIP_fx)

@@ -7,9 +7,11 @@ logits without bias, parts of 5,000 rows taken in an order fixed by the rows' va
 torch-fidelity's 10 shuffled splits on request), KID (clean-fid's kernel_distance, with a
 standard error over draws of the samples) and
 precision/recall (k = 3, the reference's images as the real manifold, as ADM uses its reference
-batch's ``arr_0``); ``bootstrap=`` adds a bootstrap interval for the FID. Every result carries a
-warning when an Inception FID rests on fewer samples than the protocol's 50,000, or any FID on
-fewer rows than feature dimensions.
+batch's ``arr_0``); ``fd`` (the same Fréchet distance named for the encoder: ``fd_dinov2``),
+``prdc`` (Naeem et al.'s precision, recall, density, coverage, k = 5), ``cmmd`` (CLIP, RBF
+sigma 10, biased MMD x 1000) and ``vendi``; ``bootstrap=`` adds a bootstrap interval for the
+FID. Every result carries a warning when an Inception FID rests on fewer samples than the
+protocol's 50,000, or any FID on fewer rows than feature dimensions.
 """
 from __future__ import annotations
 
@@ -24,8 +26,11 @@ from genbench.features.build import extractor_identity
 from genbench.features.statistics import (Statistics, logits_status, path_to_features, path_to_statistics,
                                           resolve_extractor, spatial_status)
 
-#: the metrics ``compute_fid`` knows (sFID comes with FID whenever both sides allow it)
-METRICS = ("fid", "sfid", "is", "kid", "pr")
+#: the metrics ``compute_fid`` knows (sFID comes with FID whenever both sides allow it; ``fd`` is
+#: the same Fréchet distance, named after the encoder: ``fid`` for Inception, ``fd_dinov2``...)
+METRICS = ("fid", "fd", "sfid", "is", "kid", "pr", "prdc", "cmmd", "vendi")
+#: metrics that need both sides' features (the rest need none, or only the samples')
+PAIRED_FEATURE_METRICS = ("kid", "pr", "prdc", "cmmd")
 #: the ImageNet protocol's sample count (ADM, DiT, VAR, MAR...): fewer biases FID upward
 PROTOCOL_N = 50_000
 
@@ -65,7 +70,32 @@ def parse_metrics(text: str | tuple | list) -> tuple[str, ...]:
     if unknown:
         raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; use a comma-separated list of "
                         f"{', '.join(METRICS)}")
-    return tuple(dict.fromkeys(["fid", *names]))
+    return tuple(dict.fromkeys(["fid", *(m for m in names if m != "fd")]))
+
+
+def fd_name(extractor) -> str:
+    """The headline name of the Fréchet distance in this extractor's features: ``fid`` for
+    Inception (and a ``torchscript:`` stand-in for it), ``fd_dinov2``, ``fd_clip``..."""
+    kind = str((extractor.describe() if hasattr(extractor, "describe") else {}).get("extractor", "")).partition(":")[0]
+    return "fid" if kind in ("inception", "torchscript", "") else f"fd_{kind.replace('-', '_')}"
+
+
+def cap_rows(features: np.ndarray, cap: int | None, seed: int = 0) -> np.ndarray:
+    """At most ``cap`` rows of (N, D) ``features``: a uniform sample seeded by ``seed``, in
+    their order (the kNN and kernel metrics' rows; dgm-eval uses 10,000)."""
+    if cap is None or len(features) <= int(cap):
+        return features
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9]))
+    return features[np.sort(rng.choice(len(features), int(cap), replace=False))]
+
+
+def _check_enough(s: Statistics, k: int, what: str, option: str, cap: int | None = None,
+                  seed: int = 0) -> np.ndarray:
+    f = cap_rows(_images_needed(s, what), cap, seed)
+    if len(f) < k + 1:
+        raise UserError(f"{s.source}: {what} with k = {k} needs at least {k + 1} images, got {len(f)}; add images "
+                        f"or lower {option}")
+    return f
 
 
 def _images_needed(s: Statistics, what: str) -> np.ndarray:
@@ -77,8 +107,8 @@ def _images_needed(s: Statistics, what: str) -> np.ndarray:
 
 def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid",), *, sqrtm: str | None = None,
                           bootstrap: int = 0, is_splits: int = 10, is_rule: str = "adm", is_order: str = "content",
-                          kid_subsets: int = 100,
-                          kid_subset_size: int = 1000, pr_k: int = 3, seed: int = 0) -> dict[str, Any]:
+                          kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3,
+                          prdc_k: int | None = None, feature_cap: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Metrics of samples ``a`` against reference ``b`` (their ``Statistics``, with ``features``
     where a metric needs them): a flat dict of values, each with its sample counts and options.
 
@@ -89,14 +119,20 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
     order fixed by their values, so the score does not depend on the sampling order); ``kid``:
     clean-fid's ``kernel_distance`` convention; ``pr``: precision and recall of ``a`` against
     ``b``'s images, k = ``pr_k``; ``bootstrap``: that many bootstrap replicates of ``a`` against
-    ``b``'s fixed statistics give ``fid_ci`` (95 %, normal interval from the replicates' spread).
+    ``b``'s fixed statistics give ``fid_ci`` (95 %, normal interval from the replicates' spread); ``prdc``: precision,
+    recall, density and coverage (Naeem et al., ``prdc``'s strict balls), k = ``prdc_k`` (5);
+    ``cmmd``: CMMD of L2-normalised embeddings (``clip:...:cmmd``); ``vendi``: Vendi score of
+    ``a``. ``fd`` is ``fid`` under the encoder's name (``fd_name``): one Fréchet code path.
+    feature_cap: KID, precision/recall, prdc, CMMD and Vendi use at most this many rows of each
+    side (``cap_rows``); FID, IS and the bootstrap use every row there is.
     """
     im = _metrics()
     metrics = parse_metrics(metrics)
     if a.dim != b.dim:
         raise UserError(f"{a.source} has {a.dim}-d statistics but {b.source} has {b.dim}-d; use one extractor for both")
     value, method = _fid(a.mu, a.sigma, b.mu, b.sigma, sqrtm, f"FID of {a.source} against {b.source}")
-    out: dict[str, Any] = {"fid": value, "sqrtm": method, "n_a": a.n, "n_b": b.n, "metrics": list(metrics)}
+    out: dict[str, Any] = {"fid": value, "fd": value, "fd_name": fd_name(extractor), "sqrtm": method, "n_a": a.n,
+                           "n_b": b.n, "metrics": list(metrics)}
 
     missing = [s for s in (a, b) if not s.has_spatial]
     note = None
@@ -124,16 +160,19 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
         fa = _images_needed(a, "the Inception Score")
         out.update(_inception_score(im, extractor.features_to_logits(fa), is_rule, is_order, is_splits))
     if "kid" in metrics:
-        fa, fb = _images_needed(a, "KID"), _images_needed(b, "KID")
+        fa, fb = (cap_rows(_images_needed(s, "KID"), feature_cap, seed) for s in (a, b))
         size = min(kid_subset_size, len(fa), len(fb))
         est = im.features_to_kid_estimate(fa, fb, num_subsets=kid_subsets, max_subset_size=size, seed=seed)
         out.update(kid=est.value, kid_std=est.std_over_subsets, kid_stderr=est.stderr,
                    kid_bootstrap_std=est.bootstrap_std, kid_bootstrap=est.n_boot, kid_subsets=kid_subsets,
                    kid_subset_size=size, kid_n_a=len(fa), kid_n_b=len(fb))
     if "pr" in metrics:
-        fa, fb = _images_needed(a, "precision/recall"), _images_needed(b, "precision/recall")
+        fa = _check_enough(a, pr_k, "precision/recall", "the precision/recall k (pr_k)", feature_cap, seed)
+        fb = _check_enough(b, pr_k, "precision/recall", "the precision/recall k (pr_k)", feature_cap, seed)
         precision, recall = im.features_to_precision_recall(fb, fa, k=pr_k)
-        out.update(precision=precision, recall=recall, pr_k=pr_k, pr_n_real=len(fb), pr_n_fake=len(fa))
+        out.update(precision=precision, recall=recall, pr_k=pr_k, pr_n_real=len(fb), pr_n_fake=len(fa),
+                   pr_definition="Kynkaanniemi et al. 2019 as in ADM's evaluator (boundary inside, <=)")
+    out.update(_embedding_metrics(a, b, extractor, metrics, prdc_k, feature_cap, seed))
     if bootstrap:
         fa = _images_needed(a, "the bootstrap interval of FID")
         boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
@@ -143,7 +182,45 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
                                         "samples resampled, reference fixed")
     out["warnings"] = protocol_warnings(extractor, a.n) + [
         w for w in (im.fid_sample_warning(s.n, s.dim, which) for s, which in ((a, "samples"), (b, "reference rows")))
-        if w]
+        if w] + ([out["cmmd_warning"]] if "cmmd_warning" in out else [])
+    return out
+
+
+def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k: int | None, cap: int | None,
+                       seed: int) -> dict[str, Any]:
+    """prdc (Naeem et al.), CMMD and Vendi of samples ``a`` against reference ``b`` (at most
+    ``cap`` rows of each)."""
+    from genbench.metrics import kernel, manifold
+
+    def rows(s: Statistics, what: str) -> np.ndarray:
+        return cap_rows(_images_needed(s, what), cap, seed)
+
+    out: dict[str, Any] = {}
+    if "prdc" in metrics:
+        k = int(prdc_k or manifold.PRDC_K)
+        fa = _check_enough(a, k, "precision/recall/density/coverage", "--prdc-k", cap, seed)
+        fb = _check_enough(b, k, "precision/recall/density/coverage", "--prdc-k", cap, seed)
+        res = manifold.features_to_prdc(fb, fa, k=k)
+        out.update(prdc_precision=res.precision, prdc_recall=res.recall, density=res.density, coverage=res.coverage,
+                   prdc_k=k, prdc_n_real=len(fb), prdc_n_fake=len(fa),
+                   prdc_definition="Naeem et al. 2020 (prdc package; strict <, k-th neighbour radii)")
+    if "cmmd" in metrics:
+        d = extractor.describe() if hasattr(extractor, "describe") else {}
+        if d.get("embeddings") != "L2-normalised":
+            raise UserError(f"cmmd needs L2-normalised CLIP embeddings, but extractor {d.get('extractor')!r} gives "
+                            f"other features; use --extractor clip:ViT-L-14-336:FILE:cmmd")
+        fa, fb = rows(a, "CMMD"), rows(b, "CMMD")
+        out.update(cmmd=kernel.features_to_cmmd(fa, fb), cmmd_n_a=len(fa), cmmd_n_b=len(fb),
+                   cmmd_convention=(f"Gaussian RBF sigma={kernel.CMMD_SIGMA:g}, biased (minimum-variance) MMD^2 over "
+                                    f"the full sets, x{kernel.CMMD_SCALE:g}, L2-normalised {d.get('extractor')} "
+                                    f"embeddings"))
+        if not d.get("cmmd_reference_arch"):
+            out["cmmd_warning"] = (f"CMMD from {d.get('extractor')}, not CMMD's ViT-L/14@336: not comparable to "
+                                   f"published CMMD")
+    if "vendi" in metrics:
+        fa = rows(a, "the Vendi score")
+        out.update(vendi=kernel.features_to_vendi(fa), vendi_n=len(fa),
+                   vendi_convention="linear kernel on L2-normalised features, of the samples")
     return out
 
 
@@ -184,24 +261,33 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
                 device: str | None = None, grey: str = "error", alpha: str = "error",
                 cache_dir: str | Path | None = None, use_cache: bool = True, trust_unknown: bool = False,
                 sqrtm: str | None = None, npz_prefer: str = "stats", threads: int | None = None,
-                metrics=("fid",), bootstrap: int = 0, center_crop: int | None = None) -> dict[str, Any]:
+                metrics=("fid",), bootstrap: int = 0, center_crop: int | None = None, prdc_k: int | None = None,
+                feature_cap: int | None = None) -> dict[str, Any]:
     """FID (and sFID, IS, KID, precision/recall: ``metrics``) of samples ``path_a`` against
     reference ``path_b``, with its convention: a flat dict (``fid``, ``sfid``, ``extractor``,
     ``weights_sha256``, ``mode``, ``dim``, ``n_a``, ``n_b``, ``sqrtm``, sources, cache use...).
-    center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet)."""
+    center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet).
+    feature_cap: the kNN and kernel metrics use at most this many rows of each side (a seeded
+    uniform sample; dgm-eval uses 10,000); FD always uses every image (None: all rows)."""
     check_bootstrap(bootstrap)
     ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     metrics = parse_metrics(metrics)
     if "is" in metrics and logits_status(ex) is not None:  # before any pass over the images
         raise UserError(f"IS: {logits_status(ex)}")
-    both = bool({"kid", "pr"} & set(metrics))  # these need both sides' features; IS and bootstrap only a's
+    both = bool(set(PAIRED_FEATURE_METRICS) & set(metrics))  # IS, Vendi and bootstrap need only a's features
     kw = dict(batch_size=batch_size, grey=grey, alpha=alpha, cache_dir=cache_dir, use_cache=use_cache,
               npz_prefer=npz_prefer, center_crop=center_crop)
-    a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or "is" in metrics, **kw)
-    b = path_to_statistics(path_b, ex, keep_features=both, **kw)
+    # the samples' rows are capped while they stream in, unless IS or the bootstrap needs all
+    a_cap = None if bootstrap or "is" in metrics else feature_cap
+    a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or bool({"is", "vendi"} & set(metrics)),
+                           feature_cap=a_cap, **kw)
+    b = path_to_statistics(path_b, ex, keep_features=both, feature_cap=feature_cap, **kw)
     if a.dim != b.dim:
         raise UserError(f"{path_a} has {a.dim}-d statistics but {path_b} has {b.dim}-d; use one extractor for both")
-    out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap)
+    out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap, prdc_k=prdc_k,
+                                feature_cap=feature_cap)
+    if feature_cap is not None:
+        out["feature_cap"] = int(feature_cap)
     ident = extractor_identity(ex)
     out.update({
         "extractor": ex.describe().get("extractor"),
@@ -242,5 +328,6 @@ def statistics_origin(s: Statistics) -> str:
     return "cache" if s.from_cache else ("computed, cached" if s.cache_file else "computed")
 
 
-__all__ = ["METRICS", "PROTOCOL_N", "compute_fid", "compute_inception_score", "statistics_to_metrics",
-           "parse_metrics", "protocol_warnings", "statistics_origin", "check_bootstrap", "MAX_BOOTSTRAP"]
+__all__ = ["METRICS", "PAIRED_FEATURE_METRICS", "fd_name", "cap_rows", "PROTOCOL_N", "compute_fid",
+           "compute_inception_score", "statistics_to_metrics", "parse_metrics", "protocol_warnings", "statistics_origin",
+           "check_bootstrap", "MAX_BOOTSTRAP"]

@@ -9,6 +9,10 @@
   inside, imitating TF1's bilinear resize (``tf1_resize`` reproduces it for sFID's layer chain).
   ADM's evaluator feeds its TF graph the same way, so its reference batches follow this mode.
 * ``clip``: clean-fid's CLIP preprocessing (``clip_resize``).
+* ``pil_bicubic``: Pillow BICUBIC of the uint8 RGB image to size x size, re-quantised to uint8
+  by Pillow (dgm-eval's and EDM2's ``resize_mode='pil'`` for DINOv2).
+* ``torch_bicubic``: ``F.interpolate(bicubic, align_corners=False)`` without antialiasing of
+  the float image, not clipped (google-research CMMD's ``_resize_bicubic``).
 
 Every resize takes one uint8 (H, W, 3) image and writes float32 (3, size, size) in [0, 255].
 """
@@ -21,7 +25,7 @@ import numpy as np
 
 from genbench.errors import UserError
 
-RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow", "clip")
+RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow", "clip", "pil_bicubic", "torch_bicubic")
 INCEPTION_SIZE = 299
 
 
@@ -175,9 +179,41 @@ def clip_resize(image: np.ndarray, size: int = 224, out: np.ndarray | None = Non
     return out
 
 
+def pil_bicubic_resize(image: np.ndarray, size: int = 224, out: np.ndarray | None = None) -> np.ndarray:
+    """dgm-eval's and EDM2's (``resize_mode='pil'``) DINOv2 input: uint8 (H, W, 3) ->
+    float32 (3, size, size) holding uint8 values, ``Image.fromarray(img, "RGB").resize((size,
+    size), BICUBIC)`` (Pillow rounds to uint8; no crop, the aspect ratio is not kept)."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.ascontiguousarray(image), "RGB")
+    if pil.size != (size, size):
+        pil = pil.resize((size, size), resample=Image.BICUBIC)
+    if out is None:
+        out = np.empty((3, size, size), dtype=np.float32)
+    out[...] = np.asarray(pil).transpose(2, 0, 1)
+    return out
+
+
+def torch_bicubic_resize(image: np.ndarray, size: int = 336, out: np.ndarray | None = None) -> np.ndarray:
+    """google-research CMMD's resize: uint8 (H, W, 3) -> float32 (3, size, size),
+    ``F.interpolate(mode="bicubic", align_corners=False)`` without antialias, not clipped
+    (CMMD interpolates images in [0, 1]; scaling commutes with it)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    y = x[0] if x.shape[-2:] == (size, size) else F.interpolate(x, size=(size, size), mode="bicubic",
+                                                                 align_corners=False)[0]
+    if out is None:
+        return y.numpy().copy()
+    out[...] = y.numpy()
+    return out
+
+
 #: mode -> the resize run on the CPU for it (legacy_tensorflow has none)
 RESIZERS: dict[str, Callable[..., np.ndarray]] = {"clean": clean_resize, "legacy_pytorch": legacy_pytorch_resize,
-                                                   "clip": clip_resize}
+                                                   "clip": clip_resize, "pil_bicubic": pil_bicubic_resize,
+                                                   "torch_bicubic": torch_bicubic_resize}
 
 
 def tf1_resize(x, size: int = INCEPTION_SIZE):
@@ -197,4 +233,5 @@ def tf1_resize(x, size: int = INCEPTION_SIZE):
 
 
 __all__ = ["RESIZE_MODES", "INCEPTION_SIZE", "RESIZERS", "check_mode", "pil_bicubic_matrix", "clean_resize",
-           "legacy_pytorch_resize", "clip_resize", "tf1_resize", "BANDED_MAX_SIDE"]
+           "legacy_pytorch_resize", "clip_resize", "pil_bicubic_resize", "torch_bicubic_resize", "tf1_resize",
+           "BANDED_MAX_SIDE"]

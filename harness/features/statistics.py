@@ -144,15 +144,19 @@ def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[s
                       sigma_s=sigma_s)
 
 
-def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> dict[str, np.ndarray]:
-    """``features`` (N, D) float64, and ``spatial`` (N, Ds) when asked, of a source's images."""
-    parts = []
+def source_to_output_parts(ex, src: ImageSource, batch_size: int, spatial: bool, rows: int | None = None):
+    """Yield ``features`` (B, D) float64 (and ``spatial`` (B, Ds) when asked) of a source's images,
+    chunk by chunk (``rows``: at most that many images per extractor call, for streaming)."""
     first_shape: list[tuple] = []
     for chunk in src.chunks():
-        if hasattr(ex, "outputs_from_loaders"):
-            parts.append(ex.outputs_from_loaders(chunk, batch_size=batch_size, spatial=spatial))
-        else:  # any FeatureExtractor: a stacked array (the images must share one size)
-            images = [f() for f in chunk]
+        step = rows or max(1, len(chunk))
+        for start in range(0, len(chunk), step):
+            piece = chunk[start: start + step]
+            if hasattr(ex, "outputs_from_loaders"):
+                yield ex.outputs_from_loaders(piece, batch_size=batch_size, spatial=spatial)
+                continue
+            # any FeatureExtractor: a stacked array (the images must share one size)
+            images = [f() for f in piece]
             shapes = sorted({tuple(im.shape) for im in images} | set(first_shape[:1]))
             if len(shapes) > 1:
                 raise UserError(f"{src.label}: images of different sizes ({', '.join(map(str, shapes[:4]))}), and "
@@ -160,19 +164,42 @@ def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> d
                                 "to one size first, or use an extractor that resizes (inception, torchscript:FILE)")
             first_shape[:1] = shapes
             feats = ex.features(np.stack(images), batch_size=batch_size)
-            parts.append({"features": np.asarray(feats, dtype=np.float64)})
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    feats = out["features"]
-    if feats.ndim != 2 or len(feats) == 0:
+            yield {"features": np.asarray(feats, dtype=np.float64)}
+
+
+def _check_features(feats: np.ndarray, n: int, src: ImageSource) -> None:
+    if feats.ndim != 2 or n == 0:
         raise UserError(f"{src.label}: the extractor returned features of shape {feats.shape}; expected (N, D)")
-    if len(feats) < 2:
+    if n < 2:
         raise UserError(f"{src.label}: one image is not enough for a covariance; FID needs at least 2 (50,000 "
                         f"by convention)")
+
+
+def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> dict[str, np.ndarray]:
+    """``features`` (N, D) float64, and ``spatial`` (N, Ds) when asked, of a source's images."""
+    parts = list(source_to_output_parts(ex, src, batch_size, spatial))
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    _check_features(out["features"], len(out["features"]), src)
     return out
 
 
+def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool, keep: int | None = 0,
+                           seed: int = 0) -> dict[str, Any]:
+    """One streamed pass: ``FeatureAccumulator``s of ``features`` (keeping rows as ``keep`` says)
+    and, when asked, ``spatial`` (keeping none): never all features in memory unless kept."""
+    from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
+
+    acc = {"features": FeatureAccumulator(keep, seed)}
+    for part in source_to_output_parts(ex, src, batch_size, spatial, rows=STREAM_IMAGES):
+        _check_features(part["features"], 2, src)
+        for key, value in part.items():
+            acc.setdefault(key, FeatureAccumulator(0)).add(value)
+    _check_features(np.zeros((acc["features"].n, 1)), acc["features"].n, src)
+    return acc
+
+
 def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, cache_dir, use_cache: bool,
-             spatial: bool, keep_features: bool) -> Statistics:
+             spatial: bool, keep_features: bool, feature_cap: int | None = None) -> Statistics:
     """A source's statistics from the cache, or from one pass over its images (then cached)."""
     data_hash = src.hash_data() if use_cache else None
     key = cache_key(data_hash, identity, src.preprocessing) if use_cache else None
@@ -185,19 +212,19 @@ def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, ca
             return Statistics(mu=hit["mu"], sigma=hit["sigma"], n=int(hit["n"]), cache_file=str(target),
                               from_cache=True, mu_s=hit.get("mu_s") if spatial else None,
                               sigma_s=hit.get("sigma_s") if spatial else None, **common)
-    out = source_to_outputs(ex, src, batch_size, spatial)
-    metrics = _metrics()
-    mu, sigma = metrics.features_to_statistics(out["features"])
+    acc = source_to_accumulators(ex, src, batch_size, spatial, keep=feature_cap if keep_features else 0)
+    mu, sigma = acc["features"].statistics(src.label)
     mu_s = sigma_s = None
-    if "spatial" in out:
-        mu_s, sigma_s = metrics.features_to_statistics(out["spatial"])
-    n = len(out["features"])
+    if "spatial" in acc:
+        mu_s, sigma_s = acc["spatial"].statistics(f"{src.label} (spatial)")
+    n = acc["features"].n
     if target is not None:  # only after the whole pass succeeded
         write_statistics_npz(target, mu, sigma, n=n, identity=identity, mu_s=mu_s, sigma_s=sigma_s,
                              extra={"genbench_key": key, "genbench_source": src.label,
                                     "genbench_data_hash": data_hash, "genbench_preprocessing": src.preprocessing})
     return Statistics(mu=mu, sigma=sigma, n=n, cache_file=str(target) if target else None, from_cache=False,
-                      mu_s=mu_s, sigma_s=sigma_s, features=out["features"] if keep_features else None, **common)
+                      mu_s=mu_s, sigma_s=sigma_s, features=acc["features"].rows() if keep_features else None,
+                      **common)
 
 
 def path_to_statistics(path: str | Path, extractor="inception", mode: str | None = None, *,
@@ -205,7 +232,8 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
                        alpha: str = "error", cache_dir: str | Path | None = None, use_cache: bool = True,
                        npz_prefer: str = "stats", trust_unknown: bool = False,
                        threads: int | None = None, center_crop: int | None = None,
-                       spatial: bool | None = None, keep_features: bool = False) -> Statistics:
+                       spatial: bool | None = None, keep_features: bool = False,
+                       feature_cap: int | None = None) -> Statistics:
     """Statistics (mu, sigma, n; mu_s, sigma_s where spatial) of an image folder, a ``.npz``,
     a data set name or ``hf:PATH[:SPLIT]``.
 
@@ -217,6 +245,8 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
     spatial: compute sFID's spatial statistics too (None: whenever the extractor gives them).
     keep_features: also return the (N, D) features in ``.features`` (for KID, precision/recall,
         IS; for a statistics file with ``arr_0``, the features of those images).
+    feature_cap: keep at most this many rows (a seeded uniform sample) in ``.features``; the
+        statistics are streamed over every image either way (None: keep all).
     """
     if npz_prefer not in ("stats", "images"):
         raise UserError(f"npz_prefer={npz_prefer!r}: use stats or images")
@@ -244,7 +274,8 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
                 stats.mu_s = stats.sigma_s = None
             if keep_features and has_images:
                 src = with_center_crop(path_to_image_source(p, grey=grey, alpha=alpha), center_crop)
-                stats.features = source_to_outputs(ex, src, batch_size, False)["features"]
+                stats.features = source_to_accumulators(ex, src, batch_size, False,
+                                                        keep=feature_cap)["features"].rows()
             return stats
         if not has_images:
             raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
@@ -254,7 +285,7 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
                         f"({', '.join(DATASETS)}, optionally :SPLIT)")
     src = with_center_crop(src, center_crop)
-    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features)
+    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features, feature_cap)
 
 
 def path_to_features(path: str | Path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
@@ -274,4 +305,5 @@ def path_to_features(path: str | Path, extractor="inception", mode: str | None =
 
 
 __all__ = ["Statistics", "path_to_statistics", "path_to_features", "resolve_extractor", "spatial_status",
-           "logits_status", "source_to_outputs", "npz_to_statistics"]
+           "logits_status", "source_to_outputs", "source_to_output_parts", "source_to_accumulators",
+           "npz_to_statistics"]

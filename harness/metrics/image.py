@@ -629,22 +629,10 @@ def features_to_precision_recall(
     the row's k-th nearest neighbour (:func:`features_to_manifold_radii`).
     precision: fraction of fake rows inside the real manifold (``d(fake, real_j) <= r_j`` for
     some j); recall: fraction of real rows inside the fake manifold. Distances are computed in
-    blocks of ``batch_size`` fake rows (in ``dtype``); the real-fake block serves both.
+    blocks of ``batch_size`` fake rows (in ``dtype``); the real-fake block serves both
+    (``genbench.metrics.manifold.features_to_prdc`` with ``inclusive=True``: ADM's ``<=``).
     """
-    r = _as_features(real, "real", min_rows=1)
-    g = _as_features(fake, "fake", min_rows=1)
-    _same_dim(r, g, "precision/recall", "real", "fake")
-    _check_k(k, r.shape[0], "real")
-    _check_k(k, g.shape[0], "fake")
-    r, g = r.astype(dtype, copy=False), g.astype(dtype, copy=False)
-    r_norms = np.einsum("ij,ij->i", r, r)
-    g_norms = np.einsum("ij,ij->i", g, g)
-    real_r2 = _squared_radii(r, r_norms, k, batch_size)
-    fake_r2 = _squared_radii(g, g_norms, k, batch_size)
-    fake_in_real = np.zeros(g.shape[0], dtype=bool)
-    real_in_fake = np.zeros(r.shape[0], dtype=bool)
-    for start, stop in _row_blocks(g.shape[0], r.shape[0], r.itemsize, batch_size):
-        d2 = _squared_distances(g[start:stop], g_norms[start:stop], r, r_norms)
-        fake_in_real[start:stop] = (d2 <= real_r2[None, :]).any(axis=1)
-        real_in_fake |= (d2 <= fake_r2[start:stop, None]).any(axis=0)
-    return float(fake_in_real.mean()), float(real_in_fake.mean())
+    from genbench.metrics.manifold import features_to_prdc  # the one kNN-ball pass (ADM: boundary inside)
+
+    res = features_to_prdc(real, fake, k, inclusive=True, batch_size=batch_size, dtype=dtype)
+    return res.precision, res.recall

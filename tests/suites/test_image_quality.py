@@ -96,7 +96,7 @@ def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_pat
     assert [r.status for r in results] == ["ok"], results
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     by_metric = {r["metric"]: r for r in records if r.get("metric")}
-    assert set(by_metric) == {"fid", "kid", "precision", "recall"}  # no logits, no spatial features here
+    assert set(by_metric) == {"fid", "kid", "precision", "recall", "density", "coverage"}  # no logits, no spatial
 
     # class-conditional, PER_CLASS of each class in a random (seeded) order, not class by class,
     # in chunks whose first seed is the cell's

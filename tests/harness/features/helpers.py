@@ -201,3 +201,40 @@ def cli_main(argv: list[str]) -> int:
 def private_cache(tmp_path, monkeypatch):
     """No test writes to ~/.cache: the default cache lives in the test's tmp dir."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "default-cache"))
+
+
+def tiny_dinov2(folder: Path, seed: int = 0, model_type_override: str | None = None, image_size: int = 224,
+                hidden: int = 32, heads: int = 2) -> Path:
+    """A random two-layer ``Dinov2Model`` (``hidden``-d, patch 14, trained size ``image_size``: 518 as the
+    released models) saved with ``save_pretrained``."""
+    import json
+
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    cfg = Dinov2Config(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=heads, mlp_ratio=2, patch_size=14,
+                       image_size=image_size)
+    Dinov2Model(cfg).eval().save_pretrained(str(folder))
+    if model_type_override is not None:
+        path = folder / "config.json"
+        body = json.loads(path.read_text())
+        body["model_type"] = model_type_override
+        path.write_text(json.dumps(body))
+    return folder
+
+
+def dinov2_reference_features(folder: Path, images) -> np.ndarray:
+    """EDM2's ``resize_mode='pil'`` / dgm-eval preprocessing and the final-norm CLS token, written
+    here with PIL and transformers alone: (N, D) float64."""
+    from PIL import Image
+    from transformers import Dinov2Model
+
+    model = Dinov2Model.from_pretrained(str(folder), local_files_only=True).eval()
+    x = np.stack([np.uint8(Image.fromarray(im, "RGB").resize((224, 224), Image.Resampling.BICUBIC))
+                  for im in images])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).to(torch.float32) / 255
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).reshape(1, -1, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).reshape(1, -1, 1, 1)
+    with torch.no_grad():  # Dinov2Model's last_hidden_state is after the final layer norm
+        hidden = model(pixel_values=x).last_hidden_state
+    return hidden[:, 0].double().numpy()

@@ -1,0 +1,100 @@
+"""Streamed feature statistics: float64 sufficient statistics for the Fréchet distance and a
+capped sample of raw rows for the kNN and kernel metrics, so that 50,000 images never need all
+their features in memory when only FD is asked.
+
+``FeatureAccumulator.add`` takes (B, D) features batch by batch and keeps ``n``, the sum and the
+sum of outer products of the rows about a shift ``c`` (the first batch's mean: subtracting it
+keeps the float64 sums well-conditioned); ``statistics()`` gives ``mu = c + s / n`` and
+``sigma = (S - s s^T / n) / (n - 1)``, ``np.cov(rowvar=False)`` of all rows to rounding.
+``keep`` says which rows stay: 0 none, None all (in order), or a cap m: a uniform random
+sample of m rows (reservoir sampling, seeded, so reruns keep the same rows). With every row
+kept, the statistics are the two-pass ones of those rows instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from genbench.errors import UserError
+
+#: images per call to the extractor when streaming (bounds memory, keeps the resize pool busy)
+STREAM_IMAGES = 2048
+
+
+class FeatureAccumulator:
+    """Running float64 (n, sum, sum of outer products) of (B, D) batches, and kept rows."""
+
+    def __init__(self, keep: int | None = 0, seed: int = 0):
+        if keep is not None and int(keep) < 0:
+            raise UserError(f"feature cap {keep}: must be >= 0 (0 keeps no rows, None all)")
+        self.keep = None if keep is None else int(keep)
+        self.n = 0
+        self._shift: np.ndarray | None = None
+        self._sum: np.ndarray | None = None
+        self._outer: np.ndarray | None = None
+        self._rows: list[np.ndarray] = []
+        self._reservoir: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, features: np.ndarray) -> None:
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2:
+            raise UserError(f"features of shape {f.shape}; expected (B, D)")
+        if len(f) == 0:
+            return
+        if self._shift is None:
+            self._shift = f.mean(axis=0)
+            d = f.shape[1]
+            self._sum, self._outer = np.zeros(d), np.zeros((d, d))
+        elif f.shape[1] != self._shift.shape[0]:
+            raise UserError(f"features of dimension {f.shape[1]} after {self._shift.shape[0]}-d ones")
+        x = f - self._shift
+        self._sum += x.sum(axis=0)
+        self._outer += x.T @ x
+        self._keep_rows(f)
+        self.n += len(f)
+
+    def _keep_rows(self, f: np.ndarray) -> None:
+        if self.keep is None:
+            self._rows.append(f)
+            return
+        if self.keep == 0:
+            return
+        if self._reservoir is None:
+            self._reservoir = np.empty((0, f.shape[1]))
+        room = self.keep - len(self._reservoir)
+        if room > 0:  # the first `keep` rows fill the reservoir
+            self._reservoir = np.concatenate([self._reservoir, f[:room]])
+            f, start = f[room:], self.n + room
+        else:
+            start = self.n
+        if len(f) == 0:
+            return
+        # Algorithm R: row number t (0-based) replaces slot j ~ U{0..t} when j < keep, in order
+        slots = self._rng.integers(0, np.arange(start, start + len(f)) + 1)
+        for i in np.flatnonzero(slots < self.keep):
+            self._reservoir[slots[i]] = f[i]
+
+    def statistics(self, what: str = "features") -> tuple[np.ndarray, np.ndarray]:
+        """``mu`` (D,) and ``sigma`` (D, D), float64, normalised by n - 1. When every row was
+        kept, exactly ``features_to_statistics`` of them (two passes; bit-identical to FID
+        computed from the features), else from the streamed sums."""
+        if self.n < 2:
+            raise UserError(f"{what}: {self.n} image(s) are not enough for a covariance; the Fréchet distance "
+                            f"needs at least 2 (50,000 by convention)")
+        if self.keep is None:
+            from genbench.metrics.image import features_to_statistics
+
+            return features_to_statistics(self.rows())
+        mean_shifted = self._sum / self.n
+        sigma = (self._outer - np.outer(self._sum, mean_shifted)) / (self.n - 1)
+        return self._shift + mean_shifted, (sigma + sigma.T) / 2
+
+    def rows(self) -> np.ndarray | None:
+        """The kept rows, float64 (m, D): all of them in order (keep=None), a uniform sample of
+        ``keep`` (in reservoir order), or None when none are kept."""
+        if self.keep is None:
+            return np.concatenate(self._rows) if self._rows else None
+        return self._reservoir
+
+
+__all__ = ["FeatureAccumulator", "STREAM_IMAGES"]
