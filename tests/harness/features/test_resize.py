@@ -48,3 +48,31 @@ def test_clip_resize_is_clean_fids_clip_preprocessing(shape):
                             transforms.CenterCrop(size)])
     ref = np.asarray(t(Image.fromarray(img))).clip(0, 255).astype(np.uint8).transpose(2, 0, 1)
     assert_matches_reference(clip_resize(img, size), ref, rtol=0, what="clip resize vs torchvision")
+
+
+# --- the same resizes on torch tensors (what runs on the accelerator) ------------------------------------
+@pytest.mark.parametrize("shape", [(8, 8), (32, 32), (45, 61), (160, 100), (256, 256), (400, 320), (320, 400),
+                                   (600, 350), (532, 529)])
+def test_clean_resize_on_tensors_is_clean_fids_resize(shape):
+    """The matrix resize on (CPU) tensors: clean-fid's (Pillow's) float32 values but for a rare last bit,
+    for every size (also those the host path hands to Pillow itself)."""
+    from cleanfid.resize import build_resizer
+
+    from genbench.features.resize import clean_resize_tensor
+
+    images = np.random.default_rng(6).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    got = clean_resize_tensor(torch.from_numpy(images)).numpy()
+    assert got.shape == (2, 3, 299, 299) and got.dtype == np.float32
+    ref = np.stack([build_resizer("clean")(im).transpose(2, 0, 1) for im in images])
+    assert_matches_reference(got, ref, rtol=0, atol=2.0**-15, what="clean resize on tensors vs clean-fid")
+    assert np.mean(got != ref) < 1e-5
+    host = np.stack([clean_resize(im) for im in images])  # the host path genbench runs without an accelerator
+    assert_matches_reference(got, host, rtol=0, atol=2.0**-15, what="clean resize on tensors vs the host path")
+
+
+def test_legacy_pytorch_resize_on_tensors_is_the_host_resize():
+    from genbench.features.resize import legacy_pytorch_resize_tensor
+
+    images = np.random.default_rng(7).integers(0, 256, (3, 37, 50, 3), dtype=np.uint8)
+    got = legacy_pytorch_resize_tensor(torch.from_numpy(images)).numpy()
+    np.testing.assert_array_equal(got, np.stack([legacy_pytorch_resize(im) for im in images]))
