@@ -16,6 +16,7 @@ from genbench.errors import UserError
 from genbench.features.build import extractor_identity
 from genbench.features.cache import CACHE_ENV, write_statistics_npz
 from genbench.features.fid import METRICS, compute_fid, compute_inception_score, parse_metrics
+from genbench.features.pipeline import WORKERS_ENV
 from genbench.features.statistics import path_to_statistics, resolve_extractor
 
 
@@ -37,6 +38,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="ADM's ImageNet preprocessing of the images first (BOX halvings, BICUBIC, centre crop)")
     p.add_argument("--trust-unknown", action="store_true",
                    help="accept Inception or DINOv2 weights whose sha256 is not known")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="decode in N worker processes (0: threads in this process; default: every core for "
+                        f"large jobs on machines with more than 2 cores, or ${WORKERS_ENV})")
 
 
 def _add_cache(p: argparse.ArgumentParser) -> None:
@@ -97,7 +101,8 @@ def cmd_fid(args: argparse.Namespace) -> int:
                          device=args.device, grey=args.grey, alpha=args.alpha, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, trust_unknown=args.trust_unknown, sqrtm=args.sqrtm,
                          npz_prefer=args.npz_prefer, metrics=parse_metrics(args.metrics), bootstrap=args.bootstrap,
-                         center_crop=args.center_crop, prdc_k=args.prdc_k, feature_cap=args.feature_cap)
+                         center_crop=args.center_crop, prdc_k=args.prdc_k, feature_cap=args.feature_cap,
+                         workers=args.workers)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -111,7 +116,7 @@ def cmd_is(args: argparse.Namespace) -> int:
     result = compute_inception_score(args.path, args.extractor, args.mode, batch_size=args.batch_size,
                                      device=args.device, grey=args.grey, alpha=args.alpha,
                                      trust_unknown=args.trust_unknown, splits=args.splits, rule=args.rule,
-                                     order=args.order, center_crop=args.center_crop)
+                                     order=args.order, center_crop=args.center_crop, workers=args.workers)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -128,7 +133,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
     stats = path_to_statistics(args.path, ex, batch_size=args.batch_size, grey=args.grey, alpha=args.alpha,
                                cache_dir=args.cache_dir, use_cache=not args.no_cache, npz_prefer=args.npz_prefer,
-                               center_crop=args.center_crop)
+                               center_crop=args.center_crop, workers=args.workers)
     identity = extractor_identity(ex)
     if stats.identity is None:
         raise UserError(f"{args.path}: a statistics file from another tool records no extractor; genbench stats "

@@ -262,13 +262,14 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
                 cache_dir: str | Path | None = None, use_cache: bool = True, trust_unknown: bool = False,
                 sqrtm: str | None = None, npz_prefer: str = "stats", threads: int | None = None,
                 metrics=("fid",), bootstrap: int = 0, center_crop: int | None = None, prdc_k: int | None = None,
-                feature_cap: int | None = None) -> dict[str, Any]:
+                feature_cap: int | None = None, workers: int | None = None) -> dict[str, Any]:
     """FID (and sFID, IS, KID, precision/recall: ``metrics``) of samples ``path_a`` against
     reference ``path_b``, with its convention: a flat dict (``fid``, ``sfid``, ``extractor``,
     ``weights_sha256``, ``mode``, ``dim``, ``n_a``, ``n_b``, ``sqrtm``, sources, cache use...).
     center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet).
     feature_cap: the kNN and kernel metrics use at most this many rows of each side (a seeded
-    uniform sample; dgm-eval uses 10,000); FD always uses every image (None: all rows)."""
+    uniform sample; dgm-eval uses 10,000); FD always uses every image (None: all rows).
+    workers: decode worker processes (``genbench.features.pipeline``; None: automatic, 0: threads)."""
     check_bootstrap(bootstrap)
     ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     metrics = parse_metrics(metrics)
@@ -276,7 +277,7 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
         raise UserError(f"IS: {logits_status(ex)}")
     both = bool(set(PAIRED_FEATURE_METRICS) & set(metrics))  # IS, Vendi and bootstrap need only a's features
     kw = dict(batch_size=batch_size, grey=grey, alpha=alpha, cache_dir=cache_dir, use_cache=use_cache,
-              npz_prefer=npz_prefer, center_crop=center_crop)
+              npz_prefer=npz_prefer, center_crop=center_crop, workers=workers)
     # the samples' rows are capped while they stream in, unless IS or the bootstrap needs all
     a_cap = None if bootstrap or "is" in metrics else feature_cap
     a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or bool({"is", "vendi"} & set(metrics)),
@@ -308,12 +309,14 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
 def compute_inception_score(path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
                             device: str | None = None, grey: str = "error", alpha: str = "error",
                             trust_unknown: bool = False, splits: int = 10, rule: str = "adm",
-                            order: str = "content", center_crop: int | None = None) -> dict[str, Any]:
+                            order: str = "content", center_crop: int | None = None,
+                            workers: int | None = None) -> dict[str, Any]:
     """The Inception Score of one source's images (ADM's parts of 5,000 by default), with its convention."""
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
     if logits_status(ex) is not None:
         raise UserError(f"IS: {logits_status(ex)}")
-    feats = path_to_features(path, ex, batch_size=batch_size, grey=grey, alpha=alpha, center_crop=center_crop)
+    feats = path_to_features(path, ex, batch_size=batch_size, grey=grey, alpha=alpha, center_crop=center_crop,
+                             workers=workers)
     result = _inception_score(_metrics(), ex.features_to_logits(feats), rule, order, splits)
     ident = extractor_identity(ex)
     return {**result, "n": len(feats), "source": str(path),

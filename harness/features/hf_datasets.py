@@ -8,7 +8,8 @@ import hashlib
 from pathlib import Path
 
 from genbench.errors import UserError
-from genbench.features.decode import ALPHA_OPTIONS, GREY_OPTIONS, check_option, decode_image
+from genbench.features.decode import ALPHA_OPTIONS, GREY_OPTIONS, check_option
+from genbench.features.loaders import EncodedImage
 
 HF_PREFIX = "hf:"
 #: rows whose encoded bytes are read from the Arrow table at a time
@@ -127,10 +128,10 @@ class DatasetImages:
         return out
 
     def chunks(self, rows: int | None = None):
-        """Lists of zero-argument callables, each decoding one row to uint8 (H, W, 3)."""
+        """Lists of loaders (``EncodedImage``), each decoding one row to uint8 (H, W, 3)."""
         rows = rows or HF_CHUNK
         for start in range(0, len(self), rows):
-            yield [(lambda n=name, d=data: decode_image(d, n, grey=self.grey, alpha=self.alpha))
+            yield [EncodedImage(name, data, self.grey, self.alpha)
                    for name, data in self._raw(start, min(start + rows, len(self)))]
 
     def content_hash(self) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 from genbench.data import IMAGE_DATASETS
 from genbench.errors import UserError
+from genbench.features.loaders import ArrayImage, CenterCropped, FileImage
 from genbench.features.npz import npz_fields, npz_images
 from genbench.features.weights import file_sha256
 
@@ -35,7 +36,8 @@ def _looks_like_dataset(text: str) -> bool:
 
 @dataclass
 class ImageSource:
-    """Images to measure: chunks of zero-argument loaders, each returning uint8 (H, W, 3).
+    """Images to measure: chunks of zero-argument loaders (``genbench.features.loaders``: picklable,
+    so that worker processes can decode them), each returning uint8 (H, W, 3).
 
     hash_data: the content hash (read only when the cache is used: hashing reads every file).
     """
@@ -47,12 +49,8 @@ class ImageSource:
     chunks: Callable[[], Iterator[list[Callable[[], np.ndarray]]]]
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
-
-
 def _array_chunks(images: np.ndarray) -> Callable[[], Iterator[list[Callable[[], np.ndarray]]]]:
-    return lambda: iter([[(lambda im=im: _rgb(im)) for im in images]])
+    return lambda: iter([[ArrayImage(im, grey_to_rgb=True) for im in images]])
 
 
 def path_to_image_source(path, *, grey: str, alpha: str) -> ImageSource | None:
@@ -64,14 +62,14 @@ def path_to_image_source(path, *, grey: str, alpha: str) -> ImageSource | None:
         folder = ImageFolder(p, grey=grey, alpha=alpha)
         pre = {"source": "image folder", "decode": "Pillow", "grey": grey, "alpha": alpha, "recursive": True}
         return ImageSource(str(p), "folder", folder.content_hash, pre,
-                            lambda: iter([[(lambda i=i: folder.load(i)) for i in range(len(folder))]]))
+                           lambda: iter([[FileImage(f, grey, alpha) for f in folder.files]]))
     if p.is_file() and p.suffix.lower() == ".npz":
         if "arr_0" not in npz_fields(p):
             return None
         images = npz_images(p, grey)
         pre = {"source": "npz arr_0", "grey": grey}
         return ImageSource(str(p), "images_npz", lambda: file_sha256(p), pre,
-                            lambda: ([(lambda im=im: _rgb(im)) for im in chunk] for chunk in images.chunks()))
+                           lambda: ([ArrayImage(im, grey_to_rgb=True) for im in chunk] for chunk in images.chunks()))
     text = str(path)
     from genbench.features.hf_datasets import HF_PREFIX
 
@@ -97,15 +95,13 @@ def with_center_crop(src: ImageSource, size: int | None) -> ImageSource:
     """ADM's ImageNet preprocessing applied to every image (part of the cache key)."""
     if not size:
         return src
-    from genbench.features.crop import center_crop_arr
-
     if size < 1:
         raise UserError(f"center_crop={size}: must be a positive image size, e.g. 256")
     pre = {**src.preprocessing, "center_crop": f"ADM center_crop_arr to {size}x{size}"}
 
     def chunks():
         for chunk in src.chunks():
-            yield [(lambda f=f: center_crop_arr(f(), size)) for f in chunk]
+            yield [CenterCropped(f, size) for f in chunk]
 
     return ImageSource(src.label, src.kind, src.hash_data, pre, chunks)
 

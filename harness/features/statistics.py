@@ -144,19 +144,24 @@ def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[s
                       sigma_s=sigma_s)
 
 
-def source_to_output_parts(ex, src: ImageSource, batch_size: int, spatial: bool, rows: int | None = None):
+def source_to_output_parts(ex, src: ImageSource, batch_size: int, spatial: bool, rows: int | None = None,
+                           workers: int | None = None):
     """Yield ``features`` (B, D) float64 (and ``spatial`` (B, Ds) when asked) of a source's images,
-    chunk by chunk (``rows``: at most that many images per extractor call, for streaming)."""
+    chunk by chunk (``rows``: at most that many images per extractor call, for streaming), decoded
+    by ``genbench.features.pipeline`` (``workers`` as there)."""
+    from genbench.features.pipeline import loaders_to_images
+
     first_shape: list[tuple] = []
     for chunk in src.chunks():
         step = rows or max(1, len(chunk))
         for start in range(0, len(chunk), step):
             piece = chunk[start: start + step]
             if hasattr(ex, "outputs_from_loaders"):
-                yield ex.outputs_from_loaders(piece, batch_size=batch_size, spatial=spatial)
+                yield ex.outputs_from_loaders(piece, batch_size=batch_size, spatial=spatial, workers=workers,
+                                              progress=src.label)
                 continue
             # any FeatureExtractor: a stacked array (the images must share one size)
-            images = [f() for f in piece]
+            images = loaders_to_images(piece, workers=workers)
             shapes = sorted({tuple(im.shape) for im in images} | set(first_shape[:1]))
             if len(shapes) > 1:
                 raise UserError(f"{src.label}: images of different sizes ({', '.join(map(str, shapes[:4]))}), and "
@@ -175,22 +180,23 @@ def _check_features(feats: np.ndarray, n: int, src: ImageSource) -> None:
                         f"by convention)")
 
 
-def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool) -> dict[str, np.ndarray]:
+def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool,
+                      workers: int | None = None) -> dict[str, np.ndarray]:
     """``features`` (N, D) float64, and ``spatial`` (N, Ds) when asked, of a source's images."""
-    parts = list(source_to_output_parts(ex, src, batch_size, spatial))
+    parts = list(source_to_output_parts(ex, src, batch_size, spatial, workers=workers))
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     _check_features(out["features"], len(out["features"]), src)
     return out
 
 
 def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool, keep: int | None = 0,
-                           seed: int = 0) -> dict[str, Any]:
+                           seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """One streamed pass: ``FeatureAccumulator``s of ``features`` (keeping rows as ``keep`` says)
     and, when asked, ``spatial`` (keeping none): never all features in memory unless kept."""
     from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
 
     acc = {"features": FeatureAccumulator(keep, seed)}
-    for part in source_to_output_parts(ex, src, batch_size, spatial, rows=STREAM_IMAGES):
+    for part in source_to_output_parts(ex, src, batch_size, spatial, rows=STREAM_IMAGES, workers=workers):
         _check_features(part["features"], 2, src)
         for key, value in part.items():
             acc.setdefault(key, FeatureAccumulator(0)).add(value)
@@ -199,7 +205,8 @@ def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool,
 
 
 def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, cache_dir, use_cache: bool,
-             spatial: bool, keep_features: bool, feature_cap: int | None = None) -> Statistics:
+             spatial: bool, keep_features: bool, feature_cap: int | None = None,
+             workers: int | None = None) -> Statistics:
     """A source's statistics from the cache, or from one pass over its images (then cached)."""
     data_hash = src.hash_data() if use_cache else None
     key = cache_key(data_hash, identity, src.preprocessing) if use_cache else None
@@ -212,7 +219,8 @@ def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, ca
             return Statistics(mu=hit["mu"], sigma=hit["sigma"], n=int(hit["n"]), cache_file=str(target),
                               from_cache=True, mu_s=hit.get("mu_s") if spatial else None,
                               sigma_s=hit.get("sigma_s") if spatial else None, **common)
-    acc = source_to_accumulators(ex, src, batch_size, spatial, keep=feature_cap if keep_features else 0)
+    acc = source_to_accumulators(ex, src, batch_size, spatial, keep=feature_cap if keep_features else 0,
+                                 workers=workers)
     mu, sigma = acc["features"].statistics(src.label)
     mu_s = sigma_s = None
     if "spatial" in acc:
@@ -233,7 +241,7 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
                        npz_prefer: str = "stats", trust_unknown: bool = False,
                        threads: int | None = None, center_crop: int | None = None,
                        spatial: bool | None = None, keep_features: bool = False,
-                       feature_cap: int | None = None) -> Statistics:
+                       feature_cap: int | None = None, workers: int | None = None) -> Statistics:
     """Statistics (mu, sigma, n; mu_s, sigma_s where spatial) of an image folder, a ``.npz``,
     a data set name or ``hf:PATH[:SPLIT]``.
 
@@ -247,6 +255,7 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         IS; for a statistics file with ``arr_0``, the features of those images).
     feature_cap: keep at most this many rows (a seeded uniform sample) in ``.features``; the
         statistics are streamed over every image either way (None: keep all).
+    workers: decode worker processes (``genbench.features.pipeline``; None: automatic, 0: threads).
     """
     if npz_prefer not in ("stats", "images"):
         raise UserError(f"npz_prefer={npz_prefer!r}: use stats or images")
@@ -274,8 +283,8 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
                 stats.mu_s = stats.sigma_s = None
             if keep_features and has_images:
                 src = with_center_crop(path_to_image_source(p, grey=grey, alpha=alpha), center_crop)
-                stats.features = source_to_accumulators(ex, src, batch_size, False,
-                                                        keep=feature_cap)["features"].rows()
+                stats.features = source_to_accumulators(ex, src, batch_size, False, keep=feature_cap,
+                                                        workers=workers)["features"].rows()
             return stats
         if not has_images:
             raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
@@ -285,12 +294,14 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
                         f"({', '.join(DATASETS)}, optionally :SPLIT)")
     src = with_center_crop(src, center_crop)
-    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features, feature_cap)
+    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features, feature_cap,
+                    workers)
 
 
 def path_to_features(path: str | Path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
                      device: str | None = None, grey: str = "error", alpha: str = "error",
-                     trust_unknown: bool = False, center_crop: int | None = None) -> np.ndarray:
+                     trust_unknown: bool = False, center_crop: int | None = None,
+                     workers: int | None = None) -> np.ndarray:
     """float64 (N, D) features of an image folder, an npz's ``arr_0``, a data set or
     ``hf:PATH[:SPLIT]`` (not cached)."""
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
@@ -301,7 +312,7 @@ def path_to_features(path: str | Path, extractor="inception", mode: str | None =
     if src is None:
         raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
                         f"({', '.join(DATASETS)})")
-    return source_to_outputs(ex, with_center_crop(src, center_crop), batch_size, False)["features"]
+    return source_to_outputs(ex, with_center_crop(src, center_crop), batch_size, False, workers)["features"]
 
 
 __all__ = ["Statistics", "path_to_statistics", "path_to_features", "resolve_extractor", "spatial_status",

@@ -60,7 +60,7 @@ def test_nothing_cached_from_a_failed_pass(data, tmp_path):
     def boom(*args, **kwargs):
         raise RuntimeError("extractor died half way")
 
-    ex._run = boom
+    ex._forward = boom
     with pytest.raises(RuntimeError):
         path_to_statistics(folder, ex, cache_dir=cache)
     assert not cache.exists() or not any(cache.iterdir())
