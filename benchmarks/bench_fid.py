@@ -18,6 +18,17 @@ torch runs on 1 thread on both sides by default (on shared CPUs OpenMP with seve
 busy cores is many times slower, which would swamp the comparison): ``--torch-threads N``.
 Prints wall-clock and CPU time (all threads of the process), the median of the repeats (after one warm-up each, alternating the two tools), the ratio
 (target <= 0.7) and both FIDs. Run: .venv/bin/python benchmarks/bench_fid.py
+
+``--preprocess-bound`` measures what an accelerator sees, on this machine: the network made
+nearly free (a TorchScript that averages each channel), FID end to end over both folders with
+every core decoding (``genbench.features.pipeline`` worker processes) against the rate of
+decoding and resizing alone -- the same per-image work (``pipeline.prepare_image``: PNG decode,
+clean resize to 299) in a plain ``multiprocessing.Pool`` of every core, results dropped.
+Target: end to end >= 0.9x the decode+resize rate. ``--network-ratio R`` adds a network that
+behaves like one on a GPU (the host waits, its cores stay free: a sleep) running at R times that
+decode+resize rate (R = 1: both stages equally fast, the hardest case for overlapping them; an
+H200 runs Inception at about 5,200 images/s), and prints the end-to-end rate over the slower
+stage's. Run: .venv/bin/python benchmarks/bench_fid.py --preprocess-bound [--network-ratio 1]
 """
 from __future__ import annotations
 
@@ -29,9 +40,12 @@ from pathlib import Path
 import numpy as np
 
 import genbench  # noqa: F401  (first: installs the torchvision shim clean-fid needs)
+from genbench.features import pipeline
 from genbench.features.fid import compute_fid
+from genbench.features.loaders import FileImage
 
 N_IMAGES = 200
+N_PREPROCESS = 1000
 SIZE = 64
 DIM = 64
 BATCH = 64
@@ -75,13 +89,110 @@ def make_extractor(path: Path, dim: int) -> Path:
     return path
 
 
+def make_null_extractor(path: Path) -> Path:
+    """A TorchScript 'network' that costs next to nothing: the mean of each channel, (N, 3)."""
+    import torch
+
+    class Null(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))
+
+    torch.jit.script(Null().eval()).save(str(path))
+    return path
+
+
+def _decode_and_resize(path: str) -> None:
+    pipeline.prepare_image(FileImage(path), "clean", 299)
+
+
+def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:
+    """End to end with a (nearly) free network, or a GPU-like one, against decode+resize alone."""
+    import multiprocessing
+    import statistics
+
+    import torch
+
+    from genbench.features.extractor_torchscript import TorchScriptExtractor
+
+    cores = args.workers or pipeline.cpu_count()
+    files = [str(f) for folder in (a, b) for f in sorted(folder.glob("*.png"))]
+    n = len(files)
+    null_file = make_null_extractor(root / "null.pt")
+    rate = {"pre": 0.0}
+
+    class GpuLike(TorchScriptExtractor):
+        """The null network plus a sleep: the host waits as it does for a GPU, its cores free."""
+
+        def _forward(self, x):
+            if args.network_ratio and rate["pre"]:
+                time.sleep(x.shape[0] / (args.network_ratio * rate["pre"]))
+            return super()._forward(x)
+
+    ex = GpuLike(null_file, mode="clean")
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(cores, initializer=pipeline._init_worker) as pool:
+        def reference() -> None:
+            for _ in pool.imap_unordered(_decode_and_resize, files, chunksize=max(1, n // (8 * cores))):
+                pass
+
+        def ours() -> None:
+            compute_fid(a, b, ex, batch_size=BATCH, use_cache=False, workers=cores)
+
+        reference()  # warm-up: start-up of both process pools, imports, page cache
+        rate["pre"] = n / _timed(reference)
+        ours()
+        times: dict[str, list[float]] = {"pre": [], "e2e": []}
+        for _ in range(args.repeats):  # alternate, so that load from other processes hits both
+            times["pre"].append(_timed(reference))
+            times["e2e"].append(_timed(ours))
+    t_pre, t_e2e = statistics.median(times["pre"]), statistics.median(times["e2e"])
+    rate_pre, rate_e2e = n / t_pre, n / t_e2e
+    print(f"FID end to end over decode+resize alone: {n} PNGs ({args.size}x{args.size}), clean resize to 299, "
+          f"{cores} cores (worker processes), batch {BATCH}, torch threads {torch.get_num_threads()}, "
+          f"median of {args.repeats} after 1 warm-up")
+    print(f"  decode+resize alone (multiprocessing.Pool of {cores}): {rate_pre:8.1f} images/s")
+    if not args.network_ratio:
+        print(f"  genbench FID, network nearly free:                 {rate_e2e:8.1f} images/s")
+        print(f"  end to end / decode+resize: {rate_e2e / rate_pre:.2f} (target >= 0.90)")
+        return
+    rate_net = args.network_ratio * rate["pre"]  # the sleep was set from the first measurement
+    print(f"  network alone (GPU-like: the host sleeps):          {rate_net:8.1f} images/s "
+          f"({args.network_ratio:g}x decode+resize)")
+    print(f"  genbench FID with that network:                     {rate_e2e:8.1f} images/s")
+    print(f"  end to end / the slower stage: {rate_e2e / min(rate_pre, rate_net):.2f} (1.0: the two stages fully "
+          f"overlapped; target >= 0.90)")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=N_IMAGES)
+    parser.add_argument("--images", type=int, default=None,
+                        help=f"PNGs per folder (default {N_IMAGES}; {N_PREPROCESS} with --preprocess-bound, so that "
+                             f"filling and draining the pipeline once per folder weighs little)")
     parser.add_argument("--size", type=int, default=SIZE)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--preprocess-bound", action="store_true",
+                        help="end to end with a free network against decode+resize alone, every core")
+    parser.add_argument("--network-ratio", type=float, default=0.0, metavar="R",
+                        help="with --preprocess-bound: a GPU-like network at R x the decode+resize rate")
+    parser.add_argument("--workers", type=int, default=None, help="cores for --preprocess-bound (default all)")
     args = parser.parse_args()
+    if args.images is None:
+        args.images = N_PREPROCESS if args.preprocess_bound else N_IMAGES
+    if args.preprocess_bound:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        with tempfile.TemporaryDirectory(prefix="bench_fid_") as tmp:
+            a, b = make_folders(Path(tmp), args.images, args.size)
+            preprocess_bound(args, a, b, Path(tmp))
+        return
 
     import torch
     from cleanfid import fid as cleanfid
