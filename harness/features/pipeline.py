@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -221,9 +221,9 @@ class _ProcessSession:
 
     slots = PREFETCH + 1
 
-    def __init__(self, pool: "DecodePool", arena: _Arena, resize: str | None, size: int):
+    def __init__(self, pool: "DecodePool", arena: _Arena, batch: int, resize: str | None, size: int):
         self.pool, self.arena, self.resize, self.size = pool, arena, resize, size
-        self.per_task = max(1, math.ceil(arena.batch / pool.workers))
+        self.per_task = max(1, math.ceil(batch / pool.workers))  # one task per worker and batch
 
     def submit(self, loaders: Sequence, slot: int):
         a = self.arena
@@ -237,7 +237,7 @@ class _ProcessSession:
 
     def collect(self, job) -> DecodedBatch:
         slot, n, futures = job
-        results = [r for f in futures for r in f.result()]
+        results = [r for f in futures for r in f.result()]  # re-raises a worker's error here
         a = self.arena
         if self.resize is not None:  # images of exactly `capacity` bytes, one after another
             start = a.offset(slot, 0)
@@ -283,7 +283,7 @@ class DecodePool:
                 if self.arena is not None:
                     self.arena.close()
                 self.arena = _Arena(slots, batch, capacity)
-            yield _ProcessSession(self, self.arena, resize, size)
+            yield _ProcessSession(self, self.arena, batch, resize, size)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -478,14 +478,11 @@ def loaders_to_outputs(extractor, loaders: Sequence[Callable[[], np.ndarray]], *
     batches = [loaders[s: s + batch_size] for s in range(0, len(loaders), batch_size)]
     parts: dict[str, list] = {}
     bar = _progress(len(loaders), progress)
-    with _session(extractor, len(loaders), batch_size, host_resize, size, workers) as session, \
-            float32_convention(device), torch.inference_mode():
-        inflight: deque = deque()
-        try:
-            for k in range(min(session.slots, len(batches))):
-                inflight.append(session.submit(batches[k], k % session.slots))
-            for k in range(len(batches)):
-                batch = session.collect(inflight.popleft())
+    try:
+        with _session(extractor, len(loaders), batch_size, host_resize, size, workers) as session, \
+                float32_convention(device), torch.inference_mode(), \
+                closing(_decoded_batches(session, batches)) as decoded:
+            for k, batch in decoded:
                 inputs = _network_inputs(batch, mode, size, device, staging, on_device)
                 if run_network:
                     for x in inputs:
@@ -493,21 +490,12 @@ def loaders_to_outputs(extractor, loaders: Sequence[Callable[[], np.ndarray]], *
                             parts.setdefault(key, []).append(y if keep_on_device else
                                                              y.to("cpu", torch.float64).numpy())
                 del batch, inputs  # views of the slot that is refilled next
-                nxt = k + session.slots
-                if nxt < len(batches):
-                    inflight.append(session.submit(batches[nxt], nxt % session.slots))
                 if bar is not None:
                     bar.update(len(batches[k]))
-        finally:
-            for job in inflight:  # an error half way: nothing may still write into the arena
-                for f in session.futures(job):
-                    f.cancel()
-            for job in inflight:
-                for f in session.futures(job):
-                    if not f.cancelled():
-                        f.exception()
-            if bar is not None:
-                bar.close()
+    finally:
+        if bar is not None:
+            bar.close()
+    with torch.inference_mode():
         if keep_on_device:
             out = {key: torch.cat(v).to("cpu", torch.float64).numpy() for key, v in parts.items()}
         else:
@@ -522,18 +510,41 @@ def loaders_to_images(loaders: Sequence[Callable[[], np.ndarray]], *, workers: i
                       batch_size: int = 64) -> list[np.ndarray]:
     """The decoded uint8 (H, W, 3) images (copies), decoded as ``loaders_to_outputs`` decodes:
     for extractors that take whole images (any ``FeatureExtractor``)."""
-    out: list[np.ndarray] = []
     batches = [loaders[s: s + batch_size] for s in range(0, len(loaders), batch_size)]
-    with _session(None, len(loaders), batch_size, None, 299, workers) as session:
-        inflight: deque = deque()
+    out: list[np.ndarray] = []
+    with _session(None, len(loaders), batch_size, None, 299, workers) as session, \
+            closing(_decoded_batches(session, batches)) as decoded:
+        for _, batch in decoded:
+            out.extend(np.array(img) for img in batch.images)
+    return out
+
+
+def _decoded_batches(session, batches: list):
+    """(k, DecodedBatch) for each batch, in order, PREFETCH batches decoding ahead; a batch's
+    slot is refilled once the consumer asks for the next one. On an error (or an early exit)
+    every task still running is cancelled or waited for, so none writes into a slot later."""
+    inflight: deque = deque()
+    current = None
+    try:
         for k in range(min(session.slots, len(batches))):
             inflight.append(session.submit(batches[k], k % session.slots))
         for k in range(len(batches)):
-            out.extend(np.array(img) for img in session.collect(inflight.popleft()).images)
+            current = inflight.popleft()
+            batch = session.collect(current)
+            current = None
+            yield k, batch
+            del batch
             nxt = k + session.slots
             if nxt < len(batches):
                 inflight.append(session.submit(batches[nxt], nxt % session.slots))
-    return out
+    finally:
+        pending = [f for job in ([current] if current is not None else []) + list(inflight)
+                   for f in session.futures(job)]
+        for f in pending:
+            f.cancel()
+        for f in pending:
+            if not f.cancelled():
+                f.exception()  # waits; the error, if any, was raised already or does not matter now
 
 
 def _is_cuda(device) -> bool:

@@ -106,7 +106,23 @@ def test_worker_errors_name_the_file_and_the_pool_goes_on(data, tmp_path):
     with pytest.raises(UserError, match=r"img_004\.png.*corrupt"):
         path_to_statistics(folder, net, use_cache=False, workers=2, batch_size=2)
     (folder / "img_004.png").unlink()
-    assert path_to_statistics(folder, net, use_cache=False, workers=2, batch_size=2).n == 8
+    ex = build_extractor(net)
+    calls = []
+
+    def dies_on_the_second_batch(x):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise RuntimeError("network died half way")
+        return type(ex)._forward(ex, x)
+
+    ex._forward = dies_on_the_second_batch
+    with pytest.raises(RuntimeError, match="half way"):
+        path_to_statistics(folder, ex, use_cache=False, workers=2, batch_size=2)
+    # nothing left over from the failed jobs writes into the next one's buffers
+    del ex._forward
+    again = path_to_statistics(folder, ex, use_cache=False, workers=2, batch_size=2)
+    np.testing.assert_array_equal(again.mu, path_to_statistics(folder, ex, use_cache=False, workers=0, batch_size=2).mu)
+    assert again.n == 8
     with pytest.raises(UserError, match="uint8"):  # the check of each image runs in the workers too
         build_extractor(net).outputs_from_loaders([lambda: np.zeros((8, 8, 3), np.float32)] * 2, workers=0)
 
