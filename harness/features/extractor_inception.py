@@ -175,7 +175,9 @@ class InceptionExtractor(ResizingExtractor):
         # the chain must give the network's own pool_3 features: check once on a probe image
         import torch
 
-        with torch.inference_mode():
+        from genbench.features.pipeline import float32_convention
+
+        with float32_convention(self.device), torch.inference_mode():  # as features are computed
             probe = self._probe()
             want = self._forward(probe).reshape(1, -1)
             got, spatial = self._chain_forward(chain, probe)
