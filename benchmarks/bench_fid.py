@@ -101,8 +101,13 @@ def make_null_extractor(path: Path) -> Path:
     return path
 
 
+_OUT: dict[str, np.ndarray] = {}
+
+
 def _decode_and_resize(path: str) -> None:
-    pipeline.prepare_image(FileImage(path), "clean", 299)
+    """The pipeline's per-image work, into one buffer per process (as the pipeline's shared one)."""
+    out = _OUT.setdefault("out", np.empty((3, 299, 299), np.float32))
+    pipeline.prepare_image(FileImage(path), "clean", 299, out=out)
 
 
 def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:

@@ -619,8 +619,9 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
                 ex._tensor_outputs(x, False)
         _sync(ex.device)
 
-    def timed(fn) -> float:
-        fn()  # warm-up: TorchScript profiling runs, cuDNN autotuning, worker start-up, page cache
+    def timed(fn, warm_up: bool = True) -> float:
+        if warm_up:  # TorchScript profiling runs, cuDNN autotuning, worker start-up, page cache
+            fn()
         times = []
         for _ in range(max(1, repeats)):
             _sync(ex.device)
@@ -630,8 +631,8 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 
-    fid = end_to_end()
-    t_e2e, t_net, t_pre = timed(end_to_end), timed(network), timed(preprocess)
+    fid = end_to_end()  # the warm-up of end_to_end
+    t_e2e, t_net, t_pre = timed(end_to_end, warm_up=False), timed(network), timed(preprocess)
     effective_workers = default_workers(n) if workers is None else int(workers)
     return {
         "n_images": n, "batch_size": batch_size, "repeats": repeats, "fid": fid,
