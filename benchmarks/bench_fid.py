@@ -33,6 +33,7 @@ stage's. Run: .venv/bin/python benchmarks/bench_fid.py --preprocess-bound [--net
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -134,7 +135,7 @@ def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:
             return super()._forward(x)
 
     ex = GpuLike(null_file, mode="clean")
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")  # as the pipeline
     with ctx.Pool(cores, initializer=pipeline._init_worker) as pool:
         def reference() -> None:
             for _ in pool.imap_unordered(_decode_and_resize, files, chunksize=max(1, n // (8 * cores))):

@@ -6,7 +6,7 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
 
 1. **Decoding in worker processes.** Pillow releases the GIL while it inflates and resizes, but
    the PNG chunk parsing around it is Python, so threads stop scaling after a few cores. With
-   ``workers > 0`` that many processes decode (and, without an accelerator, resize) and write
+   ``workers > 0`` that many processes (forked on Linux, as torch's DataLoader does) decode (and, without an accelerator, resize) and write
    each image straight into a shared memory-mapped buffer (no pixels are pickled); the parent
    gets shapes back. ``workers=0`` runs the same work on a thread pool in this process (the
    default for small jobs and on machines with at most 2 cores: starting processes costs more
@@ -107,6 +107,8 @@ def _init_worker() -> None:
     """One thread per worker process for BLAS (the banded resize) and torch (the legacy_pytorch
     resize): the processes already use every core."""
     os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a worker imports it
+    if "torch" in sys.modules:  # inherited by fork: one thread, so OpenMP never runs after the fork
+        sys.modules["torch"].set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
 
@@ -264,9 +266,10 @@ class DecodePool:
     def __init__(self, workers: int):
         import multiprocessing
 
-        # forkserver: workers start clean (no inherited threads, locks or CUDA state) and import
-        # only the decoding modules, not torch
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        # fork on Linux, as torch's DataLoader: a script without an `if __name__ == "__main__":`
+        # guard still works (forkserver and spawn re-run the main script in every worker), and
+        # workers start at once. They touch neither CUDA nor torch's thread pool (_init_worker).
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.workers = workers
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                             initializer=_init_worker)
