@@ -165,4 +165,4 @@ def test_image_quality_records_do_not_depend_on_the_pipeline(data, tmp_path, mon
         ctx = SuiteContext(seed=0, options=options, artifacts=tmp_path / f"cell{workers}")
         records[workers] = [(m.metric, m.value, m.stderr, m.n, m.convention)
                             for m in ImageQuality().run(ClassConditionalFake(), ctx)]
-    assert records["0"] == records["2"] and len(records["0"]) == 4
+    assert records["0"] == records["2"] and {"fid", "kid", "precision", "recall"} <= {r[0] for r in records["0"]}
