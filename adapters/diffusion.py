@@ -33,8 +33,9 @@ density ``p`` and the integrand divided by ``p(lambda)``: by default a histogram
 ``lambda`` fitted after training to where this model's integrand is large (widened, and
 mixed with 20% uniform, so it is positive everywhere and the estimate stays unbiased);
 ``proposal="cosine"`` uses the training schedule instead (``p = 1 / |dlambda/dt|``).
-Image ``i`` of a batch draws its timesteps and noise from a generator keyed by
-``(seed, i)``, so estimates do not depend on ``eval_batch_size``.
+Image ``i`` of the evaluation draws its timesteps and noise from
+``sampling.example_generator(seed, i)``, so estimates do not depend on ``eval_batch_size`` nor
+on how the suite groups images into calls.
 
 Sampling from ``t = 1`` to ``t = 0`` on ``steps`` steps uniform in ``t``: ``"ancestral"``
 draws ``z_s ~ q(z_s | z_t, x = x_hat)``; ``"ddim"`` is deterministic (``eta = 0``). One
@@ -341,12 +342,12 @@ def systematic_timesteps(gen: torch.Generator, mc_samples: int, replicates: int)
 
 @torch.no_grad()
 def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples: int = 128,
-                   replicates: int = 8, batch_size: int = 64,
+                   replicates: int = 8, batch_size: int = 64, start: int = 0,
                    proposal: Schedule | HistogramProposal | None = None) -> dict[str, np.ndarray]:
     """ELBO of images: levels (N, 64) int64 -> dict of (N,) float64 arrays in nats: ``nll``
     (the bound), ``stderr``, and its parts ``prior``, ``diffusion``, ``reconstruction``.
 
-    Image ``i`` draws timesteps and noise from ``key_to_generator(seed, i)``; timesteps
+    Image ``i`` draws timesteps and noise from ``example_generator(seed, start + i)``; timesteps
     are points u in [0, 1) mapped to lambda by ``proposal`` (default: the cosine schedule).
     """
     if mc_samples % replicates or mc_samples < 2 * replicates:
@@ -365,7 +366,7 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
         # per-image randomness: timesteps (R, k), diffusion noise (R, k, 64), decoder noise (R, 64)
         ts, eps, eps0 = [], [], []
         for i in range(s, s + b):
-            g = key_to_generator(seed, i)
+            g = example_generator(seed, start + i)
             ts.append(systematic_timesteps(g, mc_samples, replicates))
             eps.append(torch.randn(replicates, k, PIXELS, generator=g))
             eps0.append(torch.randn(replicates, PIXELS, generator=g))
@@ -526,8 +527,9 @@ class DiffusionDigits(Generator):
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(steps),
                        info={"sampler": self.sampler, "steps": steps, "quantisation": "decoder argmax"})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
-        """uint8 images (N, 8, 8, 1) -> ELBO (an NLL upper bound) in nats per image, 64 dims each.
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
+        """uint8 images (N, 8, 8, 1) -> ELBO (an NLL upper bound) in nats per image, 64 dims each;
+        image ``i`` draws its timesteps and noise from ``example_generator(seed, start + i)``.
 
         Pixels are mapped to the nearest of the 17 grey levels first (``image_to_levels``).
         """
@@ -536,7 +538,7 @@ class DiffusionDigits(Generator):
         with torch.inference_mode():
             est = images_to_elbo(self.net, levels, seed=seed, mc_samples=self.mc_samples,
                                  replicates=self.replicates, batch_size=self.eval_batch_size,
-                                 proposal=self._proposal)
+                                 proposal=self._proposal, start=start)
         parts = {k: float(est[k].mean()) for k in ("prior", "diffusion", "reconstruction")}
         return LogLikelihood(nll=est["nll"], units=np.full(len(batch), float(PIXELS)), unit="dimension",
                              kind=LikelihoodKind.UPPER_BOUND, stderr=est["stderr"], mc_samples=self.mc_samples,

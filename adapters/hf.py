@@ -22,9 +22,12 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
   in float32 (float64 sums), as lm-eval does for a float32 model.
 
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
-sorted by length, right-padded with an attention mask and explicit positions), so pass many
-documents per call for throughput. Results do not depend on ``batch_size`` beyond float32
-rounding.
+sorted by length, right-padded with explicit positions and no attention mask: in a causal
+model no real position sees the padding after it), so pass many documents per call for
+throughput. Documents are tokenized once per call; the tokens go to the device once and each
+batch is gathered there; per-window sums stay on the device until one read at the end.
+Results do not depend on ``batch_size`` beyond float32 rounding (document sums in float64,
+in window order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
@@ -42,8 +45,9 @@ import json
 import pickle
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -98,6 +102,111 @@ def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int) -
         # inputs: the max_length tokens before the last target (end - max_length - 1 >= 0 here)
         windows.append((tokens[end - max_length - 1: end], k))
     return windows
+
+
+@dataclass
+class PackedWindows:
+    """The rolling windows of many documents, as slices of one flat token array.
+
+    ``flat`` (T,) int64 holds each document's tokens after one prefix token; window ``w``
+    reads the inputs ``flat[start[w]: start[w] + length[w]]``, predicts the next token at
+    each of them, and scores the last ``scored[w]`` predictions; ``owner[w]`` is its
+    document. Windows are in document order, then window order (the order of the sums).
+    """
+
+    flat: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    scored: np.ndarray
+    owner: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def documents_to_windows(token_lists: Sequence[Sequence[int]], prefix_token: int, max_length: int) -> PackedWindows:
+    """Token ids of each document -> the windows of :func:`rolling_windows` for all of them,
+    without a Python loop per window or per token (one per document)."""
+    if max_length < 1:
+        raise ValueError("max_length must be >= 1")
+    sizes = np.array([len(t) for t in token_lists], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes + 1)])  # document d sits at flat[offsets[d] + 1:]
+    flat = np.full(int(offsets[-1]), prefix_token, dtype=np.int64)
+    if sizes.sum():
+        body = np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists if len(t)])
+        flat[np.repeat(offsets[:-1] + 1, sizes) + _ranges(sizes)] = body
+    starts, lengths, scored, owner = [], [], [], []
+    for d, n in enumerate(sizes.tolist()):
+        if n == 0:
+            continue
+        first = min(max_length, n)
+        ends = np.arange(first, n, max_length, dtype=np.int64)[1:] if n > first else np.zeros(0, np.int64)
+        ends = np.concatenate([ends, [n]]) if n > first else ends
+        # the first window reads [P] + t[:first - 1]; a later one ending at e reads t[e - L - 1: e - 1]
+        starts += [[offsets[d]], offsets[d] + ends - max_length]
+        lengths += [[first], np.full(len(ends), max_length)]
+        scored += [[first], np.diff(np.concatenate([[first], ends]))]
+        owner.append(np.full(1 + len(ends), d))
+    cat = (lambda parts: np.concatenate(parts).astype(np.int64)) if owner else (lambda parts: np.zeros(0, np.int64))
+    return PackedWindows(flat=flat, start=cat(starts), length=cat(lengths), scored=cat(scored), owner=cat(owner))
+
+
+def _ranges(sizes: np.ndarray) -> np.ndarray:
+    """0..n-1 for each n of sizes, concatenated."""
+    ends = np.cumsum(sizes)
+    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - sizes, sizes)
+
+
+@torch.inference_mode()
+def windows_to_nll(forward: Callable[[torch.Tensor], torch.Tensor], windows: PackedWindows, *, batch_size: int,
+                   device: torch.device, pad_token: int,
+                   token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   positions: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """NLL (nats, float64 (W,)) of each window's scored targets, and whether a NaN was among them.
+
+    ``forward(ids (B, T) [, positions (B, T)]) -> logits (B, T, V)`` must be causal. Windows are
+    sorted by length and batched ``batch_size`` at a time, right-padded with ``pad_token``
+    (a causal model's real positions never see the padding after them, so no attention mask
+    is needed). The tokens go to ``device`` once; each batch is gathered there, and the sums
+    stay there until one read at the end: no synchronisation per batch, so the host prepares
+    the next batch while the device runs this one. ``token_nll(logits, targets) -> (B, T)``
+    defaults to float32 cross-entropy over the whole vocabulary.
+    """
+    token_nll = token_nll or _token_nll
+    order = np.lexsort((np.arange(len(windows)), -windows.length))  # longest first, ties in window order
+    if not len(order):
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    last = len(windows.flat) - 1
+    flat = _to_device(torch.from_numpy(windows.flat), device)
+    # per window, in batch order: first input, inputs, first scored input
+    meta = _to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
+                                                 (windows.length - windows.scored)[order]])), device)
+    widths = windows.length[order]
+    sums, nans = [], []
+    for s in range(0, len(order), batch_size):
+        width = int(widths[s])
+        a, n, first = meta[:, s: s + batch_size]
+        col = torch.arange(width, device=device)
+        pos = a[:, None] + col
+        valid = col < n[:, None]
+        ids = torch.where(valid, flat[pos.clamp(max=last)], pad_token)
+        tgt = torch.where(valid, flat[(pos + 1).clamp(max=last)], 0)
+        keep = valid & (col >= first[:, None])
+        args = (ids, col.expand_as(ids)) if positions else (ids,)
+        nll = token_nll(forward(*args), tgt)
+        sums.append(torch.where(keep, nll.double(), 0.0).sum(dim=1))
+        nans.append(torch.isnan(nll).logical_and(keep).any(dim=1))
+    out, nan = np.empty(len(order)), np.empty(len(order), dtype=bool)
+    out[order] = torch.cat(sums).cpu().numpy()
+    nan[order] = torch.cat(nans).cpu().numpy()
+    return out, nan
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device``; to an accelerator through pinned memory, without blocking."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 # --------------------------------------------------------------------------------------
@@ -362,10 +471,12 @@ class HFCausalLM(Generator):
                                 "before scoring")
         return ids
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """A list of documents (str) -> exact NLL in nats per document, units = its tokens.
 
-        lm-eval ``loglikelihood_rolling`` (see the module docstring); ``seed`` is unused.
+        lm-eval ``loglikelihood_rolling`` (see the module docstring); ``seed`` and ``start``
+        are unused (the likelihood is exact). Pass many documents per call: their windows
+        are batched together.
         """
         docs = self._documents(batch)
         L = self.max_length
@@ -375,60 +486,31 @@ class HFCausalLM(Generator):
                                  info=info)
         token_lists = self._tokenize(docs)
         units = np.array([len(t) for t in token_lists], dtype=np.float64)
-        windows: list[tuple[int, int, list[int], int]] = []  # (doc, window index, sequence, n targets)
-        for d, toks in enumerate(token_lists):
-            for w, (seq, k) in enumerate(rolling_windows(toks, self.prefix_token_id, L)):
-                windows.append((d, w, seq, k))
+        windows = documents_to_windows(token_lists, self.prefix_token_id, L)
         info["windows"] = len(windows)
-        window_ll = self._score_windows(windows)
-        nll = np.zeros(len(docs))
-        for (d, _, _, _), ll in zip(windows, window_ll):  # in document/window order: batch-independent sums
-            nll[d] -= ll
-        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
-
-    @torch.inference_mode()
-    def _score_windows(self, windows: list[tuple[int, int, list[int], int]]) -> np.ndarray:
-        """Sum of log-probs (float64) of each window's scored targets, windows batched by length."""
-        out = np.zeros(len(windows))
-        order = sorted(range(len(windows)), key=lambda i: (-len(windows[i][2]), i))
-        bad: list[tuple[int, int, bool]] = []  # (doc, window, has NaN)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s: s + self.batch_size]
-            width = len(windows[idx[0]][2]) - 1  # sorted: the first is the longest
-            ids = torch.full((len(idx), width), self.prefix_token_id, dtype=torch.int64)
-            tgt = torch.zeros((len(idx), width), dtype=torch.int64)
-            scored = torch.zeros((len(idx), width), dtype=torch.bool)
-            mask = torch.zeros((len(idx), width), dtype=torch.int64)
-            for r, i in enumerate(idx):
-                seq, k = windows[i][2], windows[i][3]
-                t = torch.as_tensor(seq, dtype=torch.int64)
-                n = len(seq) - 1
-                ids[r, :n] = t[:-1]
-                tgt[r, :n] = t[1:]
-                scored[r, n - k: n] = True
-                mask[r, :n] = 1
-            kwargs: dict[str, Any] = {"attention_mask": mask.to(self.device), "use_cache": False}
-            if self._takes_positions:
-                kwargs["position_ids"] = torch.arange(width, device=self.device).expand(len(idx), width)
-            logits = self.model(input_ids=ids.to(self.device), **kwargs).logits
-            token_nll = _token_nll(logits, tgt.to(self.device))  # (B, T) float32
-            scored_d = scored.to(self.device)
-            sums = torch.where(scored_d, token_nll.double(), 0.0).sum(dim=1).cpu()
-            for r, i in enumerate(idx):
-                total = -float(sums[r])
-                if not math.isfinite(total):
-                    bad.append((windows[i][0], windows[i][1], bool(torch.isnan(token_nll[r][scored_d[r]]).any())))
-                out[i] = total
-        if bad:
-            bad.sort()
-            d, w, nan = bad[0]
-            more = f" (and {len(bad) - 1} more windows)" if len(bad) > 1 else ""
-            what = "NaN" if nan else "infinite (or -inf for the observed token)"
+        window_nll, nan = windows_to_nll(self._forward, windows, batch_size=self.batch_size, device=self.device,
+                                         pad_token=self.prefix_token_id, positions=self._takes_positions)
+        bad = ~np.isfinite(window_nll)
+        if bad.any():
+            first = int(np.argmax(bad))
+            d = int(windows.owner[first])
+            w = first - int(np.searchsorted(windows.owner, d))
+            more = f" (and {int(bad.sum()) - 1} more windows)" if bad.sum() > 1 else ""
+            what = "NaN" if nan[first] else "infinite (or -inf for the observed token)"
             raise UserError(f"{NAME}: model produced {what} logits on document {d}, window {w}{more} "
                             f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
                             "check the weights, or load in float32 (option dtype=\"float32\") if a half-precision "
                             "model overflows")
-        return out
+        # summed in document/window order: the same float64 sums whatever the batching
+        nll = np.bincount(windows.owner, weights=window_nll, minlength=len(docs))
+        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Right-padded ids (B, T) -> logits (B, T, V); no attention mask (see windows_to_nll)."""
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if positions is not None:
+            kwargs["position_ids"] = positions
+        return self.model(input_ids=ids, **kwargs).logits
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,

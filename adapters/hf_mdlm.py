@@ -304,9 +304,12 @@ class HFMaskedDiffusionLM(Generator):
         }
 
     # --- likelihood ----------------------------------------------------------------
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """A list of documents (str) -> ELBO in nats per document (an NLL upper bound), its
-        Monte Carlo standard error, units = its token count (see the module docstring)."""
+        Monte Carlo standard error, units = its token count (see the module docstring).
+
+        Draws are keyed by the document's content (and ``seed``), not its position, so
+        ``start`` is unused: the estimate of a document does not depend on the call."""
         with _as_this_adapter():  # hf-causal-lm's checks of the documents and their tokens
             docs = hf.HFCausalLM._documents(self, batch)  # type: ignore[arg-type]
             token_lists = hf.HFCausalLM._tokenize(self, docs) if docs else []  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ class Likelihood(Suite):
         "split": "test",
         "max_examples": None,               # images: first N of the split; text: first N documents
         "max_bytes_per_document": None,     # text: truncate each document (at whitespace)
-        "batch_size": 100,
+        "batch_size": 1000,                 # examples (images or documents) per log_likelihood call
     }
 
     def applies_to(self, generator: Generator) -> bool:
@@ -76,10 +76,7 @@ class Likelihood(Suite):
         source = image_source_chunks(o["dataset"] or "digits", split=o["split"], max_images=o["max_examples"])
         images = np.concatenate([stack_images(c, source.label) for c in source.chunks()])
         task = source.label
-        bs = int(o["batch_size"])
-        parts = [generator.log_likelihood(images[s: s + bs], seed=ctx.seed + s).validate()
-                 for s in ctx.progress(range(0, len(images), bs), desc="likelihood")]
-        ll = concat_likelihoods(parts)
+        ll = examples_to_likelihood(generator, images, ctx)
         # bits per dimension count in the model's own discretisation of the pixels (its
         # LogLikelihood.info["levels"], else its pixel_levels), and so do the baselines
         levels = int(ll.info.get("levels", getattr(generator, "pixel_levels", 256)))
@@ -114,9 +111,7 @@ class Likelihood(Suite):
             raise UserError(f"likelihood suite: dataset {label!r} has no text")
         # words and bytes are counted on `docs`; the model may read a detokenized form (WikiText)
         scored = textdata.documents_to_scored_texts(label, docs)
-        parts = [generator.log_likelihood([d], seed=ctx.seed + i).validate()
-                 for i, d in enumerate(ctx.progress(scored, desc="likelihood"))]
-        ll = concat_likelihoods(parts)
+        ll = examples_to_likelihood(generator, scored, ctx)
         n_bytes = text_metrics.texts_to_byte_count(docs)
         n_words = text_metrics.texts_to_word_count(docs)
         if ll.unit == "byte":
@@ -154,6 +149,26 @@ class Likelihood(Suite):
         yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
                      unit="bits/byte", higher_is_better=False, n=len(docs), task=label,
                      convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
+
+
+def examples_to_likelihood(generator: Generator, examples: Any, ctx: SuiteContext) -> LogLikelihood:
+    """All examples (a uint8 image array or a list of documents) -> one LogLikelihood.
+
+    The examples go to the adapter in calls of ``batch_size``, each told where it starts
+    (``start``), with the run's seed: the adapter batches windows across the documents of a
+    call, and its Monte Carlo draws are keyed by (seed, example index), so the result does
+    not depend on ``batch_size``."""
+    bs = int(ctx.options["batch_size"])
+    if bs < 1:
+        raise UserError(f"likelihood suite: option batch_size={bs} must be >= 1 (--set likelihood.batch_size=N)")
+    parts = []
+    for s in ctx.progress(range(0, len(examples), bs), desc="likelihood", unit="call"):
+        part = generator.log_likelihood(examples[s: s + bs], seed=ctx.seed, start=s).validate()
+        if len(part.nll) != len(examples[s: s + bs]):
+            raise UserError(f"{generator.name}: log_likelihood returned {len(part.nll)} values for "
+                            f"{len(examples[s: s + bs])} examples")
+        parts.append(part)
+    return concat_likelihoods(parts)
 
 
 def _div(x: float | None, d: float) -> float | None:
