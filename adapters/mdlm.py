@@ -687,8 +687,8 @@ class MaskedText(_MaskedModel):
                                 "every document must be a non-empty string")
             raw = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8).astype(np.int64)
             units[d] = len(raw)
-            for c, start in enumerate(range(0, len(raw), window)):
-                chunk = raw[start: start + window]
+            for c, offset in enumerate(range(0, len(raw), window)):
+                chunk = raw[offset: offset + window]
                 row = np.full(window, self.mask_id, dtype=np.int64)
                 row[: len(chunk)] = chunk
                 rows.append(row)
