@@ -101,7 +101,7 @@ class Likelihood(Suite):
                      convention={**base, "model": "pixel-level unigram of the train split, add-one smoothing"})
 
     def _texts(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
-        from genbench import data, textdata
+        from genbench import textdata
 
         o = ctx.options
         label, docs = textdata.load_documents(o["dataset"] or f"kjv:{o['split']}", max_documents=o["max_examples"])
@@ -109,46 +109,55 @@ class Likelihood(Suite):
         docs = [d for d in docs if d]
         if not docs:
             raise UserError(f"likelihood suite: dataset {label!r} has no text")
-        # words and bytes are counted on `docs`; the model may read a detokenized form (WikiText)
-        scored = textdata.documents_to_scored_texts(label, docs)
-        ll = examples_to_likelihood(generator, scored, ctx)
-        n_bytes = text_metrics.texts_to_byte_count(docs)
-        n_words = text_metrics.texts_to_word_count(docs)
-        if ll.unit == "byte":
-            n_tokens = n_bytes
+        yield from documents_to_metrics(generator, ctx, label, docs)
+
+
+def documents_to_metrics(generator: Generator, ctx: SuiteContext, label: str, docs: list[str]) -> Iterable[Metric]:
+    """The text records of documents loaded from data set ``label``: everything the suite does
+    after loading (the scoring path ``bench_rolling --overhead`` times)."""
+    from genbench import data, textdata
+
+    o = ctx.options
+    # words and bytes are counted on `docs`; the model may read a detokenized form (WikiText)
+    scored = textdata.documents_to_scored_texts(label, docs)
+    ll = examples_to_likelihood(generator, scored, ctx)
+    n_bytes = text_metrics.texts_to_byte_count(docs)
+    n_words = text_metrics.texts_to_word_count(docs)
+    if ll.unit == "byte":
+        n_tokens = n_bytes
+    else:
+        n_tokens = int(ll.units.sum())
+    total = float(ll.nll.sum())
+    values = text_metrics.nll_to_text_metrics(total, n_bytes=n_bytes, n_words=n_words, n_tokens=n_tokens)
+    se_total = None if ll.stderr is None else float(np.sqrt(np.sum(ll.stderr ** 2)))
+    detok = textdata.PRESETS[label].detokenizer if label in textdata.PRESETS else None
+    conv = likelihood_convention(ll, dataset=label, documents=len(docs),
+                                 scored_text=f"{detok} detokenized; words and bytes of the raw text"
+                                 if detok else "as loaded",
+                                 bytes=n_bytes, words=n_words,
+                                 max_bytes_per_document=o["max_bytes_per_document"],
+                                 definition="lm-evaluation-harness wikitext-style: documents scored separately")
+    counts = {"word_perplexity": n_words, "byte_perplexity": n_bytes, "token_perplexity": n_tokens}
+    for name, value in values.items():
+        if name == "bits_per_byte":
+            se = _div(se_total, n_bytes * LN2)
+            unit = "bits/byte"
         else:
-            n_tokens = int(ll.units.sum())
-        total = float(ll.nll.sum())
-        values = text_metrics.nll_to_text_metrics(total, n_bytes=n_bytes, n_words=n_words, n_tokens=n_tokens)
-        se_total = None if ll.stderr is None else float(np.sqrt(np.sum(ll.stderr ** 2)))
-        detok = textdata.PRESETS[label].detokenizer if label in textdata.PRESETS else None
-        conv = likelihood_convention(ll, dataset=label, documents=len(docs),
-                                     scored_text=f"{detok} detokenized; words and bytes of the raw text"
-                                     if detok else "as loaded",
-                                     bytes=n_bytes, words=n_words,
-                                     max_bytes_per_document=o["max_bytes_per_document"],
-                                     definition="lm-evaluation-harness wikitext-style: documents scored separately")
-        counts = {"word_perplexity": n_words, "byte_perplexity": n_bytes, "token_perplexity": n_tokens}
-        for name, value in values.items():
-            if name == "bits_per_byte":
-                se = _div(se_total, n_bytes * LN2)
-                unit = "bits/byte"
-            else:
-                # delta method: d exp(x/c) = exp(x/c) dx / c
-                se = None if se_total is None else value * se_total / counts[name]
-                unit = name.replace("_perplexity", " perplexity")
-            yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task=label,
-                         convention=conv)
-        if not label.startswith("kjv"):
-            return
-        train_bytes = data.kjv_bytes("train")
-        test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
-        base = {"kind": "exact", "unit": "byte", "dataset": label}
-        yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,
-                     n=len(docs), task=label, convention={**base, "model": "uniform over 256 byte values"})
-        yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
-                     unit="bits/byte", higher_is_better=False, n=len(docs), task=label,
-                     convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
+            # delta method: d exp(x/c) = exp(x/c) dx / c
+            se = None if se_total is None else value * se_total / counts[name]
+            unit = name.replace("_perplexity", " perplexity")
+        yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task=label,
+                     convention=conv)
+    if not label.startswith("kjv"):
+        return
+    train_bytes = data.kjv_bytes("train")
+    test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
+    base = {"kind": "exact", "unit": "byte", "dataset": label}
+    yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,
+                 n=len(docs), task=label, convention={**base, "model": "uniform over 256 byte values"})
+    yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
+                 unit="bits/byte", higher_is_better=False, n=len(docs), task=label,
+                 convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
 
 
 def examples_to_likelihood(generator: Generator, examples: Any, ctx: SuiteContext) -> LogLikelihood:
