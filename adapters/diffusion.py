@@ -34,7 +34,8 @@ density ``p`` and the integrand divided by ``p(lambda)``: by default a histogram
 mixed with 20% uniform, so it is positive everywhere and the estimate stays unbiased);
 ``proposal="cosine"`` uses the training schedule instead (``p = 1 / |dlambda/dt|``).
 Image ``i`` of the evaluation draws its timesteps and noise from
-``sampling.example_generator(seed, i)``, so estimates do not depend on ``eval_batch_size`` nor
+``sampling.example_generator(seed, i, stream="likelihood")``, so estimates do not depend on
+``eval_batch_size`` nor
 on how the suite groups images into calls.
 
 Sampling from ``t = 1`` to ``t = 0`` on ``steps`` steps uniform in ``t``: ``"ancestral"``
@@ -347,7 +348,8 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
     """ELBO of images: levels (N, 64) int64 -> dict of (N,) float64 arrays in nats: ``nll``
     (the bound), ``stderr``, and its parts ``prior``, ``diffusion``, ``reconstruction``.
 
-    Image ``i`` draws timesteps and noise from ``example_generator(seed, start + i)``; timesteps
+    Image ``i`` draws timesteps and noise from ``example_generator(seed, start + i, stream="likelihood")``;
+    timesteps
     are points u in [0, 1) mapped to lambda by ``proposal`` (default: the cosine schedule).
     """
     if mc_samples % replicates or mc_samples < 2 * replicates:
@@ -366,7 +368,7 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
         # per-image randomness: timesteps (R, k), diffusion noise (R, k, 64), decoder noise (R, 64)
         ts, eps, eps0 = [], [], []
         for i in range(s, s + b):
-            g = example_generator(seed, start + i)
+            g = example_generator(seed, start + i, stream="likelihood")
             ts.append(systematic_timesteps(g, mc_samples, replicates))
             eps.append(torch.randn(replicates, k, PIXELS, generator=g))
             eps0.append(torch.randn(replicates, PIXELS, generator=g))
@@ -529,7 +531,8 @@ class DiffusionDigits(Generator):
 
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """uint8 images (N, 8, 8, 1) -> ELBO (an NLL upper bound) in nats per image, 64 dims each;
-        image ``i`` draws its timesteps and noise from ``example_generator(seed, start + i)``.
+        image ``i`` draws its timesteps and noise from ``example_generator(seed, start + i,
+        stream="likelihood")``.
 
         Pixels are mapped to the nearest of the 17 grey levels first (``image_to_levels``).
         """

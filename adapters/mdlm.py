@@ -50,8 +50,9 @@ Timesteps (``timesteps``):
 Then ``t = eps + (1 - eps) u``. ``benchmarks/bench_antithetic.py`` measures what each
 choice buys at equal compute.
 
-Every sequence draws its timesteps and masks from its own ``torch.Generator`` seeded from
-``(seed, *row_key)``, so an estimate does not depend on which other rows share its batch.
+Every sequence draws its timesteps and masks from its own generator,
+``sampling.example_generator(seed, row_key, stream="likelihood")``, so an estimate does not
+depend on which other rows share its batch, nor on how the suite groups examples into calls.
 """
 from __future__ import annotations
 
@@ -223,7 +224,7 @@ def sequences_to_elbo_terms(
         rows = range(g0, min(b, g0 + per_group))
         us = torch.empty(len(rows), k, length, dtype=torch.float64)
         for i in rows:
-            gen = example_generator(seed, *keys[i])
+            gen = example_generator(seed, keys[i], stream="likelihood")
             t[i] = draw_timesteps(gen, k, timesteps, eps=eps, replicates=replicates)
             us[i - g0] = torch.rand(k, length, generator=gen, dtype=torch.float64)
         x = ids[g0: g0 + len(rows)]
@@ -601,7 +602,7 @@ class MaskedDigits(_MaskedModel):
 
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """uint8 images (N, 8, 8, 1) -> ELBO in nats per image over 64 dimensions; image ``i``
-        draws from ``example_generator(seed, start + i)``."""
+        draws from ``example_generator(seed, start + i, stream="likelihood")``."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 \
                 or batch.shape[1:] != (8, 8, 1) or len(batch) == 0:
             raise UserError(
@@ -674,8 +675,8 @@ class MaskedText(_MaskedModel):
 
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """List of documents (str) -> ELBO in nats per document over its UTF-8 bytes; window
-        ``c`` of document ``d`` draws from ``example_generator(seed, start + d, c)``. Windows
-        of all documents of the call share forward passes."""
+        ``c`` of document ``d`` draws from ``example_generator(seed, (start + d, c),
+        stream="likelihood")``. Windows of all documents of the call share forward passes."""
         if isinstance(batch, str) or not isinstance(batch, (list, tuple)) or len(batch) == 0:
             raise UserError(f"{self.name}: log_likelihood takes a non-empty list of strings")
         window = self.config.seq_len

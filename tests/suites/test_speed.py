@@ -78,7 +78,8 @@ class TinyTorchGenerator(Generator):
 
 def test_suite_records_every_cost_with_its_convention(tmp_path):
     suite = speed.Speed()
-    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 4, "repeats": 3, "steps": 5, "min_repeat_s": 0.02},
+    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 4, "repeats": 3, "steps": 5,
+                                        "min_repeat_s": 0.02},
                        artifacts=tmp_path)
     metrics = {m.metric: m for m in suite.run(TinyTorchGenerator(), ctx)}
     assert set(metrics) == {"samples_per_s", "units_per_s", "nfe_per_sample", "latency_s", "peak_memory_mb",
