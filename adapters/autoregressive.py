@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.hf import PackedWindows, _to_device, documents_to_windows, windows_to_nll
+from genbench.adapters.device import to_device
+from genbench.adapters.hf import PackedWindows, documents_to_windows, windows_to_nll
 from genbench.adapters.nn import KVCache, Transformer, TransformerConfig
 from genbench.adapters.sampling import cosine_lr, examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
@@ -194,7 +195,7 @@ class ARDigits(_ARModel):
             raise UserError(
                 f"{self.name}: log_likelihood takes a non-empty uint8 array (N, 8, 8, 1); got "
                 f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}")
-        levels = _to_device(torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64)), self.device)
+        levels = to_device(torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64)), self.device)
         with torch.inference_mode():  # sums stay on the device until one read at the end
             parts = [_sequence_nll(self.model, levels[s: s + self.eval_batch_size], self.bos_id)
                      for s in range(0, len(levels), self.eval_batch_size)]

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from genbench import data
 from genbench.adapters import zoo
 from genbench.adapters.sampling import cosine_lr, example_generator, key_to_generator
+from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -295,9 +296,10 @@ def diffusion_term(net: Denoiser, x: torch.Tensor, u: torch.Tensor, eps: torch.T
     alpha, sigma = alpha_sigma(lam)
     z = alpha[:, None] * x.double() + sigma[:, None] * eps.double()
     dev = net.values.device
-    x_hat = net.x_hat(z.float().to(dev), lam.float().to(dev)).double().cpu()
-    err = ((x.double() - x_hat) ** 2).sum(-1)
-    return 0.5 * inv_density * torch.exp(lam) * err
+    # float64 from here on, on the network's device: the result stays there (no synchronisation)
+    x_hat = net.x_hat(to_device(z.float(), dev), to_device(lam.float(), dev)).double()
+    err = ((to_device(x.double(), dev) - x_hat) ** 2).sum(-1)
+    return 0.5 * to_device(inv_density * torch.exp(lam), dev) * err
 
 
 @torch.no_grad()
@@ -360,7 +362,7 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
     n, k = len(levels), mc_samples // replicates
     x_all = levels_to_unit(levels)
     alpha0, sigma0 = alpha_sigma(torch.tensor(sched.logsnr_max, dtype=torch.float64))
-    diff = torch.empty(n, replicates, dtype=torch.float64)
+    diff_parts: list[torch.Tensor] = []   # on the network's device, read once at the end
     recon = torch.empty(n, replicates, dtype=torch.float64)
     for s in range(0, n, max(1, batch_size)):
         x = x_all[s: s + batch_size]
@@ -374,11 +376,12 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
             eps0.append(torch.randn(replicates, PIXELS, generator=g))
         xr = x[:, None, None, :].expand(b, replicates, k, PIXELS).reshape(-1, PIXELS)
         per = diffusion_term(net, xr, torch.stack(ts).reshape(-1), torch.stack(eps).reshape(-1, PIXELS), proposal)
-        diff[s: s + b] = per.view(b, replicates, k).mean(-1)
+        diff_parts.append(per.view(b, replicates, k).mean(-1))
         z0 = alpha0 * x[:, None, :].double() + sigma0 * torch.stack(eps0).double()
         recon[s: s + b] = reconstruction_nll(x[:, None, :].expand(b, replicates, PIXELS).reshape(-1, PIXELS),
                                              z0.reshape(-1, PIXELS), sched).view(b, replicates)
     prior = prior_kl(x_all, sched)
+    diff = torch.cat(diff_parts).cpu()
     per_rep = diff + recon  # the prior is exact: no Monte Carlo error
     nll = prior + per_rep.mean(-1)
     stderr = per_rep.std(-1, unbiased=True) / math.sqrt(replicates)

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genbench.adapters.device import to_device
 from genbench.adapters.sampling import examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -193,9 +194,9 @@ def queue_window_nll(forward: Callable[..., torch.Tensor], windows: PackedWindow
     if not len(order):
         return order, sums, nans
     last = len(windows.flat) - 1
-    flat = _to_device(torch.from_numpy(windows.flat), device)
+    flat = to_device(torch.from_numpy(windows.flat), device)
     # per window, in batch order: first input, inputs, first scored input
-    meta = _to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
+    meta = to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
                                                  (windows.length - windows.scored)[order]])), device)
     widths = windows.length[order]
     for s in range(0, len(order), batch_size):
@@ -230,13 +231,6 @@ def read_window_nll(*queued: tuple[np.ndarray, list[torch.Tensor], list[torch.Te
         nan[offset + order] = both[len(out) + offset: len(out) + offset + len(order)] > 0
         offset += len(order)
     return out, nan
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on ``device``; to an accelerator through pinned memory, without blocking."""
-    if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
 
 
 # --------------------------------------------------------------------------------------

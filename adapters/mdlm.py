@@ -69,6 +69,7 @@ from genbench import data
 from genbench.adapters import zoo
 from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.nn import Transformer, TransformerConfig
+from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -240,20 +241,13 @@ def sequences_to_elbo_terms(
                 sums = torch.empty(b * k, dtype=torch.float64, device=logits.device)
             dev = logits.device
             sums[g0 * k + s: g0 * k + s + len(x_chunk)] = masked_targets_to_nll(
-                logits, _to(flat_x[s: s + batch_size], dev), _to(flat_m[s: s + batch_size], dev), mask_id)
+                logits, to_device(flat_x[s: s + batch_size], dev), to_device(flat_m[s: s + batch_size], dev), mask_id)
         if weight == "rao-blackwell":
             w[g0: g0 + len(rows)] = mask_count_weights(masked.sum(dim=2), lengths_t[g0: g0 + len(rows), None], eps)
         else:
             w[g0: g0 + len(rows)] = 1.0 / t[g0: g0 + len(rows)]
     sums_cpu = sums.cpu() if sums is not None else torch.zeros(0, dtype=torch.float64)
     return sums_cpu.view(b, k) * w, t
-
-
-def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on ``device``; to an accelerator through pinned memory, without blocking."""
-    if x.device == device:
-        return x
-    return x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
 
 
 def masked_targets_to_nll(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor,
@@ -559,7 +553,7 @@ class _MaskedModel(Generator):
 
     def _elbo(self, ids: torch.Tensor, seed: int, **kw) -> tuple[np.ndarray, np.ndarray]:
         def device_logits(x: torch.Tensor) -> torch.Tensor:  # left on the device: the ELBO sums there
-            return self.model(_to(x, self.device))
+            return self.model(to_device(x, self.device))
 
         with torch.inference_mode():
             return sequences_to_elbo(device_logits, ids, self.mask_id, mc_samples=self.mc_samples, seed=seed,
