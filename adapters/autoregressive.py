@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.device import to_device
+from genbench.adapters.device import compile_module, to_device
 from genbench.adapters.hf import PackedWindows, documents_to_windows, windows_to_nll
 from genbench.adapters.nn import KVCache, Transformer, TransformerConfig
 from genbench.adapters.sampling import cosine_lr, examples_to_uniforms, logits_to_ids
@@ -118,8 +118,9 @@ class _ARModel(Generator):
     paradigm = "autoregressive"
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", kv_cache: bool = True,
-                 temperature: float = 1.0, eval_batch_size: int = 64):
+                 temperature: float = 1.0, eval_batch_size: int = 64, compile: str | None = None):
         self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.compile = compile_module(self.model, compile, self.name)
         self.config = self.model.cfg
         self.bos_id = int(self.meta["config"]["bos_id"])
         self.device = torch.device(device)
@@ -144,7 +145,8 @@ class _ARModel(Generator):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "paradigm": self.paradigm, "modality": self.modality,
-                "weights_sha256": self.meta["sha256"], "sampler": self.sampler_options()}
+                "weights_sha256": self.meta["sha256"], "sampler": self.sampler_options(),
+                **({"compile": self.compile} if self.compile else {})}
 
     def _check_sample_args(self, n: int, batch_size: int, condition: Any, steps: int | None, length: int) -> None:
         if condition is not None:
@@ -166,7 +168,8 @@ class ARDigits(_ARModel):
     """Causal pixel transformer over 8x8 digits: 64 pixels in raster order, 17 grey levels.
 
     Options: ``kv_cache`` (default True), ``temperature`` (default 1.0; 0 is greedy),
-    ``eval_batch_size`` (images per likelihood forward pass).
+    ``eval_batch_size`` (images per likelihood forward pass), ``compile`` (a torch.compile
+    mode, ``adapters.device.COMPILE_MODES``; "reduce-overhead" adds CUDA graphs; unset: eager).
     """
 
     name = "ar-digits"
@@ -210,7 +213,7 @@ class ARText(_ARModel):
 
     Options: ``length`` of samples in bytes (default 256, at most 256), ``kv_cache``,
     ``temperature``, ``context`` (window of ``log_likelihood``, default the model's 256),
-    ``eval_batch_size`` (windows per forward pass).
+    ``eval_batch_size`` (windows per forward pass), ``compile`` (as ar-digits).
     """
 
     name = "ar-kjv"

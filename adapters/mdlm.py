@@ -69,7 +69,7 @@ from genbench import data
 from genbench.adapters import zoo
 from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.nn import Transformer, TransformerConfig
-from genbench.adapters.device import to_device
+from genbench.adapters.device import compile_module, to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -488,8 +488,10 @@ class _MaskedModel(Generator):
                  schedule: str = "cosine", temperature: float = 1.0, choice_temperature: float = 4.5,
                  order: str = "confidence",
                  mc_samples: int = 32,
-                 timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256):
+                 timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256,
+                 compile: str | None = None):
         self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.compile = compile_module(self.model, compile, self.name)
         self.config = self.model.cfg
         self.mask_id = int(self.meta["config"]["mask_id"])
         self.device = torch.device(device)
@@ -544,6 +546,7 @@ class _MaskedModel(Generator):
                         "choice_temperature": self.choice_temperature, "order": self.order},
             "likelihood": {"mc_samples": self.mc_samples, "timesteps": self.timesteps, "weight": self.weight,
                            "sampling_eps": SAMPLING_EPS},
+            **({"compile": self.compile} if self.compile else {}),
         }
 
     def _steps(self, steps: int | None, length: int) -> int:
@@ -568,7 +571,9 @@ class MaskedDigits(_MaskedModel):
     Options: ``steps`` (default 16, at most 64), ``schedule`` cosine|linear, ``temperature``
     (default 1), ``choice_temperature`` (default 4.5, MaskGIT's), ``order`` confidence|random
     (which positions a step commits), ``mc_samples`` (default 32),
-    ``timesteps`` antithetic|systematic|iid and ``weight`` rao-blackwell|1/t for the ELBO.
+    ``timesteps`` antithetic|systematic|iid and ``weight`` rao-blackwell|1/t for the ELBO,
+    ``compile`` (a torch.compile mode, ``adapters.device.COMPILE_MODES``; "reduce-overhead" adds
+    CUDA graphs; unset: eager).
     """
 
     name = "masked-digits"

@@ -167,7 +167,8 @@ class Speed(Suite):
                                 f"within {tol:.0%}" if tol is not None else f"{int(o['warmup'])} call(s)"),
                 "min_repeat_s": float(o["min_repeat_s"]), **spread(times),
                 "steps": steps if steps is not None else "model default",
-                "excluded": "weight loading, warm-up calls, FLOP counting",
+                "compile": getattr(generator, "compile", None) or "eager",
+                "excluded": "weight loading, warm-up calls (and with them any compilation), FLOP counting",
                 "clock": "time.perf_counter after device synchronisation; per repeat, calls until min_repeat_s "
                          "has passed, time per call = elapsed / calls"}
         med = float(np.median(times))
