@@ -8,6 +8,7 @@ them so a reader can see the model learned something.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 import numpy as np
@@ -115,14 +116,16 @@ class Likelihood(Suite):
 def documents_to_metrics(generator: Generator, ctx: SuiteContext, label: str, docs: list[str]) -> Iterable[Metric]:
     """The text records of documents loaded from data set ``label``: everything the suite does
     after loading (the scoring path ``bench_rolling --overhead`` times)."""
-    from genbench import data, textdata
+    from genbench import textdata
 
     o = ctx.options
     # words and bytes are counted on `docs`; the model may read a detokenized form (WikiText)
     scored = textdata.documents_to_scored_texts(label, docs)
-    ll = examples_to_likelihood(generator, scored, ctx)
-    n_bytes = text_metrics.texts_to_byte_count(docs)
-    n_words = text_metrics.texts_to_word_count(docs)
+    # the counts and the baseline are host work: done in a thread while the model scores
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="likelihood-counts") as pool:
+        counted = pool.submit(_counts_and_baseline, label, docs)
+        ll = examples_to_likelihood(generator, scored, ctx)
+        n_bytes, n_words, unigram = counted.result()
     if ll.unit == "byte":
         n_tokens = n_bytes
     else:
@@ -148,16 +151,26 @@ def documents_to_metrics(generator: Generator, ctx: SuiteContext, label: str, do
             unit = name.replace("_perplexity", " perplexity")
         yield Metric(name, value, unit=unit, higher_is_better=False, stderr=se, n=len(docs), task=label,
                      convention=conv)
-    if not label.startswith("kjv"):
+    if unigram is None:
         return
-    train_bytes = data.kjv_bytes("train")
-    test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
     base = {"kind": "exact", "unit": "byte", "dataset": label}
     yield Metric("baseline_uniform_bits_per_byte", 8.0, unit="bits/byte", higher_is_better=False,
                  n=len(docs), task=label, convention={**base, "model": "uniform over 256 byte values"})
-    yield Metric("baseline_unigram_bits_per_byte", unigram_bits(train_bytes, test_bytes, 256),
+    yield Metric("baseline_unigram_bits_per_byte", unigram,
                  unit="bits/byte", higher_is_better=False, n=len(docs), task=label,
                  convention={**base, "model": "byte unigram of the train split, add-one smoothing"})
+
+
+def _counts_and_baseline(label: str, docs: list[str]) -> tuple[int, int, float | None]:
+    """(UTF-8 bytes, lm-eval words, byte-unigram bits/byte of the KJV train split or None) of
+    the documents."""
+    from genbench import data
+
+    unigram = None
+    if label.startswith("kjv"):
+        test_bytes = np.frombuffer("".join(docs).encode(), dtype=np.uint8)
+        unigram = unigram_bits(data.kjv_bytes("train"), test_bytes, 256)
+    return text_metrics.texts_to_byte_count(docs), text_metrics.texts_to_word_count(docs), unigram
 
 
 def examples_to_likelihood(generator: Generator, examples: Any, ctx: SuiteContext) -> LogLikelihood:
