@@ -24,8 +24,8 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
 sorted by length, right-padded with explicit positions and no attention mask: in a causal
 model no real position sees the padding after it), so pass many documents per call for
-throughput. Documents are tokenized once, in a background thread, chunk by chunk while the previous
-chunk is scored; the tokens go to the device once per chunk and each batch is gathered there;
+throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest documents
+first, so the device starts early) while the previous chunk is scored; the tokens go to the device once per chunk and each batch is gathered there;
 per-window sums stay on the device until one read at the end of the call.
 Results do not depend on ``batch_size`` beyond float32 rounding (document sums in float64,
 in window order).
@@ -486,35 +486,41 @@ class HFCausalLM(Generator):
             docs.append(t)
         return docs
 
-    def _tokenize(self, docs: list[str], first: int = 0) -> list[list[int]]:
-        """Token ids of each document (``first``: the index of docs[0], for messages)."""
-        enc = self.tokenizer(docs, add_special_tokens=False, return_attention_mask=False, verbose=False)
-        ids = [list(map(int, x)) for x in enc["input_ids"]]
-        for i, x in enumerate(ids):
-            if not x:
-                raise UserError(f"{NAME}: document {first + i} ({docs[i][:20]!r}...) tokenizes to no tokens; drop "
-                                "it before scoring")
-        return ids
+    def _tokenize(self, docs: list[str]) -> list[list[int]]:
+        """Token ids of each document (no special tokens added)."""
+        return HFCausalLM._tokenize_indexed(self, docs, np.arange(len(docs)))  # also serves hf-masked-diffusion-lm
 
-    def _token_chunks(self, docs: list[str]) -> Iterator[tuple[int, list[list[int]]]]:
-        """(index of its first document, token ids) of consecutive chunks of the documents.
+    def _token_chunks(self, docs: list[str]) -> Iterator[tuple[np.ndarray, list[list[int]]]]:
+        """(indices of its documents, their token ids) of chunks of the documents, shortest
+        documents first.
 
         A background thread tokenizes the chunks in order (the Rust tokenizer releases the GIL)
-        while the caller scores the previous ones; chunks start small, so the device starts
-        early, and grow to ~1 MB of text."""
+        while the caller scores the previous ones; the first chunk is small (the shortest
+        documents, ~16 kB of text), so the device starts early, and chunks grow to ~1 MB."""
+        order = np.argsort([len(d) for d in docs], kind="stable")
         bounds, lo, size, budget = [], 0, 0, 1 << 14
-        for i, d in enumerate(docs):
-            size += len(d)
-            if size >= budget or i == len(docs) - 1:
-                bounds.append((lo, i + 1))
-                lo, size, budget = i + 1, 0, min(2 * budget, 1 << 20)
+        for k, i in enumerate(order):
+            size += len(docs[i])
+            if size >= budget or k == len(order) - 1:
+                bounds.append(order[lo: k + 1])
+                lo, size, budget = k + 1, 0, min(2 * budget, 1 << 20)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         try:
-            futures = [pool.submit(self._tokenize, docs[a:b], a) for a, b in bounds]
-            for (a, _), future in zip(bounds, futures):
-                yield a, future.result()
+            futures = [pool.submit(self._tokenize_indexed, docs, idx) for idx in bounds]
+            for idx, future in zip(bounds, futures):
+                yield idx, future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _tokenize_indexed(self, docs: list[str], idx: np.ndarray) -> list[list[int]]:
+        """Token ids of docs[i] for i in idx (messages name the document by its index)."""
+        ids = self.tokenizer([docs[i] for i in idx], add_special_tokens=False, return_attention_mask=False,
+                             verbose=False)["input_ids"]
+        for i, x in zip(idx, ids):
+            if not x:
+                raise UserError(f"{NAME}: document {i} ({docs[i][:20]!r}...) tokenizes to no tokens; drop it before "
+                                "scoring")
+        return [list(map(int, x)) for x in ids]
 
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """A list of documents (str) -> exact NLL in nats per document, units = its tokens.
@@ -531,20 +537,21 @@ class HFCausalLM(Generator):
                                  info=info)
         units = np.zeros(len(docs))
         owners, queued = [], []
-        for first, token_lists in self._token_chunks(docs):  # scored while the next chunk is tokenized
-            units[first: first + len(token_lists)] = [len(t) for t in token_lists]
+        for idx, token_lists in self._token_chunks(docs):  # scored while the next chunk is tokenized
+            units[idx] = [len(t) for t in token_lists]
             windows = documents_to_windows(token_lists, self.prefix_token_id, L)
-            owners.append(windows.owner + first)
+            owners.append(idx[windows.owner])
             queued.append(queue_window_nll(self._forward, windows, batch_size=self.batch_size, device=self.device,
                                            pad_token=self.prefix_token_id, positions=self._takes_positions))
-        owner = np.concatenate(owners)
+        owner = np.concatenate(owners)  # a document's windows are consecutive, in window order
         info["windows"] = len(owner)
         window_nll, nan = read_window_nll(*queued)
         bad = ~np.isfinite(window_nll)
         if bad.any():
-            first = int(np.argmax(bad))
-            d = int(owner[first])
-            w = first - int(np.searchsorted(owner, d))
+            runs = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+            window_index = np.arange(len(owner)) - np.repeat(runs, np.diff(np.r_[runs, len(owner)]))
+            first = int(np.flatnonzero(bad)[np.lexsort((window_index[bad], owner[bad]))[0]])
+            d, w = int(owner[first]), int(window_index[first])
             more = f" (and {int(bad.sum()) - 1} more windows)" if bad.sum() > 1 else ""
             what = "NaN" if nan[first] else "infinite (or -inf for the observed token)"
             raise UserError(f"{NAME}: model produced {what} logits on document {d}, window {w}{more} "
