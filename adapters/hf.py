@@ -24,11 +24,11 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
 sorted by length, right-padded with explicit positions and no attention mask: in a causal
 model no real position sees the padding after it), so pass many documents per call for
-throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest documents
-first, so the device starts early) while the previous chunk is scored; the tokens go to the device once per chunk and each batch is gathered there;
-per-window sums stay on the device until one read at the end of the call.
-Results do not depend on ``batch_size`` beyond float32 rounding (document sums in float64,
-in window order).
+throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
+documents first, so the device starts early) while the previous chunk is scored; the tokens
+go to the device once per chunk and each batch is gathered there; per-window sums stay on
+the device until one read at the end of the call. Results do not depend on ``batch_size``
+beyond float32 rounding (document sums in float64, in window order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
