@@ -180,7 +180,7 @@ def likelihood_section(args) -> None:
 # Speed: ar-digits cells of identical cost (only the temperature differs)
 # --------------------------------------------------------------------------------------
 def speed_section(args) -> None:
-    from genbench import runner, store
+    from genbench import runner
 
     temps = [0.6, 0.8, 1.0, 1.2, 1.4]
     out = Path(tempfile.mkdtemp(prefix="device_check_speed_"))
@@ -198,16 +198,16 @@ def speed_section(args) -> None:
         if failed:
             row("speed", "ar-digits cells", "ERROR", failed[0].error or "a cell failed")
             return
-        frame = store.load(out / f"run{k}")
-        mem = frame[frame.metric == "peak_memory_mb"]
-        for _, r in frame[frame.metric == "samples_per_s"].iterrows():
+        records = [json.loads(line) for line in (out / f"run{k}" / "records.jsonl").read_text().splitlines()
+                   if line.strip()]  # read directly: no pandas needed
+        mem = {r["adapter"]: r["value"] for r in records if r.get("metric") == "peak_memory_mb"}
+        for r in (r for r in records if r.get("metric") == "samples_per_s"):
             conv = r["convention"]
             meds.append(r["value"])
-            m = mem[mem.adapter == r["adapter"]]["value"]
             label = r["adapter"].split("[")[-1].rstrip("]") if "[" in r["adapter"] else r["adapter"]
             row("speed", f"ar-digits {label}{' (again)' if k else ''}", f"{r['value']:,.1f} samp/s",
                 f"IQR {conv['iqr_s'] / conv['median_s']:.1%} of median, peak mem "
-                f"{float(m.iloc[0]) if len(m) else float('nan'):.1f} MiB")
+                f"{mem.get(r['adapter'], float('nan')):.1f} MiB")
     if meds:
         row("speed", "spread of cell medians (max/min)", f"{max(meds) / min(meds):.3f}",
             f"target <= 1.10; {len(meds)} cells of identical cost, {time.perf_counter() - t0:.0f} s")
