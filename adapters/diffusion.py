@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.sampling import cosine_lr, example_generator, key_to_generator
+from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.device import compile_module, to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples

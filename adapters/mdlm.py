@@ -87,16 +87,6 @@ SAMPLING_EPS = 1e-3
 
 
 # --------------------------------------------------------------------------------------
-# RNG helpers
-# --------------------------------------------------------------------------------------
-def key_to_generator(*key: int) -> torch.Generator:
-    """A torch.Generator seeded from an integer key, mixed by numpy's SeedSequence so that
-    nearby keys ((0, 1) vs (1, 0)) give unrelated streams."""
-    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
-
-
-# --------------------------------------------------------------------------------------
 # SUBS parameterisation
 # --------------------------------------------------------------------------------------
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
