@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.hf import rolling_windows
+from genbench.adapters.device import compile_module, to_device
+from genbench.adapters.hf import PackedWindows, documents_to_windows, windows_to_nll
 from genbench.adapters.nn import KVCache, Transformer, TransformerConfig
 from genbench.adapters.sampling import cosine_lr, examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
@@ -86,54 +87,26 @@ def causal_sample(
 # --------------------------------------------------------------------------------------
 # Rolling windows (lm-evaluation-harness loglikelihood_rolling)
 # --------------------------------------------------------------------------------------
-def texts_to_windows(texts: Sequence[str], bos_id: int, max_len: int
-                     ) -> tuple[list[tuple[list[int], int]], list[list[int]], list[int], np.ndarray]:
-    """UTF-8 bytes of each text cut into rolling windows -> (windows, their target bytes,
-    the text each window belongs to, bytes per text (float64 (N,)))."""
-    windows, targets, owner = [], [], []
-    units = np.zeros(len(texts))
-    for d, text in enumerate(texts):
-        raw = list(text.encode("utf-8"))
-        units[d] = len(raw)
-        done = 0
-        for seq, k in rolling_windows(raw, bos_id, max_len):
-            windows.append((seq[:-1], k))
-            targets.append(raw[done: done + k])
-            owner.append(d)
-            done += k
-    return windows, targets, owner, units
+def texts_to_windows(texts: Sequence[str], bos_id: int, max_len: int) -> tuple[PackedWindows, np.ndarray]:
+    """UTF-8 bytes of each text cut into rolling windows -> (the windows of all texts, bytes per
+    text float64 (N,))."""
+    raw = [np.frombuffer(t.encode("utf-8"), dtype=np.uint8) for t in texts]
+    return documents_to_windows(raw, bos_id, max_len), np.array([len(r) for r in raw], dtype=np.float64)
 
 
-def windows_to_target_nll(
-    logits_fn: Callable[[torch.Tensor], torch.Tensor],
-    windows: Sequence[tuple[list[int], int]],
-    targets: Sequence[list[int]],
-    *,
-    batch_size: int,
-) -> np.ndarray:
-    """NLL (nats, float64) of each window's targets given its input.
+def logits_to_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)[target] in float64: logits (B, T, V), targets (B, T) -> (B, T).
+    The reference models' vocabularies are small (17, 256): float64 costs nothing here."""
+    return -torch.log_softmax(logits.double(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
-    ``logits_fn(ids (B, T)) -> (B, T, V)`` must be causal: inputs are right-padded with id 0
-    to the batch's longest, which changes no earlier position's logits.
-    """
-    out = np.zeros(len(windows))
-    order = sorted(range(len(windows)), key=lambda i: -len(windows[i][0]))  # similar lengths together
-    for s in range(0, len(order), batch_size):
-        idx = order[s: s + batch_size]
-        width = max(len(windows[i][0]) for i in idx)
-        ids = torch.zeros(len(idx), width, dtype=torch.int64)
-        tgt = torch.zeros(len(idx), width, dtype=torch.int64)
-        scored = torch.zeros(len(idx), width, dtype=torch.bool)
-        for r, i in enumerate(idx):
-            inp, k = windows[i]
-            ids[r, : len(inp)] = torch.as_tensor(inp)
-            tgt[r, len(inp) - k: len(inp)] = torch.as_tensor(targets[i])
-            scored[r, len(inp) - k: len(inp)] = True
-        logp = torch.log_softmax(logits_fn(ids).double(), dim=-1)
-        tok = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-        nll = torch.where(scored, tok, 0.0).sum(dim=1)
-        out[idx] = nll.numpy()
-    return out
+
+def windows_to_target_nll(model: Callable[[torch.Tensor], torch.Tensor], windows: PackedWindows, *,
+                          batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """NLL (nats, float64 (W,)) of each window's scored targets under a causal model
+    (``model(ids (B, T)) -> logits (B, T, V)``), windows of all texts batched together."""
+    nll, _ = windows_to_nll(model, windows, batch_size=batch_size, device=torch.device(device),
+                            pad_token=0, token_nll=logits_to_token_nll)
+    return nll
 
 
 # --------------------------------------------------------------------------------------
@@ -145,8 +118,9 @@ class _ARModel(Generator):
     paradigm = "autoregressive"
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", kv_cache: bool = True,
-                 temperature: float = 1.0, eval_batch_size: int = 64):
+                 temperature: float = 1.0, eval_batch_size: int = 64, compile: str | None = None):
         self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.compile = compile_module(self.model, compile, self.name)
         self.config = self.model.cfg
         self.bos_id = int(self.meta["config"]["bos_id"])
         self.device = torch.device(device)
@@ -171,7 +145,8 @@ class _ARModel(Generator):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "paradigm": self.paradigm, "modality": self.modality,
-                "weights_sha256": self.meta["sha256"], "sampler": self.sampler_options()}
+                "weights_sha256": self.meta["sha256"], "sampler": self.sampler_options(),
+                **({"compile": self.compile} if self.compile else {})}
 
     def _check_sample_args(self, n: int, batch_size: int, condition: Any, steps: int | None, length: int) -> None:
         if condition is not None:
@@ -193,7 +168,8 @@ class ARDigits(_ARModel):
     """Causal pixel transformer over 8x8 digits: 64 pixels in raster order, 17 grey levels.
 
     Options: ``kv_cache`` (default True), ``temperature`` (default 1.0; 0 is greedy),
-    ``eval_batch_size`` (images per likelihood forward pass).
+    ``eval_batch_size`` (images per likelihood forward pass), ``compile`` (a torch.compile
+    mode, ``adapters.device.COMPILE_MODES``; "reduce-overhead" adds CUDA graphs; unset: eager).
     """
 
     name = "ar-digits"
@@ -211,23 +187,22 @@ class ARDigits(_ARModel):
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(length),
                        info={**self.sampler_options(), "order": "raster"})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """uint8 images (N, 8, 8, 1) -> exact NLL in nats per image over its 64 pixels.
 
         Pixels are mapped to the nearest of the 17 grey levels first (``image_to_levels``);
-        ``seed`` is unused (the likelihood is exact).
+        ``seed`` and ``start`` are unused (the likelihood is exact).
         """
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 \
                 or batch.shape[1:] != (8, 8, 1) or len(batch) == 0:
             raise UserError(
                 f"{self.name}: log_likelihood takes a non-empty uint8 array (N, 8, 8, 1); got "
                 f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}")
-        levels = torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64))
-        nll = np.empty(len(batch))
-        with torch.inference_mode():
-            for s in range(0, len(levels), self.eval_batch_size):
-                nll[s: s + self.eval_batch_size] = sequences_to_nll(self.logits, levels[s: s + self.eval_batch_size],
-                                                                   self.bos_id)
+        levels = to_device(torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64)), self.device)
+        with torch.inference_mode():  # sums stay on the device until one read at the end
+            parts = [_sequence_nll(self.model, levels[s: s + self.eval_batch_size], self.bos_id)
+                     for s in range(0, len(levels), self.eval_batch_size)]
+            nll = torch.cat(parts).cpu().numpy()
         return LogLikelihood(nll=nll, units=np.full(len(batch), 64.0), unit="dimension", kind=LikelihoodKind.EXACT,
                              info={"order": "raster", "levels": data.DIGITS_LEVELS})
 
@@ -238,7 +213,7 @@ class ARText(_ARModel):
 
     Options: ``length`` of samples in bytes (default 256, at most 256), ``kv_cache``,
     ``temperature``, ``context`` (window of ``log_likelihood``, default the model's 256),
-    ``eval_batch_size`` (windows per forward pass).
+    ``eval_batch_size`` (windows per forward pass), ``compile`` (as ar-digits).
     """
 
     name = "ar-kjv"
@@ -273,11 +248,12 @@ class ARText(_ARModel):
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(self.length),
                        info={**self.sampler_options(), "start": "BOS"})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """List of documents (str) -> exact NLL in nats per document over its UTF-8 bytes.
 
         Each document is scored on its own with disjoint rolling windows (lm-evaluation-harness
-        ``loglikelihood_rolling``), its first byte conditioned on BOS; ``seed`` is unused.
+        ``loglikelihood_rolling``), its first byte conditioned on BOS; ``seed`` and ``start`` are
+        unused. The windows of all documents of a call are batched together.
         """
         if isinstance(batch, str) or not isinstance(batch, (list, tuple)) or len(batch) == 0:
             raise UserError(f"{self.name}: log_likelihood takes a non-empty list of strings")
@@ -295,12 +271,9 @@ class ARText(_ARModel):
         for d, text in enumerate(texts):
             if not isinstance(text, str):
                 raise UserError(f"{self.name}: text {d} is a {type(text).__name__}, not a string")
-        windows, targets, owner, units = texts_to_windows(texts, self.bos_id, self.context)
-        nll = np.zeros(len(texts))
-        if windows:
-            with torch.inference_mode():
-                per_window = windows_to_target_nll(self.logits, windows, targets, batch_size=self.eval_batch_size)
-            nll = np.bincount(np.asarray(owner), weights=per_window, minlength=len(texts))
+        windows, units = texts_to_windows(texts, self.bos_id, self.context)
+        per_window = windows_to_target_nll(self.model, windows, batch_size=self.eval_batch_size, device=self.device)
+        nll = np.bincount(windows.owner, weights=per_window, minlength=len(texts))
         return LogLikelihood(nll=nll, units=units, unit="byte", kind=LikelihoodKind.EXACT,
                              info={"windows": "lm-eval loglikelihood_rolling: disjoint, context_len=1",
                                    "context": self.context, "first_byte": "conditioned on BOS",
@@ -309,9 +282,13 @@ class ARText(_ARModel):
 
 def sequences_to_nll(logits_fn: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor, bos_id: int) -> np.ndarray:
     """Exact NLL of whole sequences: ids (B, L) -> nats (B,) float64, the first id given BOS."""
-    inp = torch.cat([torch.full((len(ids), 1), bos_id, dtype=torch.int64), ids[:, :-1]], dim=1)
-    logp = torch.log_softmax(logits_fn(inp).double(), dim=-1)
-    return -logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1).sum(dim=1).numpy()
+    return _sequence_nll(logits_fn, ids, bos_id).cpu().numpy()
+
+
+def _sequence_nll(logits_fn: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """As ``sequences_to_nll``, left on the ids' device (no synchronisation)."""
+    inp = torch.cat([torch.full((len(ids), 1), bos_id, dtype=torch.int64, device=ids.device), ids[:, :-1]], dim=1)
+    return logits_to_token_nll(logits_fn(inp), ids).sum(dim=1)
 
 
 # --------------------------------------------------------------------------------------
@@ -461,8 +438,7 @@ def train_ar_kjv(seed: int = 0, out_dir: Path = zoo.WEIGHTS_DIR, *, log_every: i
 def kjv_model_to_bits_per_byte(model: Transformer, docs: Sequence[str], bos: int, context: int,
                                batch_size: int = 32) -> float:
     """Bits per UTF-8 byte of documents under a byte model, with ARText's rolling windows."""
-    windows, targets, _, units = texts_to_windows(docs, bos, context)
+    windows, units = texts_to_windows(docs, bos, context)
     model.eval()
-    with torch.inference_mode():
-        nll = windows_to_target_nll(model, windows, targets, batch_size=batch_size)
+    nll = windows_to_target_nll(model, windows, batch_size=batch_size, device=next(model.parameters()).device)
     return float(nll.sum() / units.sum() / LN2)

@@ -33,8 +33,10 @@ density ``p`` and the integrand divided by ``p(lambda)``: by default a histogram
 ``lambda`` fitted after training to where this model's integrand is large (widened, and
 mixed with 20% uniform, so it is positive everywhere and the estimate stays unbiased);
 ``proposal="cosine"`` uses the training schedule instead (``p = 1 / |dlambda/dt|``).
-Image ``i`` of a batch draws its timesteps and noise from a generator keyed by
-``(seed, i)``, so estimates do not depend on ``eval_batch_size``.
+Image ``i`` of the evaluation draws its timesteps and noise from
+``sampling.example_generator(seed, i, stream="likelihood")``, so estimates do not depend on
+``eval_batch_size`` nor
+on how the suite groups images into calls.
 
 Sampling from ``t = 1`` to ``t = 0`` on ``steps`` steps uniform in ``t``: ``"ancestral"``
 draws ``z_s ~ q(z_s | z_t, x = x_hat)``; ``"ddim"`` is deterministic (``eta = 0``). One
@@ -59,7 +61,8 @@ import torch.nn.functional as F
 
 from genbench import data
 from genbench.adapters import zoo
-from genbench.adapters.sampling import cosine_lr, example_generator, key_to_generator
+from genbench.adapters.sampling import cosine_lr, example_generator
+from genbench.adapters.device import compile_module, to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -293,9 +296,10 @@ def diffusion_term(net: Denoiser, x: torch.Tensor, u: torch.Tensor, eps: torch.T
     alpha, sigma = alpha_sigma(lam)
     z = alpha[:, None] * x.double() + sigma[:, None] * eps.double()
     dev = net.values.device
-    x_hat = net.x_hat(z.float().to(dev), lam.float().to(dev)).double().cpu()
-    err = ((x.double() - x_hat) ** 2).sum(-1)
-    return 0.5 * inv_density * torch.exp(lam) * err
+    # float64 from here on, on the network's device: the result stays there (no synchronisation)
+    x_hat = net.x_hat(to_device(z.float(), dev), to_device(lam.float(), dev)).double()
+    err = ((to_device(x.double(), dev) - x_hat) ** 2).sum(-1)
+    return 0.5 * to_device(inv_density * torch.exp(lam), dev) * err
 
 
 @torch.no_grad()
@@ -341,12 +345,13 @@ def systematic_timesteps(gen: torch.Generator, mc_samples: int, replicates: int)
 
 @torch.no_grad()
 def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples: int = 128,
-                   replicates: int = 8, batch_size: int = 64,
+                   replicates: int = 8, batch_size: int = 64, start: int = 0,
                    proposal: Schedule | HistogramProposal | None = None) -> dict[str, np.ndarray]:
     """ELBO of images: levels (N, 64) int64 -> dict of (N,) float64 arrays in nats: ``nll``
     (the bound), ``stderr``, and its parts ``prior``, ``diffusion``, ``reconstruction``.
 
-    Image ``i`` draws timesteps and noise from ``key_to_generator(seed, i)``; timesteps
+    Image ``i`` draws timesteps and noise from ``example_generator(seed, start + i, stream="likelihood")``;
+    timesteps
     are points u in [0, 1) mapped to lambda by ``proposal`` (default: the cosine schedule).
     """
     if mc_samples % replicates or mc_samples < 2 * replicates:
@@ -357,7 +362,7 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
     n, k = len(levels), mc_samples // replicates
     x_all = levels_to_unit(levels)
     alpha0, sigma0 = alpha_sigma(torch.tensor(sched.logsnr_max, dtype=torch.float64))
-    diff = torch.empty(n, replicates, dtype=torch.float64)
+    diff_parts: list[torch.Tensor] = []   # on the network's device, read once at the end
     recon = torch.empty(n, replicates, dtype=torch.float64)
     for s in range(0, n, max(1, batch_size)):
         x = x_all[s: s + batch_size]
@@ -365,17 +370,18 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
         # per-image randomness: timesteps (R, k), diffusion noise (R, k, 64), decoder noise (R, 64)
         ts, eps, eps0 = [], [], []
         for i in range(s, s + b):
-            g = key_to_generator(seed, i)
+            g = example_generator(seed, start + i, stream="likelihood")
             ts.append(systematic_timesteps(g, mc_samples, replicates))
             eps.append(torch.randn(replicates, k, PIXELS, generator=g))
             eps0.append(torch.randn(replicates, PIXELS, generator=g))
         xr = x[:, None, None, :].expand(b, replicates, k, PIXELS).reshape(-1, PIXELS)
         per = diffusion_term(net, xr, torch.stack(ts).reshape(-1), torch.stack(eps).reshape(-1, PIXELS), proposal)
-        diff[s: s + b] = per.view(b, replicates, k).mean(-1)
+        diff_parts.append(per.view(b, replicates, k).mean(-1))
         z0 = alpha0 * x[:, None, :].double() + sigma0 * torch.stack(eps0).double()
         recon[s: s + b] = reconstruction_nll(x[:, None, :].expand(b, replicates, PIXELS).reshape(-1, PIXELS),
                                              z0.reshape(-1, PIXELS), sched).view(b, replicates)
     prior = prior_kl(x_all, sched)
+    diff = torch.cat(diff_parts).cpu()
     per_rep = diff + recon  # the prior is exact: no Monte Carlo error
     nll = prior + per_rep.mean(-1)
     stderr = per_rep.std(-1, unbiased=True) / math.sqrt(replicates)
@@ -444,7 +450,8 @@ class DiffusionDigits(Generator):
     systematic sets they are split into, default 8), ``proposal`` (how timesteps are spread
     over lambda: "fitted", the histogram density stored with the weights, or "cosine", the
     training schedule; both are unbiased, "fitted" has a 3-4x smaller standard error),
-    ``eval_batch_size`` (images per likelihood chunk).
+    ``eval_batch_size`` (images per likelihood chunk), ``compile`` (a torch.compile mode,
+    ``adapters.device.COMPILE_MODES``; "reduce-overhead" adds CUDA graphs; unset: eager).
     """
 
     name = "diffusion-digits"
@@ -455,7 +462,7 @@ class DiffusionDigits(Generator):
 
     def __init__(self, path: str | None = None, *, device: str = "cpu", sampler: str = "ancestral",
                  steps: int = 50, mc_samples: int = 128, replicates: int = 8, proposal: str = "fitted",
-                 eval_batch_size: int = 64):
+                 eval_batch_size: int = 64, compile: str | None = None):
         state, meta = zoo.load_model_state(self.name, Path(path) if path is not None else None)
         self.meta = meta
         self.config = DenoiserConfig(**meta["config"]["denoiser"])
@@ -463,6 +470,7 @@ class DiffusionDigits(Generator):
         self.net = Denoiser(self.config)
         self.net.load_state_dict(state)
         self.net.to(self.device).eval()
+        self.compile = compile_module(self.net, compile, self.name)
         if sampler not in SAMPLERS:
             raise UserError(f"{self.name}: sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         self.sampler = sampler
@@ -508,7 +516,7 @@ class DiffusionDigits(Generator):
                 "weights_sha256": self.meta["sha256"], "sampler": self.sampler_options(),
                 "quantisation": "argmax of the discretised Gaussian decoder: z_0/alpha_0 rounded to the "
                                 "nearest of 17 levels, clipped to [0, 16]",
-                "likelihood": self.likelihood_info()}
+                "likelihood": self.likelihood_info(), **({"compile": self.compile} if self.compile else {})}
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
                steps: int | None = None) -> Samples:
@@ -526,8 +534,10 @@ class DiffusionDigits(Generator):
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(steps),
                        info={"sampler": self.sampler, "steps": steps, "quantisation": "decoder argmax"})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
-        """uint8 images (N, 8, 8, 1) -> ELBO (an NLL upper bound) in nats per image, 64 dims each.
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
+        """uint8 images (N, 8, 8, 1) -> ELBO (an NLL upper bound) in nats per image, 64 dims each;
+        image ``i`` draws its timesteps and noise from ``example_generator(seed, start + i,
+        stream="likelihood")``.
 
         Pixels are mapped to the nearest of the 17 grey levels first (``image_to_levels``).
         """
@@ -536,7 +546,7 @@ class DiffusionDigits(Generator):
         with torch.inference_mode():
             est = images_to_elbo(self.net, levels, seed=seed, mc_samples=self.mc_samples,
                                  replicates=self.replicates, batch_size=self.eval_batch_size,
-                                 proposal=self._proposal)
+                                 proposal=self._proposal, start=start)
         parts = {k: float(est[k].mean()) for k in ("prior", "diffusion", "reconstruction")}
         return LogLikelihood(nll=est["nll"], units=np.full(len(batch), float(PIXELS)), unit="dimension",
                              kind=LikelihoodKind.UPPER_BOUND, stderr=est["stderr"], mc_samples=self.mc_samples,

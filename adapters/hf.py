@@ -22,9 +22,13 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
   in float32 (float64 sums), as lm-eval does for a float32 model.
 
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
-sorted by length, right-padded with an attention mask and explicit positions), so pass many
-documents per call for throughput. Results do not depend on ``batch_size`` beyond float32
-rounding.
+sorted by length, right-padded with explicit positions and no attention mask: in a causal
+model no real position sees the padding after it), so pass many documents per call for
+throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
+documents first, so the device starts early) while the previous chunk is scored; the tokens
+go to the device once per chunk and each batch is gathered there; per-window sums stay on
+the device until one read at the end of the call. Results do not depend on ``batch_size``
+beyond float32 rounding (document sums in float64, in window order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
@@ -42,13 +46,16 @@ import json
 import pickle
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genbench.adapters.device import to_device
 from genbench.adapters.sampling import examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -98,6 +105,132 @@ def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int) -
         # inputs: the max_length tokens before the last target (end - max_length - 1 >= 0 here)
         windows.append((tokens[end - max_length - 1: end], k))
     return windows
+
+
+@dataclass
+class PackedWindows:
+    """The rolling windows of many documents, as slices of one flat token array.
+
+    ``flat`` (T,) int64 holds each document's tokens after one prefix token; window ``w``
+    reads the inputs ``flat[start[w]: start[w] + length[w]]``, predicts the next token at
+    each of them, and scores the last ``scored[w]`` predictions; ``owner[w]`` is its
+    document. Windows are in document order, then window order (the order of the sums).
+    """
+
+    flat: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    scored: np.ndarray
+    owner: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def documents_to_windows(token_lists: Sequence[Sequence[int]], prefix_token: int, max_length: int) -> PackedWindows:
+    """Token ids of each document -> the windows of :func:`rolling_windows` for all of them,
+    without a Python loop per window or per token (one per document)."""
+    if max_length < 1:
+        raise ValueError("max_length must be >= 1")
+    sizes = np.array([len(t) for t in token_lists], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes + 1)])  # document d sits at flat[offsets[d] + 1:]
+    flat = np.full(int(offsets[-1]), prefix_token, dtype=np.int64)
+    if sizes.sum():
+        body = np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists if len(t)])
+        flat[np.repeat(offsets[:-1] + 1, sizes) + _ranges(sizes)] = body
+    starts, lengths, scored, owner = [], [], [], []
+    for d, n in enumerate(sizes.tolist()):
+        if n == 0:
+            continue
+        first = min(max_length, n)
+        ends = np.arange(first, n, max_length, dtype=np.int64)[1:] if n > first else np.zeros(0, np.int64)
+        ends = np.concatenate([ends, [n]]) if n > first else ends
+        # the first window reads [P] + t[:first - 1]; a later one ending at e reads t[e - L - 1: e - 1]
+        starts += [[offsets[d]], offsets[d] + ends - max_length]
+        lengths += [[first], np.full(len(ends), max_length)]
+        scored += [[first], np.diff(np.concatenate([[first], ends]))]
+        owner.append(np.full(1 + len(ends), d))
+    cat = (lambda parts: np.concatenate(parts).astype(np.int64)) if owner else (lambda parts: np.zeros(0, np.int64))
+    return PackedWindows(flat=flat, start=cat(starts), length=cat(lengths), scored=cat(scored), owner=cat(owner))
+
+
+def _ranges(sizes: np.ndarray) -> np.ndarray:
+    """0..n-1 for each n of sizes, concatenated."""
+    ends = np.cumsum(sizes)
+    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - sizes, sizes)
+
+
+def windows_to_nll(forward: Callable[..., torch.Tensor], windows: PackedWindows, *, batch_size: int,
+                   device: torch.device, pad_token: int,
+                   token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   positions: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """NLL (nats, float64 (W,)) of each window's scored targets, and whether a NaN was among them.
+
+    ``forward(ids (B, T) [, positions (B, T)]) -> logits (B, T, V)`` must be causal. Windows are
+    sorted by length and batched ``batch_size`` at a time, right-padded with ``pad_token``
+    (a causal model's real positions never see the padding after them, so no attention mask
+    is needed). ``token_nll(logits, targets) -> (B, T)`` defaults to float32 cross-entropy
+    over the whole vocabulary. See :func:`queue_window_nll`.
+    """
+    return read_window_nll(queue_window_nll(forward, windows, batch_size=batch_size, device=device,
+                                            pad_token=pad_token, token_nll=token_nll, positions=positions))
+
+
+@torch.inference_mode()
+def queue_window_nll(forward: Callable[..., torch.Tensor], windows: PackedWindows, *, batch_size: int,
+                     device: torch.device, pad_token: int,
+                     token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                     positions: bool = False) -> tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]:
+    """Launch the forward passes of :func:`windows_to_nll` without waiting for them: (window
+    order, per-batch sums and NaN flags, still on the device); :func:`read_window_nll` reads them.
+
+    The tokens go to ``device`` once (pinned, non-blocking); each batch is gathered there and
+    nothing is read back, so the host runs ahead (building the next batches, tokenizing the
+    next documents) while the device computes."""
+    token_nll = token_nll or _token_nll
+    order = np.lexsort((np.arange(len(windows)), -windows.length))  # longest first, ties in window order
+    sums: list[torch.Tensor] = []
+    nans: list[torch.Tensor] = []
+    if not len(order):
+        return order, sums, nans
+    last = len(windows.flat) - 1
+    flat = to_device(torch.from_numpy(windows.flat), device)
+    # per window, in batch order: first input, inputs, first scored input
+    meta = to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
+                                                 (windows.length - windows.scored)[order]])), device)
+    widths = windows.length[order]
+    for s in range(0, len(order), batch_size):
+        width = int(widths[s])
+        a, n, first = meta[:, s: s + batch_size]
+        col = torch.arange(width, device=device)
+        pos = a[:, None] + col
+        valid = col < n[:, None]
+        ids = torch.where(valid, flat[pos.clamp(max=last)], pad_token)
+        tgt = torch.where(valid, flat[(pos + 1).clamp(max=last)], 0)
+        keep = valid & (col >= first[:, None])
+        args = (ids, col.expand_as(ids)) if positions else (ids,)
+        nll = token_nll(forward(*args), tgt)
+        sums.append(torch.where(keep, nll.double(), 0.0).sum(dim=1))
+        nans.append(torch.isnan(nll).logical_and(keep).any(dim=1))
+    return order, sums, nans
+
+
+def read_window_nll(*queued: tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Results of one or more :func:`queue_window_nll` calls, read in one transfer: (nll (W,),
+    has NaN (W,)) in window order, the windows of each call after those of the previous."""
+    sums = [t for _, s, _ in queued for t in s]
+    nans = [t for _, _, f in queued for t in f]
+    if not sums:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    both = torch.cat([torch.cat(sums), torch.cat(nans).double()]).cpu().numpy()
+    out, nan = np.empty(len(both) // 2), np.empty(len(both) // 2, dtype=bool)
+    offset = 0
+    for order, _, _ in queued:
+        out[offset + order] = both[offset: offset + len(order)]
+        nan[offset + order] = both[len(out) + offset: len(out) + offset + len(order)] > 0
+        offset += len(order)
+    return out, nan
 
 
 # --------------------------------------------------------------------------------------
@@ -354,18 +487,47 @@ class HFCausalLM(Generator):
         return docs
 
     def _tokenize(self, docs: list[str]) -> list[list[int]]:
-        enc = self.tokenizer(docs, add_special_tokens=False, return_attention_mask=False, verbose=False)
-        ids = [list(map(int, x)) for x in enc["input_ids"]]
-        for i, x in enumerate(ids):
-            if not x:
-                raise UserError(f"{NAME}: document {i} ({docs[i][:20]!r}...) tokenizes to no tokens; drop it "
-                                "before scoring")
-        return ids
+        """Token ids of each document (no special tokens added)."""
+        return HFCausalLM._tokenize_indexed(self, docs, np.arange(len(docs)))  # also serves hf-masked-diffusion-lm
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def _token_chunks(self, docs: list[str]) -> Iterator[tuple[np.ndarray, list[list[int]]]]:
+        """(indices of its documents, their token ids) of chunks of the documents, shortest
+        documents first.
+
+        A background thread tokenizes the chunks in order (the Rust tokenizer releases the GIL)
+        while the caller scores the previous ones; the first chunk is small (the shortest
+        documents, ~16 kB of text), so the device starts early, and chunks grow to ~1 MB."""
+        order = np.argsort([len(d) for d in docs], kind="stable")
+        bounds, lo, size, budget = [], 0, 0, 1 << 14
+        for k, i in enumerate(order):
+            size += len(docs[i])
+            if size >= budget or k == len(order) - 1:
+                bounds.append(order[lo: k + 1])
+                lo, size, budget = k + 1, 0, min(2 * budget, 1 << 20)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        try:
+            futures = [pool.submit(self._tokenize_indexed, docs, idx) for idx in bounds]
+            for idx, future in zip(bounds, futures):
+                yield idx, future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _tokenize_indexed(self, docs: list[str], idx: np.ndarray) -> list[list[int]]:
+        """Token ids of docs[i] for i in idx (messages name the document by its index)."""
+        ids = self.tokenizer([docs[i] for i in idx], add_special_tokens=False, return_attention_mask=False,
+                             verbose=False)["input_ids"]
+        for i, x in zip(idx, ids):
+            if not x:
+                raise UserError(f"{NAME}: document {i} ({docs[i][:20]!r}...) tokenizes to no tokens; drop it before "
+                                "scoring")
+        return [list(map(int, x)) for x in ids]
+
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """A list of documents (str) -> exact NLL in nats per document, units = its tokens.
 
-        lm-eval ``loglikelihood_rolling`` (see the module docstring); ``seed`` is unused.
+        lm-eval ``loglikelihood_rolling`` (see the module docstring); ``seed`` and ``start``
+        are unused (the likelihood is exact). Pass many documents per call: their windows
+        are batched together.
         """
         docs = self._documents(batch)
         L = self.max_length
@@ -373,62 +535,39 @@ class HFCausalLM(Generator):
         if not docs:
             return LogLikelihood(nll=np.zeros(0), units=np.zeros(0), unit="token", kind=LikelihoodKind.EXACT,
                                  info=info)
-        token_lists = self._tokenize(docs)
-        units = np.array([len(t) for t in token_lists], dtype=np.float64)
-        windows: list[tuple[int, int, list[int], int]] = []  # (doc, window index, sequence, n targets)
-        for d, toks in enumerate(token_lists):
-            for w, (seq, k) in enumerate(rolling_windows(toks, self.prefix_token_id, L)):
-                windows.append((d, w, seq, k))
-        info["windows"] = len(windows)
-        window_ll = self._score_windows(windows)
-        nll = np.zeros(len(docs))
-        for (d, _, _, _), ll in zip(windows, window_ll):  # in document/window order: batch-independent sums
-            nll[d] -= ll
-        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
-
-    @torch.inference_mode()
-    def _score_windows(self, windows: list[tuple[int, int, list[int], int]]) -> np.ndarray:
-        """Sum of log-probs (float64) of each window's scored targets, windows batched by length."""
-        out = np.zeros(len(windows))
-        order = sorted(range(len(windows)), key=lambda i: (-len(windows[i][2]), i))
-        bad: list[tuple[int, int, bool]] = []  # (doc, window, has NaN)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s: s + self.batch_size]
-            width = len(windows[idx[0]][2]) - 1  # sorted: the first is the longest
-            ids = torch.full((len(idx), width), self.prefix_token_id, dtype=torch.int64)
-            tgt = torch.zeros((len(idx), width), dtype=torch.int64)
-            scored = torch.zeros((len(idx), width), dtype=torch.bool)
-            mask = torch.zeros((len(idx), width), dtype=torch.int64)
-            for r, i in enumerate(idx):
-                seq, k = windows[i][2], windows[i][3]
-                t = torch.as_tensor(seq, dtype=torch.int64)
-                n = len(seq) - 1
-                ids[r, :n] = t[:-1]
-                tgt[r, :n] = t[1:]
-                scored[r, n - k: n] = True
-                mask[r, :n] = 1
-            kwargs: dict[str, Any] = {"attention_mask": mask.to(self.device), "use_cache": False}
-            if self._takes_positions:
-                kwargs["position_ids"] = torch.arange(width, device=self.device).expand(len(idx), width)
-            logits = self.model(input_ids=ids.to(self.device), **kwargs).logits
-            token_nll = _token_nll(logits, tgt.to(self.device))  # (B, T) float32
-            scored_d = scored.to(self.device)
-            sums = torch.where(scored_d, token_nll.double(), 0.0).sum(dim=1).cpu()
-            for r, i in enumerate(idx):
-                total = -float(sums[r])
-                if not math.isfinite(total):
-                    bad.append((windows[i][0], windows[i][1], bool(torch.isnan(token_nll[r][scored_d[r]]).any())))
-                out[i] = total
-        if bad:
-            bad.sort()
-            d, w, nan = bad[0]
-            more = f" (and {len(bad) - 1} more windows)" if len(bad) > 1 else ""
-            what = "NaN" if nan else "infinite (or -inf for the observed token)"
+        units = np.zeros(len(docs))
+        owners, queued = [], []
+        for idx, token_lists in self._token_chunks(docs):  # scored while the next chunk is tokenized
+            units[idx] = [len(t) for t in token_lists]
+            windows = documents_to_windows(token_lists, self.prefix_token_id, L)
+            owners.append(idx[windows.owner])
+            queued.append(queue_window_nll(self._forward, windows, batch_size=self.batch_size, device=self.device,
+                                           pad_token=self.prefix_token_id, positions=self._takes_positions))
+        owner = np.concatenate(owners)  # a document's windows are consecutive, in window order
+        info["windows"] = len(owner)
+        window_nll, nan = read_window_nll(*queued)
+        bad = ~np.isfinite(window_nll)
+        if bad.any():
+            runs = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+            window_index = np.arange(len(owner)) - np.repeat(runs, np.diff(np.r_[runs, len(owner)]))
+            first = int(np.flatnonzero(bad)[np.lexsort((window_index[bad], owner[bad]))[0]])
+            d, w = int(owner[first]), int(window_index[first])
+            more = f" (and {int(bad.sum()) - 1} more windows)" if bad.sum() > 1 else ""
+            what = "NaN" if nan[first] else "infinite (or -inf for the observed token)"
             raise UserError(f"{NAME}: model produced {what} logits on document {d}, window {w}{more} "
                             f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
                             "check the weights, or load in float32 (option dtype=\"float32\") if a half-precision "
                             "model overflows")
-        return out
+        # summed in document/window order: the same float64 sums whatever the batching
+        nll = np.bincount(owner, weights=window_nll, minlength=len(docs))
+        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Right-padded ids (B, T) -> logits (B, T, V); no attention mask (see windows_to_nll)."""
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if positions is not None:
+            kwargs["position_ids"] = positions
+        return self.model(input_ids=ids, **kwargs).logits
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
@@ -493,8 +632,19 @@ def _token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     Cross-entropy over consecutive chunks of positions (views, no copies; float32 even for a
     half-precision model): on a CPU, chunks that fit in cache make this ~1.5x faster than one
-    log-softmax over the whole batch; on an accelerator, few large chunks.
+    log-softmax over the whole batch; on an accelerator, few large chunks. Half-precision
+    logits on CUDA go through one fused kernel (``logsumexp`` of the float32 values minus the
+    target's, compiled by torch.compile) that reads them once instead of writing a float32
+    copy and a log-softmax: several times less memory traffic. Where compilation fails, the
+    chunks.
     """
+    if logits.device.type == "cuda" and logits.dtype != torch.float32:
+        fused = _fused_token_nll()
+        if fused is not None:
+            try:
+                return fused(logits, targets)
+            except Exception:  # no working compiler here: fall back once and for all
+                _FUSED["fn"] = None
     b, t, v = logits.shape
     flat, tflat = logits.reshape(b * t, v), targets.reshape(b * t)
     rows = max(16, (1 << 19) // v) if logits.device.type == "cpu" else max(1, (1 << 27) // v)
@@ -502,6 +652,23 @@ def _token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     for s in range(0, b * t, rows):
         out[s: s + rows] = F.cross_entropy(flat[s: s + rows].float(), tflat[s: s + rows], reduction="none")
     return out.view(b, t)
+
+
+_FUSED: dict[str, Any] = {}
+
+
+def _fused_token_nll() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The compiled fused -log softmax(logits)[target] (float32 math), or None without a compiler."""
+    if "fn" not in _FUSED:
+        def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            x = logits.float()
+            return torch.logsumexp(x, dim=-1) - x.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+        try:
+            _FUSED["fn"] = torch.compile(token_nll, dynamic=True)
+        except Exception:
+            _FUSED["fn"] = None
+    return _FUSED["fn"]
 
 
 def _positive_int(name: str, value: Any) -> int:

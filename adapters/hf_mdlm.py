@@ -48,9 +48,11 @@ position from ``softmax(logits / temperature)`` (mask id excluded) and commits t
 noise to the choice, default 0: LLaDA's low-confidence remasking). One forward pass per step,
 ``nfe_per_sample = steps``. Texts are decoded with ``skip_special_tokens=True``.
 
-Logits are checked once per forward pass (NaN, +inf, or no finite logit at a position is a
-``UserError`` naming the document) and moved to the CPU in float32 for the shared MDLM math
-(``batch_size`` bounds that copy: rows x positions x vocabulary floats). A model may give the
+Likelihood forward passes leave the logits on the device: the SUBS NLL of each masked
+copy is summed there and read back once per window width (``batch_size`` masked copies per
+pass bound the memory); a NaN in a window's bound is traced back to its document with a
+checked forward pass (NaN, +inf, or no finite logit at a position is a ``UserError`` naming
+the document). Sampling checks every forward pass and moves the logits to the CPU in float32. A model may give the
 mask id a logit (BERT, LLaDA) or not (``V <= mask id``): SUBS excludes it either way. Dream's
 logits at position i - 1 predict token i (it was adapted from an autoregressive model):
 ``shift_logits=True`` realigns them. The adapter cannot tell a bidirectional model from a causal
@@ -59,7 +61,6 @@ one: a causal model gives a valid but loose bound.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import inspect
 import math
@@ -71,6 +72,7 @@ import torch
 from genbench.adapters import hf, mdlm
 from genbench.adapters.mdlm import (ORDERS, SAMPLING_EPS, SCHEDULES, TIMESTEPS, WEIGHTS, check_mc_samples,
                                     masked_sample, sequences_to_elbo, unmask_counts)
+from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -252,7 +254,21 @@ class HFMaskedDiffusionLM(Generator):
 
         Checked once per forward pass: NaN, +inf or no finite logit at a position is a
         UserError (-inf alone is allowed: some models rule ids out that way)."""
-        out = self.model(input_ids=ids.to(self.device), **self._forward_kwargs)
+        logits = self._device_logits(ids).float()
+        if not bool(torch.isfinite(logits).all()):
+            broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
+            if bool(broken.any()):
+                what = "NaN" if bool(torch.isnan(logits).any()) else "infinite"
+                raise UserError(f"{NAME}: model produced {what} logits{' ' + where if where else ''} "
+                                f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
+                                "check the weights, or load in float32 (option dtype=\"float32\") if a "
+                                "half-precision model overflows")
+        return logits.cpu()
+
+    def _device_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) -> logits (B, L, V) in the model's dtype, left on its device, unchecked
+        (nothing here waits for the device: the likelihood checks its sums once at the end)."""
+        out = self.model(input_ids=to_device(ids, self.device), **self._forward_kwargs)
         logits = getattr(out, "logits", None)
         if logits is None:
             raise UserError(f"{NAME}: {type(self.model).__name__} (loaded with auto_class={self.auto_class}) returns "
@@ -263,16 +279,7 @@ class HFMaskedDiffusionLM(Generator):
                             f"ids of shape {tuple(ids.shape)}; a masked LM must give one distribution per position")
         if self.shift_logits:  # Dream's convention: the logits at i - 1 predict token i
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-        logits = logits.float()
-        if not bool(torch.isfinite(logits).all()):
-            broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
-            if bool(broken.any()):
-                what = "NaN" if bool(torch.isnan(logits).any()) else "infinite"
-                raise UserError(f"{NAME}: model produced {what} logits{' ' + where if where else ''} "
-                                f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
-                                "check the weights, or load in float32 (option dtype=\"float32\") if a "
-                                "half-precision model overflows")
-        return logits.cpu()
+        return logits
 
     # --- interface -----------------------------------------------------------------
     @property
@@ -304,9 +311,12 @@ class HFMaskedDiffusionLM(Generator):
         }
 
     # --- likelihood ----------------------------------------------------------------
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """A list of documents (str) -> ELBO in nats per document (an NLL upper bound), its
-        Monte Carlo standard error, units = its token count (see the module docstring)."""
+        Monte Carlo standard error, units = its token count (see the module docstring).
+
+        Draws are keyed by the document's content (and ``seed``), not its position, so
+        ``start`` is unused: the estimate of a document does not depend on the call."""
         with _as_this_adapter():  # hf-causal-lm's checks of the documents and their tokens
             docs = hf.HFCausalLM._documents(self, batch)  # type: ignore[arg-type]
             token_lists = hf.HFCausalLM._tokenize(self, docs) if docs else []  # type: ignore[arg-type]
@@ -354,15 +364,20 @@ class HFMaskedDiffusionLM(Generator):
             for r, i in enumerate(idx):
                 ids = windows[i][2]
                 rows[r, : len(ids)] = torch.as_tensor(ids, dtype=torch.int64)
-            docs = sorted({windows[i][0] for i in idx})
-            where = (f"on document{'s' if len(docs) > 1 else ''} {', '.join(map(str, docs[:8]))}"
-                     f"{' ...' if len(docs) > 8 else ''} (windows of {n} positions)")
-            with torch.inference_mode():
-                out = sequences_to_elbo(functools.partial(self.logits, where=where), rows, self.mask_id,
+            with torch.inference_mode():  # the sums stay on the device until sequences_to_elbo's one read
+                out = sequences_to_elbo(self._device_logits, rows, self.mask_id,
                                         mc_samples=self.mc_samples, seed=seed, timesteps=self.timesteps,
                                         weight=self.weight, lengths=[len(windows[i][2]) for i in idx],
                                         row_keys=[windows[i][3] for i in idx], batch_size=self.batch_size)
             nll[idx], se[idx] = out
+            if np.isnan(out[0]).any():  # NaN or +inf logits: find and name them with the checked forward
+                r = int(np.argmax(np.isnan(out[0])))
+                d = windows[idx[r]][0]
+                self.logits(rows[r: r + 1], where=f"on document {d} (windows of {n} positions)")
+                raise UserError(f"{NAME}: model produced NaN logits on document {d} (windows of {n} positions) "
+                                f"for some masked inputs ({self.resolved_path}, dtype "
+                                f"{str(self.model.dtype).removeprefix('torch.')}); check the weights, or load in "
+                                "float32 (option dtype=\"float32\") if a half-precision model overflows")
         return nll, se
 
     # --- sampling ------------------------------------------------------------------

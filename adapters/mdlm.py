@@ -50,8 +50,9 @@ Timesteps (``timesteps``):
 Then ``t = eps + (1 - eps) u``. ``benchmarks/bench_antithetic.py`` measures what each
 choice buys at equal compute.
 
-Every sequence draws its timesteps and masks from its own ``torch.Generator`` seeded from
-``(seed, *row_key)``, so an estimate does not depend on which other rows share its batch.
+Every sequence draws its timesteps and masks from its own generator,
+``sampling.example_generator(seed, row_key, stream="likelihood")``, so an estimate does not
+depend on which other rows share its batch, nor on how the suite groups examples into calls.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ from genbench import data
 from genbench.adapters import zoo
 from genbench.adapters.sampling import cosine_lr, example_generator
 from genbench.adapters.nn import Transformer, TransformerConfig
+from genbench.adapters.device import compile_module, to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -82,16 +84,6 @@ SCHEDULES = ("cosine", "linear")
 #: exactly from the model's conditionals, in a random order)
 ORDERS = ("confidence", "random")
 SAMPLING_EPS = 1e-3
-
-
-# --------------------------------------------------------------------------------------
-# RNG helpers
-# --------------------------------------------------------------------------------------
-def key_to_generator(*key: int) -> torch.Generator:
-    """A torch.Generator seeded from an integer key, mixed by numpy's SeedSequence so that
-    nearby keys ((0, 1) vs (1, 0)) give unrelated streams."""
-    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
 
 # --------------------------------------------------------------------------------------
@@ -213,15 +205,17 @@ def sequences_to_elbo_terms(
     k = int(mc_samples)
     lengths_t = torch.full((b,), length) if lengths is None else torch.as_tensor(lengths, dtype=torch.int64)
     keys = [(i,) for i in range(b)] if row_keys is None else [tuple(r) for r in row_keys]
-    terms = torch.empty(b, k, dtype=torch.float64)
+    w = torch.empty(b, k, dtype=torch.float64)
     t = torch.empty(b, k, dtype=torch.float64)
-    # A few sequences at a time, so memory stays at about batch_size rows of masks.
+    sums: torch.Tensor | None = None   # (B*K,) float64 on the logits' device, read back once
+    # A few sequences at a time, so memory stays at about batch_size rows of masks; the
+    # masks are drawn on the CPU (keyed generators) while the device works on the last chunk.
     per_group = max(1, batch_size // k)
     for g0 in range(0, b, per_group):
         rows = range(g0, min(b, g0 + per_group))
         us = torch.empty(len(rows), k, length, dtype=torch.float64)
         for i in rows:
-            gen = key_to_generator(seed, *keys[i])
+            gen = example_generator(seed, keys[i], stream="likelihood")
             t[i] = draw_timesteps(gen, k, timesteps, eps=eps, replicates=replicates)
             us[i - g0] = torch.rand(k, length, generator=gen, dtype=torch.float64)
         x = ids[g0: g0 + len(rows)]
@@ -230,18 +224,35 @@ def sequences_to_elbo_terms(
         xt = torch.where(masked | ~scored[:, None], mask_id, x[:, None]).reshape(-1, length)
         # padding may hold any id (the mask id included): never gathered as a target
         flat_x, flat_m = torch.where(scored, x, 0).repeat_interleave(k, 0), masked.reshape(-1, length)
-        sums = torch.empty(len(xt), dtype=torch.float64)
         for s in range(0, len(xt), batch_size):
             x_chunk = xt[s: s + batch_size]
-            logp = subs_log_probs(logits_fn(x_chunk), x_chunk, mask_id)
-            tok = -logp.gather(-1, flat_x[s: s + batch_size].unsqueeze(-1)).squeeze(-1)
-            sums[s: s + batch_size] = torch.where(flat_m[s: s + batch_size], tok, 0.0).double().sum(dim=1)
+            logits = logits_fn(x_chunk)
+            if sums is None:
+                sums = torch.empty(b * k, dtype=torch.float64, device=logits.device)
+            dev = logits.device
+            sums[g0 * k + s: g0 * k + s + len(x_chunk)] = masked_targets_to_nll(
+                logits, to_device(flat_x[s: s + batch_size], dev), to_device(flat_m[s: s + batch_size], dev), mask_id)
         if weight == "rao-blackwell":
-            w = mask_count_weights(masked.sum(dim=2), lengths_t[g0: g0 + len(rows), None], eps)
+            w[g0: g0 + len(rows)] = mask_count_weights(masked.sum(dim=2), lengths_t[g0: g0 + len(rows), None], eps)
         else:
-            w = 1.0 / t[g0: g0 + len(rows)]
-        terms[g0: g0 + len(rows)] = sums.view(len(rows), k) * w
-    return terms, t
+            w[g0: g0 + len(rows)] = 1.0 / t[g0: g0 + len(rows)]
+    sums_cpu = sums.cpu() if sums is not None else torch.zeros(0, dtype=torch.float64)
+    return sums_cpu.view(b, k) * w, t
+
+
+def masked_targets_to_nll(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor,
+                          mask_id: int) -> torch.Tensor:
+    """SUBS NLL summed over the masked positions: logits (B, L, V), targets and masked (B, L)
+    -> (B,) float64 nats, on the logits' device (no synchronisation).
+
+    At a masked position SUBS is the softmax with the mask id excluded (what
+    ``subs_log_probs`` gives there); revealed positions carry over and are never summed."""
+    logp = logits.float()
+    if mask_id < logp.shape[-1]:
+        logp = logp.clone() if logp.data_ptr() == logits.data_ptr() else logp
+        logp[..., mask_id] = -math.inf
+    tok = -torch.log_softmax(logp, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return torch.where(masked, tok, 0.0).double().sum(dim=1)
 
 
 def sequences_to_elbo(
@@ -467,8 +478,10 @@ class _MaskedModel(Generator):
                  schedule: str = "cosine", temperature: float = 1.0, choice_temperature: float = 4.5,
                  order: str = "confidence",
                  mc_samples: int = 32,
-                 timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256):
+                 timesteps: str = "antithetic", weight: str = "rao-blackwell", eval_batch_size: int = 256,
+                 compile: str | None = None):
         self.model, self.meta = zoo.load_transformer(self.name, path, device)
+        self.compile = compile_module(self.model, compile, self.name)
         self.config = self.model.cfg
         self.mask_id = int(self.meta["config"]["mask_id"])
         self.device = torch.device(device)
@@ -523,6 +536,7 @@ class _MaskedModel(Generator):
                         "choice_temperature": self.choice_temperature, "order": self.order},
             "likelihood": {"mc_samples": self.mc_samples, "timesteps": self.timesteps, "weight": self.weight,
                            "sampling_eps": SAMPLING_EPS},
+            **({"compile": self.compile} if self.compile else {}),
         }
 
     def _steps(self, steps: int | None, length: int) -> int:
@@ -531,8 +545,11 @@ class _MaskedModel(Generator):
         return s
 
     def _elbo(self, ids: torch.Tensor, seed: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+        def device_logits(x: torch.Tensor) -> torch.Tensor:  # left on the device: the ELBO sums there
+            return self.model(to_device(x, self.device))
+
         with torch.inference_mode():
-            return sequences_to_elbo(self.logits, ids, self.mask_id, mc_samples=self.mc_samples, seed=seed,
+            return sequences_to_elbo(device_logits, ids, self.mask_id, mc_samples=self.mc_samples, seed=seed,
                                      timesteps=self.timesteps, weight=self.weight,
                                      batch_size=self.eval_batch_size, **kw)
 
@@ -544,7 +561,9 @@ class MaskedDigits(_MaskedModel):
     Options: ``steps`` (default 16, at most 64), ``schedule`` cosine|linear, ``temperature``
     (default 1), ``choice_temperature`` (default 4.5, MaskGIT's), ``order`` confidence|random
     (which positions a step commits), ``mc_samples`` (default 32),
-    ``timesteps`` antithetic|systematic|iid and ``weight`` rao-blackwell|1/t for the ELBO.
+    ``timesteps`` antithetic|systematic|iid and ``weight`` rao-blackwell|1/t for the ELBO,
+    ``compile`` (a torch.compile mode, ``adapters.device.COMPILE_MODES``; "reduce-overhead" adds
+    CUDA graphs; unset: eager).
     """
 
     name = "masked-digits"
@@ -570,15 +589,16 @@ class MaskedDigits(_MaskedModel):
                        info={"steps": s, "schedule": self.schedule, "temperature": self.temperature, "order": self.order,
                              "choice_temperature": self.choice_temperature})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
-        """uint8 images (N, 8, 8, 1) -> ELBO in nats per image over 64 dimensions."""
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
+        """uint8 images (N, 8, 8, 1) -> ELBO in nats per image over 64 dimensions; image ``i``
+        draws from ``example_generator(seed, start + i, stream="likelihood")``."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 \
                 or batch.shape[1:] != (8, 8, 1) or len(batch) == 0:
             raise UserError(
                 f"{self.name}: log_likelihood takes a non-empty uint8 array (N, 8, 8, 1); got "
                 f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}")
         levels = torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64))
-        nll, se = self._elbo(levels, seed)
+        nll, se = self._elbo(levels, seed, row_keys=[(start + i,) for i in range(len(batch))])
         return LogLikelihood(nll=nll, units=np.full(len(batch), 64.0), unit="dimension",
                              kind=LikelihoodKind.UPPER_BOUND, stderr=se, mc_samples=self.mc_samples,
                              info=self.likelihood_info())
@@ -642,8 +662,10 @@ class MaskedText(_MaskedModel):
                              "choice_temperature": self.choice_temperature,
                              "length_bytes": self.length})
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
-        """List of documents (str) -> ELBO in nats per document over its UTF-8 bytes."""
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
+        """List of documents (str) -> ELBO in nats per document over its UTF-8 bytes; window
+        ``c`` of document ``d`` draws from ``example_generator(seed, (start + d, c),
+        stream="likelihood")``. Windows of all documents of the call share forward passes."""
         if isinstance(batch, str) or not isinstance(batch, (list, tuple)) or len(batch) == 0:
             raise UserError(f"{self.name}: log_likelihood takes a non-empty list of strings")
         window = self.config.seq_len
@@ -655,13 +677,13 @@ class MaskedText(_MaskedModel):
                                 "every document must be a non-empty string")
             raw = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8).astype(np.int64)
             units[d] = len(raw)
-            for c, start in enumerate(range(0, len(raw), window)):
-                chunk = raw[start: start + window]
+            for c, offset in enumerate(range(0, len(raw), window)):
+                chunk = raw[offset: offset + window]
                 row = np.full(window, self.mask_id, dtype=np.int64)
                 row[: len(chunk)] = chunk
                 rows.append(row)
                 lengths.append(len(chunk))
-                keys.append((d, c))
+                keys.append((start + d, c))
                 owner.append(d)
         nll_c, se_c = self._elbo(torch.from_numpy(np.stack(rows)), seed, lengths=lengths, row_keys=keys)
         owner_a = np.asarray(owner)

@@ -12,12 +12,21 @@ tokenizer (8,192 ids) trained on the KJV train split, saves both to a tmp dir, a
 Prints tokens/s of each (median of repeats, one warm-up each, measurements interleaved) and
 their ratio (target >= 0.9). The model is random: speed does not depend on the weights.
 Run: .venv/bin/python benchmarks/bench_rolling.py [--tokens 50000] [--repeats 3] [--threads 1]
+
+``--overhead``: the accelerator's case on a CPU. A GPT-2 so small that the network is nearly
+free (1 layer, 32 wide, vocabulary 1,024) scores many 200-byte documents; ``log_likelihood``
+is then the whole likelihood *suite* (``genbench.suites.likelihood`` on a JSONL file: reading,
+grouping, tokenization, windows, batching, sums, records), and the plain forward runs over
+the same windows, sorted and batched the same way. Their ratio is the harness's own overhead
+per token (target >= 0.9).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +39,8 @@ from genbench.adapters.hf import HFCausalLM, rolling_windows
 BATCH = 16
 
 
-def build_checkpoint(directory: str, vocab: int = 8192) -> None:
+def build_checkpoint(directory: str, vocab: int = 8192, n_layer: int = 4, n_embd: int = 256, n_head: int = 4,
+                     n_positions: int = 256) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -43,19 +53,19 @@ def build_checkpoint(directory: str, vocab: int = 8192) -> None:
         show_progress=False))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=256, vocab_size=len(fast),
+    cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions, vocab_size=len(fast),
                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
     GPT2LMHeadModel(cfg).save_pretrained(directory)
     fast.save_pretrained(directory)
 
 
-def documents(tokenizer, n_tokens: int) -> list[str]:
-    """KJV test text cut at whitespace into documents of 200-8,000 characters, up to n_tokens."""
+def documents(tokenizer, n_tokens: int, sizes: tuple[int, int] = (200, 8000)) -> list[str]:
+    """KJV test text cut at whitespace into documents of sizes[0]-sizes[1] characters, up to n_tokens."""
     text = "\n".join(data.kjv_texts("test"))
     rng = np.random.default_rng(0)
     docs, total, start = [], 0, 0
     while total < n_tokens and start < len(text):
-        end = text.find(" ", start + int(rng.integers(200, 8000)))
+        end = text.find(" ", start + int(rng.integers(*sizes)))
         end = len(text) if end < 0 else end
         doc = text[start:end].strip()
         start = end + 1
@@ -82,13 +92,91 @@ def plain_batches(lm: HFCausalLM, docs: list[str]) -> list[torch.Tensor]:
     return batches
 
 
+def interleaved_times(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each function per repeat, interleaved so that load changes hit all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def print_rates(times: dict[str, list[float]], n_tokens: int, first: str, second: str) -> None:
+    """Tokens/s of each (median of the repeats) and the ratio of the first two, also from the
+    fastest repeats (on a shared, busy CPU the minimum is the steadier estimate of the cost)."""
+    rate = {k: n_tokens / float(np.median(v)) for k, v in times.items()}
+    for k, v in times.items():
+        print(f"  {k:16s}: {rate[k]:9.0f} tokens/s  (times {', '.join(f'{t:.3f}' for t in v)} s)")
+    best = min(times[second]) / min(times[first])
+    print(f"  throughput ratio {first} / {second}: {rate[first] / rate[second]:.3f} median, {best:.3f} best "
+          f"(target >= 0.9)")
+
+
+def overhead(args) -> None:
+    """The likelihood suite's scoring path against a plain forward, with a nearly free network."""
+    from genbench import textdata
+    from genbench.suite import SuiteContext
+    from genbench.suites.likelihood import Likelihood, documents_to_metrics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_checkpoint(tmp, vocab=512, n_layer=2, n_embd=128, n_head=2)
+        lm = HFCausalLM(tmp, batch_size=args.batch)
+    docs = documents(lm.tokenizer, args.tokens, sizes=(190, 210))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/docs.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": d}) + "\n" for d in docs)
+        label, loaded = textdata.load_documents(path)  # loading is one-off work, as weight loading is
+    assert loaded == docs
+    batches = plain_batches(lm, docs)
+    suite = Likelihood()
+    ctx = SuiteContext(seed=0, options={**suite.options, "dataset": path}, artifacts=Path(tempfile.gettempdir()))
+
+    def suite_path() -> None:
+        list(documents_to_metrics(lm, ctx, label, loaded))
+
+    def one_per_call() -> None:  # what the suite did before it grouped documents
+        for d in loaded:
+            lm.log_likelihood([d])
+
+    @torch.inference_mode()
+    def plain() -> None:
+        for x in batches:
+            lm.model(input_ids=x).logits
+
+    ll = lm.log_likelihood(docs)
+    n_tokens = int(ll.units.sum())
+    assert ll.info["windows"] == sum(len(b) for b in batches)
+    fns = {"likelihood suite": suite_path, "plain forward": plain}
+    if args.per_document:
+        fns["one doc per call"] = one_per_call
+    for fn in fns.values():
+        fn()
+    times = interleaved_times(fns, args.repeats)
+    print(f"likelihood suite overhead: GPT-2 2x128, vocab {len(lm.tokenizer)}, batch {args.batch}, CPU, "
+          f"{args.threads} thread(s)")
+    print(f"  {len(docs)} documents of ~200 bytes, {n_tokens} tokens, {ll.info['windows']} windows, "
+          f"{suite.options['batch_size']} documents per call; median of {args.repeats} after 1 warm-up")
+    print_rates(times, n_tokens, "likelihood suite", "plain forward")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on a shared CPU)")
+    ap.add_argument("--overhead", action="store_true",
+                    help="the likelihood suite on many 200-byte documents with a nearly free network")
+    ap.add_argument("--batch", type=int, default=BATCH, help="windows per forward pass")
+    ap.add_argument("--per-document", action="store_true",
+                    help="with --overhead: also time one document per call (the suite before it grouped them)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.overhead:
+        overhead(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         build_checkpoint(tmp)
@@ -108,22 +196,12 @@ def main() -> None:
     n_tokens = int(ll.units.sum())
     assert ll.info["windows"] == sum(len(b) for b in batches)
     plain()
-    times: dict[str, list[float]] = {"log_likelihood": [], "plain forward": []}
-    for _ in range(args.repeats):  # interleaved, so that load changes hit both alike
-        for name, fn in (("log_likelihood", adapter), ("plain forward", plain)):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-
-    rate = {k: n_tokens / float(np.median(v)) for k, v in times.items()}
+    times = interleaved_times({"log_likelihood": adapter, "plain forward": plain}, args.repeats)
     print(f"hf-causal-lm rolling log-likelihood, GPT-2 4x256, 256 positions, vocab {len(lm.tokenizer)}, "
           f"batch {BATCH}, CPU, {args.threads} thread(s)")
     print(f"  {len(docs)} documents, {n_tokens} tokens, {ll.info['windows']} windows; "
           f"median of {args.repeats} after 1 warm-up")
-    for k, v in times.items():
-        print(f"  {k:15s}: {rate[k]:9.0f} tokens/s  (times {', '.join(f'{t:.2f}' for t in v)} s)")
-    print(f"  throughput ratio log_likelihood / plain forward: "
-          f"{rate['log_likelihood'] / rate['plain forward']:.3f} (target >= 0.9)")
+    print_rates(times, n_tokens, "log_likelihood", "plain forward")
     print(f"  token perplexity of the random model: {np.exp(ll.per_unit()):.1f} (vocab {len(lm.tokenizer)})")
 
 

@@ -176,8 +176,13 @@ class Generator(abc.ABC):
         ``Samples.nfe_per_sample`` counts network evaluations per sample (a guided step counts
         its conditional and unconditional halves)."""
 
-    def log_likelihood(self, batch: Any, *, seed: int = 0) -> LogLikelihood:
-        """NLL of each example in ``batch`` (images uint8 (N,H,W,C) or a list of texts)."""
+    def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
+        """NLL of each example in ``batch`` (images uint8 (N,H,W,C) or a list of texts).
+
+        Example ``i`` of ``batch`` is example ``start + i`` of the evaluation: a Monte Carlo
+        estimate draws its randomness from ``sampling.example_generator(seed, start + i, ...,
+        stream="likelihood")``, so it does not depend on how the caller groups examples into
+        calls, and two seeds give independent estimates."""
         return LogLikelihood.unavailable(len(batch), self.likelihood_unit)
 
     @property

@@ -1,10 +1,15 @@
 """Speed: throughput, latency, NFE, memory and FLOPs of sampling, measured one way for all.
 
-Warm-up calls are excluded, the device is synchronised before the clock is read, and every
-number is the median over repeats with its spread in the record.
+Warm-up calls are excluded (at least ``warmup``, more until two consecutive calls agree
+within ``stable_tolerance``), the device is synchronised before the clock is read, each
+repeat runs calls until it has lasted ``min_repeat_s`` (so a fast model is not timed on one
+short call), and every number is the median over repeats with its interquartile range in
+the record. GPU memory is this cell's own: the peak allocation while it sampled, above what
+was allocated before it started, plus this adapter's weights.
 """
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 import time
@@ -23,18 +28,65 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_calls(fn: Callable[[int], Any], *, repeats: int, warmup: int, device: str) -> np.ndarray:
-    """Seconds per call of ``fn(i)`` over ``repeats`` calls after ``warmup`` untimed ones."""
-    for i in range(warmup):
-        fn(-1 - i)
+def time_calls(fn: Callable[[int], Any], *, repeats: int, warmup: int, device: str, min_repeat_s: float = 0.0,
+               stable_tolerance: float | None = None, max_warmup: int = 20) -> np.ndarray:
+    """Seconds per call of ``fn(i)``: one value per repeat, after the warm-up.
+
+    Warm-up: ``warmup`` untimed calls (indices -1, -2, ...), then, with ``stable_tolerance``,
+    more until the last two agree within that fraction (at most ``max_warmup`` in all).
+    Each repeat calls ``fn`` until ``min_repeat_s`` has passed (at least once) and gives the
+    mean time per call; the device is synchronised before each clock read.
+    """
     synchronize(device)
-    times = []
-    for i in range(repeats):
+    last = [_one_call(fn, -1 - i, device) for i in range(warmup)]
+    while (stable_tolerance is not None and len(last) < max_warmup
+           and (len(last) < 2 or abs(last[-1] - last[-2]) > stable_tolerance * min(last[-2:]))):
+        last.append(_one_call(fn, -1 - len(last), device))
+    times, i = [], 0
+    for _ in range(repeats):
+        calls = 0
         t0 = time.perf_counter()
-        fn(i)
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
+        while True:
+            fn(i)
+            i += 1
+            calls += 1
+            synchronize(device)
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_repeat_s:
+                break
+        times.append(elapsed / calls)
     return np.asarray(times)
+
+
+def _one_call(fn: Callable[[int], Any], i: int, device: str) -> float:
+    t0 = time.perf_counter()
+    fn(i)
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def release_device_memory(device: str) -> None:
+    """Free what earlier cells left behind (unreferenced objects, the CUDA caching allocator's
+    unused blocks) before a cell measures memory."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def device_weight_bytes(generator: Generator) -> int:
+    """Bytes of the parameters and buffers of the torch modules an adapter holds on a GPU."""
+    import torch
+
+    seen, total = set(), 0
+    for value in vars(generator).values():
+        if isinstance(value, torch.nn.Module):
+            for t in [*value.parameters(), *value.buffers()]:
+                if t.device.type == "cuda" and t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+    return total
 
 
 def spread(times: np.ndarray) -> dict[str, float]:
@@ -82,7 +134,8 @@ def count_flops(fn: Callable[[], Any]) -> float | None:
 class Speed(Suite):
     name = "speed"
     description = "samples/s at a batch size, batch-1 latency, NFE/sample, peak memory, FLOPs/sample"
-    options = {"batch_size": 64, "repeats": 5, "warmup": 1, "latency_repeats": 5, "steps": None, "flops": True}
+    options = {"batch_size": 64, "repeats": 5, "warmup": 1, "stable_tolerance": 0.1, "min_repeat_s": 0.5,
+               "latency_repeats": 5, "steps": None, "flops": True}
 
     def applies_to(self, generator: Generator) -> bool:
         return hasattr(generator, "sample") and getattr(generator, "paradigm", None) is not None
@@ -97,17 +150,27 @@ class Speed(Suite):
         def sample_batch(i: int, n: int = bs) -> None:
             last["samples"] = generator.sample(n, seed=ctx.seed + 1000 + i, batch_size=n, steps=steps)
 
-        if ctx.device.startswith("cuda"):
+        cuda = ctx.device.startswith("cuda")
+        release_device_memory(ctx.device)
+        if cuda:
+            before = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
         rss_reset = reset_peak_rss()
-        times = time_calls(sample_batch, repeats=int(o["repeats"]), warmup=int(o["warmup"]), device=ctx.device)
+        tol = None if o["stable_tolerance"] is None else float(o["stable_tolerance"])
+        timing = {"warmup": int(o["warmup"]), "stable_tolerance": tol, "min_repeat_s": float(o["min_repeat_s"])}
+        times = time_calls(sample_batch, repeats=int(o["repeats"]), device=ctx.device, **timing)
         s = last["samples"]
         per_sample_units = _units_per_sample(s)
         conv = {"device": ctx.device, "threads": torch.get_num_threads(), "batch_size": bs,
-                "repeats": int(o["repeats"]), "warmup_excluded": int(o["warmup"]), **spread(times),
+                "repeats": int(o["repeats"]), "warmup_excluded": int(o["warmup"]),
+                "warmup_rule": (f"at least {int(o['warmup'])} call(s), then until two consecutive calls agree "
+                                f"within {tol:.0%}" if tol is not None else f"{int(o['warmup'])} call(s)"),
+                "min_repeat_s": float(o["min_repeat_s"]), **spread(times),
                 "steps": steps if steps is not None else "model default",
-                "excluded": "weight loading, first (warm-up) batches, FLOP counting",
-                "clock": "time.perf_counter after device synchronisation"}
+                "compile": getattr(generator, "compile", None) or "eager",
+                "excluded": "weight loading, warm-up calls (and with them any compilation), FLOP counting",
+                "clock": "time.perf_counter after device synchronisation; per repeat, calls until min_repeat_s "
+                         "has passed, time per call = elapsed / calls"}
         med = float(np.median(times))
         yield Metric("samples_per_s", bs / med, unit="samples/s", higher_is_better=True, n=int(o["repeats"]),
                      convention=conv)
@@ -117,13 +180,19 @@ class Speed(Suite):
         yield Metric("nfe_per_sample", s.nfe_per_sample, unit="forward passes", higher_is_better=False,
                      convention={"counted_by": "the adapter: forward passes each sample goes through"})
 
-        lat = time_calls(lambda i: sample_batch(i, 1), repeats=int(o["latency_repeats"]), warmup=1, device=ctx.device)
+        lat = time_calls(lambda i: sample_batch(i, 1), repeats=int(o["latency_repeats"]), device=ctx.device,
+                         **{**timing, "warmup": 1})
         yield Metric("latency_s", float(np.median(lat)), unit="s", higher_is_better=False,
                      n=int(o["latency_repeats"]), convention={**conv, "batch_size": 1, **spread(lat),
                                                                "repeats": int(o["latency_repeats"])})
-        if ctx.device.startswith("cuda"):
-            yield Metric("peak_memory_mb", torch.cuda.max_memory_allocated() / 2**20, unit="MiB",
-                         higher_is_better=False, convention={"what": "torch.cuda.max_memory_allocated", **conv})
+        if cuda:
+            own = device_weight_bytes(generator)
+            peak = torch.cuda.max_memory_allocated() - before + own
+            yield Metric("peak_memory_mb", peak / 2**20, unit="MiB", higher_is_better=False,
+                         convention={"what": "torch.cuda.max_memory_allocated while this cell sampled, minus what "
+                                             "was allocated when it started (earlier cells, other adapters), plus "
+                                             "this adapter's weights on the device; after gc.collect and "
+                                             "empty_cache", "weights_mb": own / 2**20, **conv})
         else:
             what = ("peak RSS of the process while this cell sampled (VmHWM, reset at the cell's start; includes "
                     "the harness, the weights and the interpreter)" if rss_reset else

@@ -51,7 +51,7 @@ class FakeAR(_FakeImage):
     def likelihood_kind(self):
         return LikelihoodKind.EXACT
 
-    def log_likelihood(self, batch, *, seed=0):
+    def log_likelihood(self, batch, *, seed=0, start=0):
         nll = self.exact_nll(batch)
         return LogLikelihood(nll=nll, units=np.full(len(batch), 16.0), unit="dimension", kind="exact")
 
@@ -64,8 +64,8 @@ class FakeMasked(_FakeImage):
     def likelihood_kind(self):
         return LikelihoodKind.UPPER_BOUND
 
-    def log_likelihood(self, batch, *, seed=0):
-        rng = np.random.default_rng(seed)
+    def log_likelihood(self, batch, *, seed=0, start=0):
+        rng = np.random.default_rng([seed, start])
         # a noisy bound: the exact NLL plus a positive gap, with a Monte Carlo error
         nll = self.exact_nll(batch) + 1.0 + rng.normal(0, 0.1, len(batch))
         return LogLikelihood(nll=nll, units=np.full(len(batch), 16.0), unit="dimension", kind="upper_bound",

@@ -135,6 +135,47 @@ def test_rolling_windows_follow_lm_eval():
         assert sum(k for _, k in ws) == n and all(len(s) - 1 <= 10 for s, _ in ws)
 
 
+def test_packed_windows_are_the_rolling_windows():
+    """All documents' windows as slices of one flat array: the same inputs, targets and scored
+    counts as rolling_windows document by document, in document then window order."""
+    from genbench.adapters.hf import documents_to_windows
+
+    rng = np.random.default_rng(0)
+    for L in (1, 3, 10):
+        docs = [list(rng.integers(0, 50, n)) for n in (1, 9, 10, 11, 20, 21, 57, 0, 2)]
+        packed = documents_to_windows(docs, -1, L)
+        expected = [(d, seq, k) for d, doc in enumerate(docs) for seq, k in rolling_windows(doc, -1, L)]
+        assert len(packed) == len(expected)
+        for w, (d, seq, k) in enumerate(expected):
+            a, n = packed.start[w], packed.length[w]
+            assert packed.owner[w] == d and packed.scored[w] == k and n == len(seq) - 1
+            assert packed.flat[a: a + n + 1].tolist() == seq
+
+
+def test_suite_scores_document_groups_as_brute_force(ckpt, reference, tmp_path):
+    """The likelihood suite, documents passed in groups: per-document sums equal the
+    token-by-token brute force, whatever the group size."""
+    import json
+
+    from genbench.suite import SuiteContext
+    from genbench.suites.likelihood import Likelihood
+
+    model, tok = reference
+    words = TEXT.split()
+    docs = [" ".join(words[i: i + 3 + i % 30]) for i in range(0, len(words) - 3, 16)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    brute = sum(brute_force_nll(model, _encode(tok, d), 0, 16)[0] for d in docs)
+    n_tokens = sum(len(_encode(tok, d)) for d in docs)
+    lm16 = HFCausalLM(str(ckpt), batch_size=5, max_length=16)
+    suite = Likelihood()
+    for group in (1, 4, 1000):
+        ctx = SuiteContext(seed=0, options={**suite.options, "dataset": str(path), "batch_size": group},
+                           artifacts=tmp_path)
+        got = {m.metric: m.value for m in suite.run(lm16, ctx)}
+        assert got["token_perplexity"] == pytest.approx(math.exp(brute / n_tokens), rel=1e-5), group
+
+
 def test_rolling_log_likelihood_equals_brute_force(lm, reference):
     model, tok = reference
     docs = [SHORT, LONG]

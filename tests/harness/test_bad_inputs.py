@@ -43,19 +43,19 @@ class TooFew(fakes.FakeAR):
 
 
 class NaNLikelihood(fakes.FakeAR):
-    def log_likelihood(self, batch, *, seed=0):
+    def log_likelihood(self, batch, *, seed=0, start=0):
         return LogLikelihood(nll=np.full(len(batch), np.nan), units=np.full(len(batch), 16.0), unit="dimension",
                              kind="exact")
 
 
 class WrongLikelihoodShape(fakes.FakeAR):
-    def log_likelihood(self, batch, *, seed=0):
+    def log_likelihood(self, batch, *, seed=0, start=0):
         return LogLikelihood(nll=np.zeros((len(batch), 2)), units=np.full(len(batch), 16.0), unit="dimension",
                              kind="exact")
 
 
 class BadUnit(fakes.FakeAR):
-    def log_likelihood(self, batch, *, seed=0):
+    def log_likelihood(self, batch, *, seed=0, start=0):
         return LogLikelihood(nll=np.zeros(len(batch)), units=np.ones(len(batch)), unit="pixel", kind="exact")
 
 

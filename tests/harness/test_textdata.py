@@ -98,7 +98,7 @@ def test_likelihood_scores_detokenized_wikitext_but_counts_the_raw_page(monkeypa
         def likelihood_kind(self):
             return LikelihoodKind.EXACT
 
-        def log_likelihood(self, batch, *, seed=0):
+        def log_likelihood(self, batch, *, seed=0, start=0):
             self.seen += list(batch)
             n = np.array([float(len(t)) for t in batch])
             return LogLikelihood(nll=n, units=n, unit="token", kind="exact")

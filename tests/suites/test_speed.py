@@ -26,6 +26,30 @@ def test_time_calls_excludes_the_warm_up():
     assert s["median_s"] == 3.0 and s["iqr_s"] == 2.0 and s["max_s"] == 100.0
 
 
+def test_warm_up_lasts_until_the_call_time_settles():
+    durations = iter([0.16, 0.08, 0.04, 0.02, 0.02] + [0.001] * 100)
+    calls = []
+
+    def fn(i):
+        calls.append(i)
+        time.sleep(next(durations))
+
+    speed.time_calls(fn, repeats=2, warmup=1, device="cpu", stable_tolerance=0.5)
+    assert calls == [-1, -2, -3, -4, -5, 0, 1]
+
+
+def test_each_repeat_lasts_at_least_min_repeat_s():
+    calls = []
+
+    def fn(i):
+        calls.append(i)
+        time.sleep(0.01)
+
+    times = speed.time_calls(fn, repeats=3, warmup=0, device="cpu", min_repeat_s=0.1)
+    assert len(times) == 3 and calls == list(range(len(calls))) and len(calls) >= 3 * 2
+    assert np.all((times > 0.009) & (times < 0.05))  # time per call, not per repeat
+
+
 def test_peak_rss_is_reset_per_cell():
     big = np.ones(200 * 2**20 // 8)  # 200 MiB touched
     before = speed.peak_rss_mb()
@@ -54,13 +78,15 @@ class TinyTorchGenerator(Generator):
 
 def test_suite_records_every_cost_with_its_convention(tmp_path):
     suite = speed.Speed()
-    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 4, "repeats": 3, "steps": 5},
+    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 4, "repeats": 3, "steps": 5,
+                                        "min_repeat_s": 0.02},
                        artifacts=tmp_path)
     metrics = {m.metric: m for m in suite.run(TinyTorchGenerator(), ctx)}
     assert set(metrics) == {"samples_per_s", "units_per_s", "nfe_per_sample", "latency_s", "peak_memory_mb",
                             "gflops_per_sample"}
     conv = metrics["samples_per_s"].convention
     assert conv["warmup_excluded"] == 1 and conv["repeats"] == 3 and "weight loading" in conv["excluded"]
+    assert conv["min_repeat_s"] == 0.02 and "until two consecutive calls agree within 10%" in conv["warmup_rule"]
     assert conv["device"] == "cpu" and conv["threads"] == torch.get_num_threads()
     assert conv["min_s"] <= conv["median_s"] <= conv["max_s"]
     assert metrics["samples_per_s"].value == pytest.approx(4 / conv["median_s"])
@@ -73,7 +99,8 @@ def test_suite_records_every_cost_with_its_convention(tmp_path):
 
 def test_suite_applies_to_fake_generators_of_every_paradigm(tmp_path):
     suite = speed.Speed()
-    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 2, "repeats": 3, "flops": False},
+    ctx = SuiteContext(seed=0, options={**suite.options, "batch_size": 2, "repeats": 3, "flops": False,
+                                        "min_repeat_s": 0.0},
                        artifacts=tmp_path)
     for g in (fakes.FakeAR(), fakes.FakeMasked(), fakes.FakeDiffusion()):
         assert suite.applies_to(g)
