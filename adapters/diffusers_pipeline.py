@@ -42,8 +42,8 @@ t = 0) or ``fixed_large`` (betas, posterior variance at t = 0), from the schedul
 from ``mc_samples`` (default 32) timesteps drawn uniformly with replacement (``T * mean``) with
 its Monte Carlo standard error ``T * std / sqrt(K)``; ``all_timesteps = true`` sums every t
 once (improved-diffusion's loop: one noise draw per t, no standard error). Image ``start + i``
-of a call draws its timesteps, then its noise ``(K, C, H, W)``, from ``key_to_generator(seed,
-start + i)``. Latent models, learned variances and conditional models without a null class say
+of a call draws its timesteps, then its noise ``(K, C, H, W)``, from
+``example_generator(seed, start + i, stream="likelihood")``, as every adapter's likelihood does. Latent models, learned variances and conditional models without a null class say
 ``unavailable`` and why.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ import torch
 
 from genbench.adapters.conditioning import (check_guidance, condition_to_labels, images_to_model_input,
                                             sample_generators)
-from genbench.adapters.sampling import key_to_generator
+from genbench.adapters.sampling import example_generator
 from genbench.errors import UserError
 from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -388,7 +388,7 @@ class DiffusersPipeline(Generator):
         k = big_t if self.all_timesteps else self.mc_samples
         rows_t, rows_noise = [], []
         for i in range(n):
-            g = key_to_generator(seed, start + i)
+            g = example_generator(seed, start + i, stream="likelihood")
             rows_t.append(torch.arange(big_t) if self.all_timesteps else torch.randint(0, big_t, (k,), generator=g))
             rows_noise.append(torch.randn((k, *x0.shape[1:]), generator=g, dtype=torch.float64))
         ts, noise = torch.stack(rows_t), torch.stack(rows_noise)  # (N, K), (N, K, C, H, W)

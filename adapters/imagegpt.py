@@ -11,7 +11,7 @@ it is not comparable with bits per dimension over 256 levels.
 Sampling: from the start-of-sequence token (``vocab_size - 1``), one token per position with
 the key/value cache (option ``kv_cache``), ``temperature`` / ``top_k`` / ``top_p`` (defaults
 1 / 0 / 1: the model's distribution), inverse-CDF draws from the uniforms of sample ``i``'s
-generator ``key_to_generator(seed, i)``; ``nfe_per_sample = n_positions``. Tokens become
+generator ``example_generator(seed, i, stream="sample")``; ``nfe_per_sample = n_positions``. Tokens become
 pixels as the cluster's colour, ``clamp(round(127.5 c + 127.5))`` (the ``round`` rule).
 """
 from __future__ import annotations

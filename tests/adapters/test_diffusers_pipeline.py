@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from genbench.adapters.sampling import key_to_generator
+from genbench.adapters.sampling import example_generator
 from genbench.interfaces import LikelihoodKind
 from genbench.registry import build_adapter
 from tests.adapters import image_checkpoints as ic
@@ -70,7 +70,7 @@ def test_ddpm_bound_equals_an_independent_sum_over_all_timesteps(tmp_path, varia
     betas = np.linspace(1e-4 * 1000 / T, 0.5, T)  # the pipeline's linear schedule, computed here from its ends
     np.testing.assert_allclose(g.training["betas"].numpy(), betas, rtol=1e-6)
     for i in range(3):
-        noise = torch.randn((T, 3, 8, 8), generator=key_to_generator(5, 10 + i), dtype=torch.float64).numpy()
+        noise = torch.randn((T, 3, 8, 8), generator=example_generator(5, 10 + i, stream="likelihood"), dtype=torch.float64).numpy()
         ref = reference_bound(g.model, images[i], noise, betas, variance, prediction)
         assert ll.nll[i] == pytest.approx(ref, rel=1e-6), (i, ll.nll[i], ref)
 
