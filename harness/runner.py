@@ -340,28 +340,55 @@ class CellResult:
     error: str | None = None
 
 
+def cell_order(spec: RunSpec, adapters: "AdapterCache") -> list[tuple[int, Variant, str]]:
+    """Every cell of a run as (seed, variant, suite), in the order one process runs them:
+    checkpoint by checkpoint, so that each is loaded once and released before the next."""
+    return [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
+            for suite in spec.suites]
+
+
+def cell_keys(spec: RunSpec) -> list[tuple[str, str, int]]:
+    """The (suite, adapter label, seed) keys of every cell, in run order; loads no model."""
+    adapters = AdapterCache(adapter_variants(spec), "cpu")
+    return [(suite, v.label, seed) for seed, v, suite in cell_order(spec, adapters)]
+
+
 def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
-        log: Callable[[str], None] = print) -> list[CellResult]:
+        log: Callable[[str], None] = print, shard: tuple[int, int] | None = None) -> list[CellResult]:
     """Run every cell of ``spec``, committing each cell's records to ``out_dir`` as it finishes.
 
     A cell that raises is recorded as failed and the run goes on; with ``resume`` the cells
     that already finished are skipped and a kill's leftovers are cleaned first. One process
     holds the directory's lock for the whole run; a store write that fails stops the run.
+    shard: (K, N) runs only shard K of N's cells (``genbench.shard.shard_cells``) into a shard
+    store, which carries the run's config_hash and its cell list for ``genbench merge``.
     """
+    from genbench import shard as sharding
+
     spec.validate()
     store = RunStore(Path(out_dir))
     chash = spec.config_hash()
     store.check_can_open(chash, resume=resume)  # before anything is written
-    device = provenance.resolve_device(spec.device)
+    adapters = AdapterCache(adapter_variants(spec), provenance.resolve_device(spec.device))
+    cells = cell_order(spec, adapters)
+    shard_info = None
+    if shard is not None:
+        cells = sharding.shard_cells(cells, *shard, where=f"--shard {shard[0]}/{shard[1]}")
+        shard_info = sharding.shard_manifest(shard, [(s, v.label, seed) for seed, v, s in cells])
+        sharding.check_shard_store(store, shard_info)
+    device = adapters.device
     with store.lock():
         existing = store.check_can_open(chash, resume=resume)  # again, now that no one else can write
         if existing is None:
             run_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{chash[:6]}"
+            if shard is not None:
+                run_id += f"-shard{shard[0]}of{shard[1]}"
             store.create({
                 "run_id": run_id, "name": spec.name, "description": spec.description,
                 "config_hash": chash, "spec": spec.identity(), "source": spec.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
                 "provenance": provenance.collect(device),
+                **({"shard": shard_info} if shard_info else {}),
             })
         else:
             run_id = existing["run_id"]
@@ -370,10 +397,6 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
             log(f"resume: removed {dropped} record(s) of cells that had not finished; they run again")
 
         results: list[CellResult] = []
-        adapters = AdapterCache(adapter_variants(spec), device)
-        # checkpoint by checkpoint, so that each is loaded once and released before the next
-        cells = [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
-                 for suite in spec.suites]
         for i, (seed, variant, suite_name) in enumerate(cells):
             if (suite_name, variant.label, seed) in done:
                 log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
