@@ -81,13 +81,21 @@ def run_on_slurm(spec: Any, out: str | Path, n_shards: int, *, partition: str | 
                 ran += job.result()
                 log(f"shard {k}/{n_shards}: finished (job {job.job_id})")
             except Exception as e:  # a lost job loses only its shard
-                last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                lost.append(f"shard {k} (job {job.job_id}: {last[:200]}; log {job.paths.stderr})")
+                lost.append(f"shard {k} (job {job.job_id}: {_job_error(e)[:300]}; log {job.paths.stderr})")
         if lost:
             raise UserError(f"{len(lost)} shard job(s) failed: {'; '.join(lost)}; the other shards are kept: "
                             "rerun the same command to recompute only the failed shards")
     merge_shards([out / "shards" / str(k) for k in range(n_shards)], out, log=log)
     return out, ran
+
+
+def _job_error(e: Exception) -> str:
+    """The exception line of a failed job's traceback (submitit wraps it), else its first line."""
+    import re
+
+    lines = [l for l in str(e).splitlines() if l.strip()]
+    raised = [l for l in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit): ", l)]
+    return (raised or lines or [type(e).__name__])[-1 if raised else 0].strip()
 
 
 __all__ = ["run_on_slurm", "run_shard_job", "EXECUTORS"]

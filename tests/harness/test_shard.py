@@ -143,8 +143,17 @@ def test_slurm_through_submitits_local_executor(runfile, reference, tmp_path, ca
     markers1 = [json.loads(l) for l in (out / "shards" / "1" / "cells.jsonl").read_text().splitlines()]
     capsys.readouterr()
 
-    # a lost job: shard 1's store is gone; the rerun submits only shard 1 and leaves shard 0 untouched
+    # a lost job: shard 1's store is gone, and its job fails (a file where its store goes): the
+    # error names shard 1, nothing is merged, shard 0 is not resubmitted
     shutil.rmtree(out / "shards" / "1")
+    (out / "shards" / "1").write_text("in the way")
+    merged = (out / "records.jsonl").read_bytes()
+    assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 2
+    line = _err_line(capsys)
+    assert "1 shard job(s) failed: shard 1 (job" in line and "is a file" in line and "rerun the same command" in line
+    assert (out / "records.jsonl").read_bytes() == merged
+    # the rerun submits only shard 1 and leaves shard 0 untouched
+    (out / "shards" / "1").unlink()
     assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 0
     log = capsys.readouterr().out
     assert "shard 0/2: complete, kept" in log and "shard 1/2: missing, submitting" in log
@@ -171,5 +180,6 @@ def test_slurm_without_sbatch_is_one_line(runfile, tmp_path, capsys, monkeypatch
     assert main(["run", str(runfile), "--slurm", "gpu", "--shards", "2", "--out", str(tmp_path / "r")]) == 2
     line = _err_line(capsys)
     assert "no `sbatch` on PATH" in line and "--executor local" in line
+    assert not (tmp_path / "r").exists()
     assert main(["run", str(runfile), "--slurm", "gpu", "--shard", "0/2", "--out", str(tmp_path / "r")]) == 2
     assert "pass one of them" in _err_line(capsys)
