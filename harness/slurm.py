@@ -1,7 +1,7 @@
 """``genbench run --slurm PARTITION``: one Slurm array task per shard through submitit, then a merge.
 
 Layout of ``--out DIR``: ``DIR/shards/K`` is shard K's store (``genbench run --shard K/N``),
-``DIR/slurm`` submitit's pickles and logs, and ``DIR`` itself the merged run. Before submitting,
+``DIR/slurm`` submitit's pickles and logs (``JOBID_0_log.err``), and ``DIR`` itself the merged run. Before submitting,
 each shard store is checked: a complete shard is kept, a missing or incomplete one is
 (re)submitted and resumes its store, so a rerun after a lost job recomputes only that shard.
 ``executor="local"`` runs the same array as local processes (submitit's LocalExecutor) for tests
@@ -68,7 +68,7 @@ def run_on_slurm(spec: Any, out: str | Path, n_shards: int, *, partition: str | 
         if executor == "slurm" and shutil.which("sbatch") is None:
             raise UserError("--slurm: no `sbatch` on PATH (not a Slurm login node); run there, or pass "
                             "--executor local to run the shards as local processes")
-        ex = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=executor)
+        ex = submitit.AutoExecutor(folder=out / "slurm", cluster=executor)
         ex.update_parameters(name=f"genbench-{spec.name}", timeout_min=timeout_min, gpus_per_node=gpus_per_node,
                              cpus_per_task=cpus_per_task, slurm_partition=partition,
                              slurm_array_parallelism=len(todo))
