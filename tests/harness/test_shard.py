@@ -222,9 +222,9 @@ def test_torchrun_two_ranks_equal_one_process(runfile, reference, tmp_path):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "launch: -m torch.distributed.run --standalone --nproc_per_node 2 -m genbench.cli run" in proc.stdout
-    # the work was split: both image_quality cells' sampling and ar-digits' exact likelihood;
-    # masked-digits' Monte Carlo ELBO takes no start (its draws are keyed by position), so it runs whole
-    assert "torchrun: 2 ranks; sample split 2, sample whole 0, likelihood split 1, likelihood whole 1" \
+    # the work was split: both image_quality cells' sampling, ar-digits' exact likelihood and
+    # masked-digits' Monte Carlo ELBO (its draws keyed by the example's index in the run, start + i)
+    assert "torchrun: 2 ranks; sample split 2, sample whole 0, likelihood split 2, likelihood whole 0" \
         in proc.stdout, proc.stdout
     assert proc.stdout.count("records:") == 1  # rank 0 alone reports (and writes)
     assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
