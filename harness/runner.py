@@ -363,7 +363,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     shard: (K, N) runs only shard K of N's cells (``genbench.shard.shard_cells``) into a shard
     store, which carries the run's config_hash and its cell list for ``genbench merge``.
     """
-    from genbench import shard as sharding
+    from genbench import distributed, shard as sharding
 
     spec.validate()
     store = RunStore(Path(out_dir))
@@ -371,8 +371,6 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     # before anything is written (under torchrun every rank checks before the process group's
     # rendezvous, so before rank 0 can have created the store)
     store.check_can_open(chash, resume=resume)
-    from genbench import distributed
-
     # under torchrun every rank runs every cell, sharing each cell's work; rank 0 alone writes
     adapters = AdapterCache(adapter_variants(spec), distributed.init_from_env(provenance.resolve_device(spec.device)))
     world = distributed.world_size()
