@@ -58,8 +58,12 @@ def causal_sample(
     temperature: float = 1.0,
     kv_cache: bool = True,
     device: torch.device | str = "cpu",
+    first: int = 0,
 ) -> tuple[torch.Tensor, int]:
     """Draw n sequences from BOS -> (ids (n, length) int64 without the BOS, nfe summed over batches).
+
+    first: the index of the first sequence (its random stream), so that samples first..first+n-1
+    drawn by one call equal those rows of a call from 0 (``genbench.distributed`` splits by it).
 
     One forward pass per position. With ``kv_cache`` each pass feeds only the newest id;
     without it each pass reruns the whole prefix (the same distribution, and the same
@@ -71,7 +75,7 @@ def causal_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        u = examples_to_uniforms(seed, start, size, (length,))  # (size, length): sample i's own stream
+        u = examples_to_uniforms(seed, first + start, size, (length,))  # (size, length): sample i's own stream
         x = torch.full((size, 1), bos_id, dtype=torch.int64, device=device)
         cache = KVCache(model.cfg.n_layers) if kv_cache else None
         for pos in range(length):
@@ -157,10 +161,12 @@ class _ARModel(Generator):
             raise UserError(f"{self.name} is autoregressive: it takes one step per position ({length}); "
                             f"steps={steps} cannot change that (pass steps=None)")
 
-    def _sample_ids(self, n: int, length: int, seed: int, batch_size: int) -> tuple[torch.Tensor, int]:
+    def _sample_ids(self, n: int, length: int, seed: int, batch_size: int,
+                    start: int = 0) -> tuple[torch.Tensor, int]:
         with torch.inference_mode():
             return causal_sample(self.model, n, length, self.bos_id, seed=seed, batch_size=batch_size,
-                                 temperature=self.temperature, kv_cache=self.kv_cache, device=self.device)
+                                 temperature=self.temperature, kv_cache=self.kv_cache, device=self.device,
+                                 first=start)
 
 
 @ADAPTERS.register("ar-digits")
@@ -178,11 +184,12 @@ class ARDigits(_ARModel):
     likelihood_unit = "dimension"
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
-        """n images uint8 (n, 8, 8, 1) on the 17-level grid; 64 forward passes per sample."""
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, 8, 8, 1) on the 17-level grid; 64 forward passes per sample.
+        start: the index of the first sample (samples start..start+n-1 of the seed)."""
         length = self.config.seq_len
         self._check_sample_args(n, batch_size, condition, steps, length)
-        ids, nfe = self._sample_ids(n, length, seed, batch_size)
+        ids, nfe = self._sample_ids(n, length, seed, batch_size, start)
         images = data.levels_to_image(ids.numpy().reshape(n, 8, 8, 1))
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(length),
                        info={**self.sampler_options(), "order": "raster"})

@@ -334,6 +334,7 @@ def masked_sample(
     batch_size: int = 64,
     order: str = "confidence",
     with_rows: bool = False,
+    first: int = 0,
 ) -> tuple[torch.Tensor, int]:
     """Draw n sequences -> (ids (n, length) int64, nfe summed over batches).
 
@@ -360,7 +361,9 @@ def masked_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        gens = [example_generator(seed, start + i, stream="sample") for i in range(size)]
+        # first: the index of this call's first sample, so a call for samples first..first+n-1 draws
+        # the rows a call from 0 would (genbench.distributed splits sampling by it)
+        gens = [example_generator(seed, first + start + i, stream="sample") for i in range(size)]
         x = torch.full((size, length), mask_id, dtype=torch.int64)
         for step, count in enumerate(counts):
             logits = logits_fn(x, torch.arange(start, start + size)) if with_rows else logits_fn(x)
@@ -573,7 +576,8 @@ class MaskedDigits(_MaskedModel):
     default_steps = 16
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, 8, 8, 1); start: the index of the first sample (its random stream)."""
         if condition is not None:
             raise UserError(f"{self.name} is unconditional: pass condition=None")
         if n < 0 or batch_size < 1:
@@ -583,7 +587,7 @@ class MaskedDigits(_MaskedModel):
             ids, nfe = masked_sample(self.logits, n, self.config.seq_len, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
-                                     order=self.order)
+                                     order=self.order, first=start)
         images = data.levels_to_image(ids.numpy().reshape(n, 8, 8, 1))
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(s),
                        info={"steps": s, "schedule": self.schedule, "temperature": self.temperature, "order": self.order,

@@ -105,10 +105,84 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     spec.validate()
     out = Path(args.out) if args.out else default_out(spec.name)
-    results = runner.run(spec, out, resume=args.resume)
+    if args.nproc is not None:
+        return _launch_torchrun(args, out)
+    if args.slurm is not None or args.executor is not None:
+        return _run_sharded_jobs(args, spec, out)
+    if args.shards is not None:
+        raise UserError("--shards N splits a run into N jobs for --slurm PARTITION (or --executor local); "
+                        "to run one shard here, pass --shard K/N")
+    shard = None
+    if args.shard is not None:
+        from genbench.shard import parse_shard
+
+        shard = parse_shard(args.shard)
+        out = Path(args.out) if args.out else Path(f"{out}-shard{shard[0]}of{shard[1]}")
+    from genbench import distributed
+
+    lead = True
+    try:
+        results = runner.run(spec, out, resume=args.resume, shard=shard)
+        lead = distributed.rank() == 0
+        if distributed.world_size() > 1:  # rank 0 alone knows the outcome; every rank exits with it
+            results = distributed.broadcast_from_rank0(results)
+            if lead:
+                print(distributed.calls_summary())
+    finally:
+        distributed.finish()
     failed = [r for r in results if r.status == "failed"]
-    print(f"records: {out / 'records.jsonl'} ({len(results)} cells run, {len(failed)} failed)")
+    if lead:
+        print(f"records: {out / 'records.jsonl'} ({len(results)} cells run, {len(failed)} failed)")
     return 1 if failed else 0
+
+
+def _launch_torchrun(args: argparse.Namespace, out: Path) -> int:
+    """``--nproc N``: this same command under ``torchrun --standalone --nproc_per_node N``."""
+    import subprocess
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc {args.nproc}: give a number of processes >= 1")
+    if args.slurm is not None or args.executor is not None:
+        raise UserError("--nproc splits each cell across local processes; --slurm/--executor submits shards; "
+                        "pass one of them")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--nproc inside torchrun: drop --nproc (torchrun already started the ranks)")
+    argv, skip = [], False
+    for a in args.argv:  # the same command without --nproc, with --out fixed for every rank
+        if skip:
+            skip = False
+        elif a == "--nproc" or a == "--out":
+            skip = True
+        elif not a.startswith(("--nproc=", "--out=")):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+           "-m", "genbench.cli", *argv, "--out", str(out)]
+    print("launch: " + " ".join(cmd[1:]), flush=True)
+    return subprocess.call(cmd)
+
+
+def _run_sharded_jobs(args: argparse.Namespace, spec, out: Path) -> int:
+    """``--slurm PARTITION`` / ``--executor local``: one job per shard, then ``genbench merge``."""
+    from genbench.runner import cell_keys
+    from genbench.slurm import run_on_slurm
+
+    if args.shard is not None:
+        raise UserError("--shard K/N runs one shard in this process; --slurm submits every shard; pass one of them")
+    n = args.shards if args.shards is not None else len(cell_keys(spec))  # default: one job per cell
+    if n < 1:
+        raise UserError(f"--shards {n}: give a number of jobs >= 1")
+    out, ran = run_on_slurm(spec, out, n, partition=args.slurm, executor=args.executor or "slurm",
+                            plugins=args.plugin, timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node)
+    failed = [r for r in ran if r[3] == "failed"]
+    print(f"records: {out / 'records.jsonl'} ({n} shards, {len(ran)} cells run now, {len(failed)} failed)")
+    return 1 if failed else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from genbench.merge import merge_shards
+
+    merge_shards(args.dirs, Path(args.out))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -198,7 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="SUITE.KEY=VALUE",
                      help="override a suite option, or an adapter's with adapter.NAME.KEY=VALUE")
     run.add_argument("--plugin", **plugin)
+    run.add_argument("--shard", metavar="K/N", help="run only shard K of N (K from 0) into --out, a shard store "
+                     "for `genbench merge`")
+    run.add_argument("--slurm", metavar="PARTITION", help="submit one Slurm array task per shard (submitit), "
+                     "each into --out/shards/K, then merge them into --out; a rerun submits only unfinished shards")
+    run.add_argument("--shards", type=int, metavar="N", help="number of shards for --slurm (default: one per cell)")
+    run.add_argument("--executor", choices=["slurm", "local"],
+                     help="with --slurm: slurm (default) or local (the shards as local processes, submitit's "
+                          "LocalExecutor)")
+    run.add_argument("--nproc", type=int, metavar="N", help="split each cell's sampling and likelihood across N "
+                     "local processes (runs this command under torchrun --nproc_per_node N; gloo on CPU, NCCL on GPU)")
+    run.add_argument("--timeout-min", type=int, default=240, help="--slurm: time limit per shard job, minutes")
+    run.add_argument("--gpus-per-node", type=int, help="--slurm: GPUs per shard job")
     run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="combine the shard stores of one run into one run store")
+    merge.add_argument("dirs", nargs="+", help="shard stores (genbench run --shard K/N), or a folder of them")
+    merge.add_argument("--out", required=True, help="directory for the merged run")
+    merge.set_defaults(func=cmd_merge)
 
     demo = sub.add_parser("demo", help="run the embedded default suite on the reference models and write a report")
     demo.add_argument("--out", help="directory for the runs and report.md (default results/runs/demo-TIME)")
@@ -235,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc, which reruns the command
     try:
         return args.func(args)
     except (UserError, UnknownNameError) as e:

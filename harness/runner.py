@@ -340,50 +340,90 @@ class CellResult:
     error: str | None = None
 
 
+def cell_order(spec: RunSpec, adapters: "AdapterCache") -> list[tuple[int, Variant, str]]:
+    """Every cell of a run as (seed, variant, suite), in the order one process runs them:
+    checkpoint by checkpoint, so that each is loaded once and released before the next."""
+    return [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
+            for suite in spec.suites]
+
+
+def cell_keys(spec: RunSpec) -> list[tuple[str, str, int]]:
+    """The (suite, adapter label, seed) keys of every cell, in run order; loads no model."""
+    adapters = AdapterCache(adapter_variants(spec), "cpu")
+    return [(suite, v.label, seed) for seed, v, suite in cell_order(spec, adapters)]
+
+
 def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
-        log: Callable[[str], None] = print) -> list[CellResult]:
+        log: Callable[[str], None] = print, shard: tuple[int, int] | None = None) -> list[CellResult]:
     """Run every cell of ``spec``, committing each cell's records to ``out_dir`` as it finishes.
 
     A cell that raises is recorded as failed and the run goes on; with ``resume`` the cells
     that already finished are skipped and a kill's leftovers are cleaned first. One process
     holds the directory's lock for the whole run; a store write that fails stops the run.
+    shard: (K, N) runs only shard K of N's cells (``genbench.shard.shard_cells``) into a shard
+    store, which carries the run's config_hash and its cell list for ``genbench merge``.
     """
+    from genbench import distributed, shard as sharding
+
     spec.validate()
     store = RunStore(Path(out_dir))
     chash = spec.config_hash()
-    store.check_can_open(chash, resume=resume)  # before anything is written
-    device = provenance.resolve_device(spec.device)
+    # before anything is written (under torchrun every rank checks before the process group's
+    # rendezvous, so before rank 0 can have created the store)
+    store.check_can_open(chash, resume=resume)
+    # under torchrun every rank runs every cell, sharing each cell's work; rank 0 alone writes
+    adapters = AdapterCache(adapter_variants(spec), distributed.init_from_env(provenance.resolve_device(spec.device)))
+    world = distributed.world_size()
+    cells = cell_order(spec, adapters)
+    shard_info = None
+    if shard is not None:
+        cells = sharding.shard_cells(cells, *shard, where=f"--shard {shard[0]}/{shard[1]}")
+        shard_info = sharding.shard_manifest(shard, [(s, v.label, seed) for seed, v, s in cells])
+        sharding.check_shard_store(store, shard_info)
+    device = adapters.device
+    if world > 1 and distributed.rank() != 0:
+        run_id, done = distributed.broadcast_from_rank0(None)
+        _run_cells(None, spec, run_id, done, cells, adapters, lambda message: None)
+        return []
     with store.lock():
         existing = store.check_can_open(chash, resume=resume)  # again, now that no one else can write
         if existing is None:
             run_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{chash[:6]}"
+            if shard is not None:
+                run_id += f"-shard{shard[0]}of{shard[1]}"
             store.create({
                 "run_id": run_id, "name": spec.name, "description": spec.description,
                 "config_hash": chash, "spec": spec.identity(), "source": spec.source,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
                 "provenance": provenance.collect(device),
+                **({"shard": shard_info} if shard_info else {}),
+                **({"world_size": world} if world > 1 else {}),
             })
         else:
             run_id = existing["run_id"]
         done, dropped = store.reconcile()
         if dropped:
             log(f"resume: removed {dropped} record(s) of cells that had not finished; they run again")
-
-        results: list[CellResult] = []
-        adapters = AdapterCache(adapter_variants(spec), device)
-        # checkpoint by checkpoint, so that each is loaded once and released before the next
-        cells = [(seed, v, suite) for group in adapters.groups for seed in spec.seeds for v in group
-                 for suite in spec.suites]
-        for i, (seed, variant, suite_name) in enumerate(cells):
-            if (suite_name, variant.label, seed) in done:
-                log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
-            else:
-                result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, device, log)
-                if result is not None:
-                    results.append(result)
-            if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
-                adapters.release(variant)
+        if world > 1:
+            distributed.broadcast_from_rank0((run_id, done))
+        results = _run_cells(store, spec, run_id, done, cells, adapters, log)
         store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return results
+
+
+def _run_cells(store: RunStore | None, spec: RunSpec, run_id: str, done: set, cells: list,
+               adapters: "AdapterCache", log) -> list[CellResult]:
+    """The cells not in ``done``, in order; store None: a torchrun rank other than 0 (writes nothing)."""
+    results: list[CellResult] = []
+    for i, (seed, variant, suite_name) in enumerate(cells):
+        if (suite_name, variant.label, seed) in done:
+            log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
+        else:
+            result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, adapters.device, log)
+            if result is not None:
+                results.append(result)
+        if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
+            adapters.release(variant)
     return results
 
 
@@ -451,10 +491,13 @@ class AdapterCache:
                 pass
 
 
-def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: Variant,
+def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, variant: Variant,
               suite_name: str, adapters: AdapterCache, device: str, log) -> CellResult | None:
     """Run one cell and commit its records and marker together (``RunStore.commit_cell``)."""
     import uuid
+
+    from genbench import distributed
+    from genbench.interfaces import Generator
 
     suite: Suite = SUITES.get(suite_name)()
     options = {**suite.options, **spec.suite_options.get(suite_name, {})}
@@ -466,6 +509,7 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
             "attempt": attempt}
     t0 = time.perf_counter()
     generator = None
+    root: Path | None = None
     records: list[dict[str, Any]] = []
     if adapters.failed(variant) is not None:
         log(f"skip  {suite_name} x {adapter_spec} (seed {seed}): the adapter failed to load "
@@ -473,6 +517,8 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
         return None
     try:
         generator = adapters.get(variant)
+        if distributed.world_size() > 1 and isinstance(generator, Generator):
+            generator = distributed.RankSharded(generator)
         if not suite.applies_to(generator):
             log(f"n/a   {suite_name} x {adapter_spec}: {suite.why_not(generator)}")
             return None
@@ -481,9 +527,16 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
         base.update(paradigm=getattr(generator, "paradigm", None), modality=getattr(generator, "modality", None),
                     config_hash=chash)
         safe = "".join(c if c.isalnum() or c in "-_=," else "_" for c in adapter_spec)
-        artifacts = store.dir / "artifacts" / f"{suite_name}__{safe}__seed{seed}"
+        if store is None:  # a torchrun rank other than 0: its artifacts go to a scratch folder
+            import tempfile
+
+            root = Path(tempfile.mkdtemp(prefix=f"genbench-rank{distributed.rank()}-"))
+        else:
+            root = store.dir
+        artifacts = root / "artifacts" / f"{suite_name}__{safe}__seed{seed}"
         artifacts.mkdir(parents=True, exist_ok=True)
-        ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device, progress=_progress)
+        ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device,
+                           progress=_progress if store is not None else (lambda it, **kw: it))
         log(f"run   {suite_name} x {adapter_spec} (seed {seed})")
         t_last = t0
         for metric in suite.run(generator, ctx):
@@ -493,7 +546,7 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
                             "higher_is_better": metric.higher_is_better, "convention": metric.convention,
                             "status": "ok", "error": None, "wall_s": round(now - t_last, 4),
                             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "artifacts": str(artifacts.relative_to(store.dir))})
+                            "artifacts": str(artifacts.relative_to(root))})
             t_last = now
         status, message = "ok", None
     except StoreWriteError:
@@ -509,6 +562,12 @@ def _run_cell(store: RunStore, spec: RunSpec, run_id: str, seed: int, variant: V
                         "modality": getattr(generator, "modality", None)})
         status = "failed"
     wall = time.perf_counter() - t0
+    if store is None:
+        import shutil
+
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+        return None
     store.commit_cell(records, {"suite": suite_name, "adapter": adapter_spec, "seed": seed, "status": status,
                                 "wall_s": round(wall, 3), "attempt": attempt})
     n_metrics = sum(r["status"] == "ok" for r in records)

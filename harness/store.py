@@ -36,6 +36,18 @@ RECORD_KEYS = (
 
 #: record fields that differ between two runs of the same spec (timings, ids, clock)
 NONDETERMINISTIC_KEYS = ("run_id", "wall_s", "time", "attempt", "traceback")
+#: convention entries that time a step (e.g. image_quality's ``bootstrap_seconds``)
+NONDETERMINISTIC_CONVENTION_SUFFIX = "_seconds"
+
+
+def deterministic_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without the fields two runs of one spec may differ in (``NONDETERMINISTIC_KEYS`` and
+    the convention's ``*_seconds`` timings): what a resumed, sharded or merged run must reproduce."""
+    out = {k: v for k, v in record.items() if k not in NONDETERMINISTIC_KEYS}
+    if isinstance(out.get("convention"), dict):
+        out["convention"] = {k: v for k, v in out["convention"].items()
+                             if not k.endswith(NONDETERMINISTIC_CONVENTION_SUFFIX)}
+    return out
 
 
 class StoreWriteError(UserError):
@@ -356,11 +368,7 @@ class RunStore:
         raw = self.records_path.read_bytes().splitlines(keepends=True)
         keep = []
         for line, rec in zip(raw, _parse_lines(self.records_path, raw)):
-            if rec is None:
-                continue  # blank line
-            attempt = rec.get("attempt")
-            state = committed.get(attempt) if attempt else "ok"  # records older than attempt ids stay
-            if state == "ok" or (state == "failed" and rec.get("status") == "failed"):
+            if rec is not None and is_committed(rec, committed):
                 keep.append(line)
         dropped = sum(1 for line in raw if line.strip()) - len(keep)
         if dropped:
@@ -373,6 +381,14 @@ class RunStore:
 
     def records(self) -> list[dict[str, Any]]:
         return list(read_records(self.records_path))
+
+
+def is_committed(record: dict[str, Any], committed: dict[str, Any]) -> bool:
+    """Whether a record survives ``reconcile``: its attempt has an ok marker, or it is the failure
+    record of a failed attempt. committed: attempt id -> its marker's status."""
+    attempt = record.get("attempt")
+    state = committed.get(attempt) if attempt else "ok"  # records older than attempt ids stay
+    return state == "ok" or (state == "failed" and record.get("status") == "failed")
 
 
 def _parse_lines(path: Path, lines: list[bytes]) -> list[dict[str, Any] | None]:

@@ -1,0 +1,234 @@
+"""Sharded runs: `genbench run --shard K/N` + `genbench merge`, and `--slurm` through submitit's
+LocalExecutor, give records equal to a single-process run in every deterministic field
+(``store.deterministic_fields``); bad shard sets are refused in one line; a rerun after a lost or
+killed shard recomputes only what that shard had not finished."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from genbench import runner
+from genbench.cli import main
+from genbench.shard import parse_shard, shard_bounds, shard_cells
+from genbench.store import deterministic_fields
+from genbench.errors import UserError
+
+# 4 cells on two zoo models (about 1 s each): image quality from 8 samples, likelihood on 8 digits
+RUN = """name = "shards"
+seeds = [0]
+suites = ["image_quality", "likelihood"]
+adapters = ["ar-digits", "masked-digits"]
+[suite.image_quality]
+n_samples = 8
+[suite.likelihood]
+max_examples = 8
+"""
+
+
+def _records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def _same(out) -> list[dict]:
+    return [deterministic_fields(r) for r in _records(out)]
+
+
+def _err_line(capsys) -> str:
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if l.startswith("genbench: error")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def runfile(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "run.toml"
+    path.write_text(RUN)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(runfile, tmp_path_factory):
+    """The single-process run every sharded run must reproduce."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    results = runner.run(runner.load_run_file(runfile), out, log=lambda m: None)
+    assert [r.status for r in results] == ["ok"] * 4
+    records = _same(out)
+    assert len(records) > 4 and all(r["status"] == "ok" for r in records)
+    return records
+
+
+def test_shards_partition_the_cells_in_run_order():
+    cells = list(range(10))
+    for n in (1, 3, 4, 10):
+        blocks = [shard_cells(cells, k, n) for k in range(n)]
+        assert sum(blocks, []) == cells  # contiguous, disjoint, complete
+        assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    assert shard_bounds(10, 2, 4) == (5, 7)
+    with pytest.raises(UserError, match="fewer than 11 shards"):
+        shard_cells(cells, 0, 11)
+    assert parse_shard(" 2/4") == (2, 4)
+    for bad in ("4/4", "1", "a/b", "-1/3", "0/0"):
+        with pytest.raises(UserError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_shard_stores_merge_into_the_single_process_run(runfile, reference, tmp_path, capsys):
+    shards = [tmp_path / f"s{k}" for k in range(3)]
+    for k, out in enumerate(shards):
+        assert main(["run", str(runfile), "--shard", f"{k}/3", "--out", str(out)]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["shard"]["index"] == k and manifest["shard"]["count"] == 3
+    # each shard ran only its own cells, and together they ran each cell once
+    cells = [tuple(json.loads(l)[x] for x in ("suite", "adapter", "seed"))
+             for s in shards for l in (s / "cells.jsonl").read_text().splitlines()]
+    assert sorted(cells) == sorted(runner.cell_keys(runner.load_run_file(runfile)))
+    merged = tmp_path / "merged"
+    assert main(["merge", *map(str, shards), "--out", str(merged)]) == 0
+    assert _same(merged) == reference
+    assert len({r["run_id"] for r in _records(merged)}) == 1
+    for r in _records(merged):  # artifacts copied beside the merged records
+        assert (merged / r["artifacts"]).is_dir()
+    again = (merged / "records.jsonl").read_bytes()
+    assert main(["merge", *map(str, shards), "--out", str(merged)]) == 0  # a merge can be repeated
+    assert (merged / "records.jsonl").read_bytes() == again
+    capsys.readouterr()
+
+    # refusals: one line each, and nothing written
+    assert main(["merge", str(shards[0]), str(shards[1]), "--out", str(tmp_path / "m2")]) == 2
+    assert "shard(s) 2 of 3 not given" in _err_line(capsys)
+    assert main(["merge", str(shards[0]), str(shards[0]), str(shards[1]), str(shards[2]),
+                 "--out", str(tmp_path / "m2")]) == 2
+    assert "both hold cell" in _err_line(capsys)
+    other = tmp_path / "other"
+    assert main(["run", str(runfile), "--seed", "1", "--shard", "0/3", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(shards[0]), str(other), str(shards[2]), "--out", str(tmp_path / "m2")]) == 2
+    assert "shard of another run" in _err_line(capsys)
+    assert main(["merge", str(reference_dir := tmp_path / "nope"), "--out", str(tmp_path / "m2")]) == 2
+    assert "no manifest.json" in _err_line(capsys) and not reference_dir.exists()
+    assert not (tmp_path / "m2").exists()
+    # a shard store resumed as another shard; more shards than cells; --shards without --slurm
+    assert main(["run", str(runfile), "--shard", "1/3", "--out", str(shards[0]), "--resume"]) == 2
+    assert "holds shard 0/3, not 1/3" in _err_line(capsys)
+    assert main(["run", str(runfile), "--shard", "0/5", "--out", str(tmp_path / "x")]) == 2
+    assert "4 cell(s), fewer than 5 shards" in _err_line(capsys)
+    assert main(["run", str(runfile), "--shards", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--shard K/N" in _err_line(capsys)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_incomplete_shard_is_refused_then_resumed(runfile, reference, tmp_path, capsys):
+    shards = [tmp_path / f"s{k}" for k in range(2)]
+    for k, out in enumerate(shards):
+        assert main(["run", str(runfile), "--shard", f"{k}/2", "--out", str(out)]) == 0
+    # a kill after the shard's first cell: its second cell's marker never landed
+    cells = (shards[1] / "cells.jsonl").read_text().splitlines(keepends=True)
+    (shards[1] / "cells.jsonl").write_text(cells[0])
+    capsys.readouterr()
+    assert main(["merge", *map(str, shards), "--out", str(tmp_path / "m")]) == 2
+    assert "shard 1/2 is incomplete (1 of 2 cells finished)" in _err_line(capsys)
+    assert main(["run", str(runfile), "--shard", "1/2", "--out", str(shards[1]), "--resume"]) == 0
+    assert main(["merge", *map(str, shards), "--out", str(tmp_path / "m")]) == 0
+    assert _same(tmp_path / "m") == reference
+
+
+def test_slurm_through_submitits_local_executor(runfile, reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 0
+    assert _same(out) == reference
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["0", "1"]
+    kept = {f: (out / "shards" / "0" / f).read_bytes() for f in ("records.jsonl", "cells.jsonl", "manifest.json")}
+    markers1 = [json.loads(l) for l in (out / "shards" / "1" / "cells.jsonl").read_text().splitlines()]
+    capsys.readouterr()
+
+    # a lost job: shard 1's store is gone, and its job fails (a file where its store goes): the
+    # error names shard 1, nothing is merged, shard 0 is not resubmitted
+    shutil.rmtree(out / "shards" / "1")
+    (out / "shards" / "1").write_text("in the way")
+    merged = (out / "records.jsonl").read_bytes()
+    assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 2
+    line = _err_line(capsys)
+    assert "1 shard job(s) failed: shard 1 (job" in line and "is a file" in line and "rerun the same command" in line
+    assert (out / "records.jsonl").read_bytes() == merged
+    # the rerun submits only shard 1 and leaves shard 0 untouched
+    (out / "shards" / "1").unlink()
+    assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "shard 0/2: complete, kept" in log and "shard 1/2: missing, submitting" in log
+    assert "submitted 1 job(s)" in log and "(2 shards, 2 cells run now" in log
+    assert {f: (out / "shards" / "0" / f).read_bytes() for f in kept} == kept
+    assert _same(out) == reference
+
+    # a killed job: shard 1 finished its first cell only; the rerun runs only the second cell
+    lines = (out / "shards" / "1" / "cells.jsonl").read_text().splitlines(keepends=True)
+    (out / "shards" / "1" / "cells.jsonl").write_text(lines[0])
+    first_attempt = json.loads(lines[0])["attempt"]
+    assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "shard 1/2: incomplete, submitting" in log and "(2 shards, 1 cells run now" in log
+    after = [json.loads(l) for l in (out / "shards" / "1" / "cells.jsonl").read_text().splitlines()]
+    assert after[0]["attempt"] == first_attempt and len(after) == 2
+    assert [(m["suite"], m["adapter"]) for m in after] == [(m["suite"], m["adapter"]) for m in markers1]
+    assert _same(out) == reference
+    assert main(["report", str(out), "--out", str(tmp_path / "r.md")]) == 0  # the merged run reads as one run
+
+
+def test_slurm_without_sbatch_is_one_line(runfile, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["run", str(runfile), "--slurm", "gpu", "--shards", "2", "--out", str(tmp_path / "r")]) == 2
+    line = _err_line(capsys)
+    assert "no `sbatch` on PATH" in line and "--executor local" in line
+    assert not (tmp_path / "r").exists()
+    assert main(["run", str(runfile), "--slurm", "gpu", "--shard", "0/2", "--out", str(tmp_path / "r")]) == 2
+    assert "pass one of them" in _err_line(capsys)
+
+
+def test_sample_start_gives_the_rows_of_a_call_from_zero():
+    """``start`` (what torchrun ranks split sampling by) keeps each sample's own random stream."""
+    from genbench.registry import build_adapter
+
+    for name in ("ar-digits", "masked-digits"):
+        model = build_adapter(name, device="cpu")
+        whole = model.sample(6, seed=3, batch_size=4).images
+        part = model.sample(3, seed=3, batch_size=2, start=3).images
+        assert (part == whole[3:]).all(), name
+
+
+#: records of a torchrun run must equal one process's: numbers to 1e-12 relative (a float64
+#: reduction in another order), everything else exactly
+REL = 1e-12
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= REL * max(abs(a), abs(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_torchrun_two_ranks_equal_one_process(runfile, reference, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    # `genbench run --nproc 2` is `torchrun --standalone --nproc_per_node 2 -m genbench.cli run ...` (gloo, CPU)
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "run", str(runfile), "--nproc", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launch: -m torch.distributed.run --standalone --nproc_per_node 2 -m genbench.cli run" in proc.stdout
+    # the work was split: both image_quality cells' sampling, ar-digits' exact likelihood and
+    # masked-digits' Monte Carlo ELBO (its draws keyed by the example's index in the run, start + i)
+    assert "torchrun: 2 ranks; sample split 2, sample whole 0, likelihood split 2, likelihood whole 0" \
+        in proc.stdout, proc.stdout
+    assert proc.stdout.count("records:") == 1  # rank 0 alone reports (and writes)
+    assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
+    records = _same(out)
+    assert len(records) == len(reference)
+    for got, want in zip(records, reference):
+        assert _close(got, want), (got, want)
