@@ -101,7 +101,9 @@ def encoder_tables(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool,
         table = cells_to_table(f"Image quality on {task}: the encoders side by side", cells,
                                [(label, group) for label, group, _ in columns], ids, several_runs=several_runs,
                                label=f"tab:image_quality-{task}-encoders")
-        blocks += [table, Para(encoders_ranking(columns, several_runs)["sentence"], "note")]
+        # the ranking sentence leads the table's notes, so LaTeX carries it too
+        table.notes.insert(0, encoders_ranking(columns, several_runs)["sentence"])
+        blocks.append(table)
     for encoder, ec in cells.groupby(cells["convention"].map(C.encoder_of), sort=False):
         blocks.append(cells_to_table(f"Image quality on {task}: every metric in {encoder or 'unrecorded'} features",
                                      ec, metric_columns(ec, ids), ids, several_runs=several_runs,
@@ -176,7 +178,7 @@ def _settings(first: dict[str, Any], tk: pd.DataFrame) -> list[Row]:
         ("kind", first.get("kind") or tok.get("kind")),
         ("pixel scaling", first.get("pixel_scaling") or tok.get("pixel_scaling")),
         ("output quantisation", first.get("output_quantisation") or tok.get("output_quantisation")),
-        ("dataset", first.get("dataset")), ("split", first.get("split")),
+        ("dataset", first.get("dataset")), ("split", first.get("split") or "none (the source has no splits)"),
         ("resize", first.get("resize")), ("grey images", first.get("grey")),
         ("image shape (H×W×C)", _shape(first.get("image_shape"))),
         ("images (N)", first.get("n")),

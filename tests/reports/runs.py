@@ -127,3 +127,38 @@ def make_encoder_run(root: Path, name: str = "encoders", *, run_id: str | None =
         store.append({**base, "metric": "cmmd", "value": value, "unit": "CMMD (x1000)", "higher_is_better": False,
                       "convention": {**ENCODERS["clip"], **common, "definition": "MMD, RBF sigma 10, x1000"}})
     return store.dir
+
+
+def make_tokenizer_runs(root: Path) -> list[Path]:
+    """Two real tokenizer runs, small: the zoo's ``vq-digits`` (discrete) on 64 digits, and a tiny
+    random diffusers ``AutoencoderKL`` (continuous) on twelve 32x32 RGB PNGs with a torchscript
+    extractor for rFID and LlamaGen's SSIM asked for. No LPIPS weights: LPIPS is unavailable."""
+    import torch
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from genbench import runner
+    from tests.harness.features.helpers import tiny_torchscript
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                  latent_channels=4, norm_num_groups=4, sample_size=32).save_pretrained(root / "kl")
+    net = tiny_torchscript(root / "net.pt")
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    for i in range(12):  # smooth colour waves: something a random autoencoder can partly keep
+        f = rng.uniform(1, 3, size=(3, 2))
+        img = 127.5 + 120 * np.sin(2 * np.pi * (f[:, 0, None, None] * xx + f[:, 1, None, None] * yy))
+        Image.fromarray(np.moveaxis(img, 0, -1).astype(np.uint8)).save(root / "images" / f"{i:02d}.png")
+    runs = []
+    for name, adapter, options in (
+            ("vq", "vq-digits", {"max_images": 64}),
+            ("vae", f"diffusers-vae:{root / 'kl'}", {"dataset": str(root / "images"), "extractor": f"torchscript:{net}",
+                                                     "ssim_llamagen": True})):
+        spec = runner.spec_from_dict({"name": name, "seeds": [0], "suites": ["tokenizer"], "adapters": [adapter],
+                                      "suite": {"tokenizer": options}})
+        runner.run(spec, root / name, log=lambda *_: None)
+        runs.append(root / name)
+    return runs
