@@ -50,7 +50,7 @@ def _slug(text: str) -> str:
 def _html_table(t: Table) -> str:
     e = html.escape
     out = ['<div class="wide"><table>', f"<caption>{e(t.caption)}</caption>", "<thead><tr>"]
-    out += [f'<th class="{"t" if i < t.text_columns else ""}">{e(h)}</th>' for i, h in enumerate(t.header)]
+    out += [f'<th class="{"t" if t.is_text(i) else ""}">{e(h)}</th>' for i, h in enumerate(t.header)]
     out.append("</tr></thead><tbody>")
     for row in t.rows:
         if row.group:
@@ -60,7 +60,7 @@ def _html_table(t: Table) -> str:
         style = f' style="box-shadow:inset 4px 0 0 {row.color}"' if row.color else ""
         cells = []
         for i, c in enumerate(row.cells):
-            cls = " ".join(x for x in ("t" if i < t.text_columns else "", "best" if c.best else "",
+            cls = " ".join(x for x in ("t" if t.is_text(i) else "", "best" if c.best else "",
                                        "bound" if c.bound else "") if x)
             title = f' title="{e(c.title)}"' if c.title else ""
             sub = f'<span class="sub">{e(c.sub)}</span>' if c.sub else ""
@@ -93,7 +93,8 @@ def document_to_html(doc) -> str:
         elif isinstance(b, Figure):
             uri = "data:image/png;base64," + base64.b64encode(b.png).decode("ascii")
             cls = ' class="px"' if b.pixelated else ""
-            body.append(f"<figure{cls}><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
+            fig_cls = cls if not b.wide else ""
+            body.append(f"<figure{fig_cls}><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
                         f'src="{uri}"></figure>')
         elif isinstance(b, Excerpt):
             body.append(f'<figure><figcaption>{e(b.caption)}</figcaption>'
@@ -126,7 +127,7 @@ def _md_escape(text: str) -> str:
 
 def _md_table(t: Table) -> list[str]:
     lines = [f"**{t.caption}**", "", "| " + " | ".join(_md_escape(h) for h in t.header) + " |",
-             "|" + "|".join(":---" if i < t.text_columns else "---:" for i in range(len(t.header))) + "|"]
+             "|" + "|".join(":---" if t.is_text(i) else "---:" for i in range(len(t.header))) + "|"]
     for row in t.rows:
         if row.group:
             lines.append("| " + " | ".join([f"*{row.group}*"] + [""] * (len(t.header) - 1)) + " |")
@@ -176,7 +177,7 @@ def tex_escape(text: str) -> str:
 
 
 def _tex_table(t: Table) -> list[str]:
-    spec = "l" * t.text_columns + "r" * (len(t.header) - t.text_columns)
+    spec = "".join("l" if t.is_text(i) else "r" for i in range(len(t.header)))
     lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(t.caption)}}}"]
     if t.label:
         lines.append(rf"\label{{{t.label}}}")

@@ -114,7 +114,7 @@ def encoder_tables(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool,
 # --- one section per tokenizer -----------------------------------------------------------------
 #: tokenizer metrics in the order a section lists them, with their labels
 TOKENIZER_METRICS = {
-    "psnr": "PSNR", "ssim": "SSIM", "ssim_llamagen": "SSIM as LlamaGen computes it (data_range 2.0; not comparable)",
+    "psnr": "PSNR", "ssim": "SSIM", "ssim_llamagen": "SSIM (LlamaGen, data_range 2.0)",
     "lpips_alex": "LPIPS (AlexNet)", "lpips_vgg": "LPIPS (VGG)", "rfid": "rFID",
     "codebook_usage": "codebook usage", "code_perplexity": "code perplexity", "tokens_per_image": "tokens per image",
     "bits_per_image": "bits per image", "latent_channels": "latent channels",
@@ -199,7 +199,7 @@ def _reconstructions(c: pd.Series, who: str) -> list:
         return [Para(f"{who}: no reconstructions.png among the cell's artifacts", "warning")]
     return [Figure(png.read_bytes(), f"{who}: originals (odd rows) each above their reconstructions (even rows), "
                                      f"the first images of the set", f"originals and reconstructions of {c['model']}",
-                   name=f"tokenizer-{c['run']}-{c['adapter']}-{c['task']}-reconstructions", pixelated=True)]
+                   name=f"tokenizer-{c['run']}-{c['adapter']}-{c['task']}-reconstructions", pixelated=True, wide=True)]
 
 
 def tokenizer_sections(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool) -> list:
@@ -224,7 +224,7 @@ def tokenizer_sections(cells: pd.DataFrame, ids: dict[str, str], several_runs: b
                          rows, ["PSNR and SSIM on [0, 1] images with data range 1.0; ± one standard error of the mean "
                                 "over images.", "SSIM with LlamaGen's data_range 2.0 on [0, 1] images, where "
                                 "recorded, is its own row: it reads higher and is not comparable with SSIM."],
-                         label=f"tab:tokenizer-{c0['adapter']}-{task}", text_columns=5)]
+                         label=f"tab:tokenizer-{c0['adapter']}-{task}", text_columns=5, number_columns=(1,))]
         blocks += _reconstructions(c0, who)
     return blocks
 

@@ -144,13 +144,13 @@ def test_one_section_per_tokenizer_with_its_conventions(tokenizers):
     assert "| bits per image | 128 | bits |" in vq and "4·4·log2 256" in vq
     assert "latent" not in vq.split("| metric |")[1] and "codebook usage" not in vae
     # LlamaGen's SSIM: its own labelled row in the section, never a column of the comparison table
-    assert "| SSIM as LlamaGen computes it (data_range 2.0; not comparable) |" in vae
+    assert "| SSIM (LlamaGen, data_range 2.0) |" in vae
     assert "ssim_llamagen" not in _section(md, "## Tokenizer reconstruction", "\n### ")
 
 
 def test_tokenizer_reconstructions_are_embedded_with_a_caption(tokenizers):
     page = tokenizers["html"]
-    figures = re.findall(r"<figure class=\"px\"><figcaption>([^<]*)</figcaption><img class=\"px\" alt=\"[^\"]*\" "
+    figures = re.findall(r"<figure><figcaption>([^<]*)</figcaption><img class=\"px\" alt=\"[^\"]*\" "
                          r"src=\"data:image/png;base64,([^\"]+)\"", page)
     captions = [c for c, _ in figures if "originals (odd rows) each above their reconstructions" in c]
     assert len(captions) == 2
