@@ -14,7 +14,7 @@ import pandas as pd
 from genbench.reports import cells as C
 from genbench.reports.document import Cell, Figure, Heading, Para, Row, Table
 from genbench.reports.ranking import display_name, is_encoder_headline, ranking_agreement
-from genbench.reports.tables import cells_to_table, column_label, metric_columns
+from genbench.reports.tables import arrow, cells_to_table, column_label, metric_columns
 
 #: the per-encoder metrics shown beside each encoder's headline metric (Naeem et al.)
 BESIDE_HEADLINE = ("density", "coverage")
@@ -40,11 +40,6 @@ def _suffix(metric: str) -> str | None:
     return None
 
 
-def _arrow(group: pd.DataFrame) -> str:
-    hib = group["higher_is_better"].iloc[0]
-    return "↓" if hib is False else ("↑" if hib else "")
-
-
 def encoder_columns(cells: pd.DataFrame, ids: dict[str, str]) -> list[tuple[str, pd.DataFrame, str | None]]:
     """(label, cells, ranking key or None) per column: each encoder's headline metric (FID,
     FD_DINOv2, FD_CLIP...; CMMD last), each followed by that encoder's density and coverage; one
@@ -67,7 +62,7 @@ def encoder_columns(cells: pd.DataFrame, ids: dict[str, str]) -> list[tuple[str,
                 base = display_name(metric) + (f" ({enc})" if len(groups) > 1 else "")
             else:
                 base = f"{metric.split('_')[0]} ({enc})"
-            label = column_label(f"{base} {_arrow(group)}".strip(), group, ids, False)
+            label = column_label(f"{base} {arrow(group)}".strip(), group, ids, False)
             key = (display_name(metric) + (f" [{ids[group['signature'].iloc[0]]}]" if len(groups) > 1 else "")
                    if ranked else None)
             out.append((label, group, key))

@@ -103,6 +103,12 @@ def bootstrap_note(name: str, column: pd.DataFrame) -> list[str]:
     return [f"{name}: 95% intervals from {'/'.join(map(str, reps))} bootstrap replicates ({method}){cost}"]
 
 
+def arrow(column: pd.DataFrame) -> str:
+    """↓ lower is better, ↑ higher is better, '' unknown."""
+    hib = column["higher_is_better"].iloc[0]
+    return "↓" if hib is False else ("↑" if hib else "")
+
+
 def metric_columns(cells: pd.DataFrame, ids: dict[str, str]) -> list[tuple[str, pd.DataFrame]]:
     """(label, cells) per (metric, kind, convention) of one task, in the records' order:
     ``fid (FID) ↓ [C1]``."""
@@ -111,7 +117,5 @@ def metric_columns(cells: pd.DataFrame, ids: dict[str, str]) -> list[tuple[str, 
         mc = cells[cells["metric"] == metric]
         for _, group in mc.groupby(["kind", "signature"], sort=False, dropna=False):
             unit = group["unit"].iloc[0]
-            hib = group["higher_is_better"].iloc[0]
-            arrow = "↓" if hib is False else ("↑" if hib else "")
-            columns.append((column_label(f"{metric} ({unit}) {arrow}".strip(), group, ids, False), group))
+            columns.append((column_label(f"{metric} ({unit}) {arrow(group)}".strip(), group, ids, False), group))
     return columns
