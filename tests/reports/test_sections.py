@@ -204,3 +204,36 @@ def test_encoders_and_tokenizers_read_in_chromium(tokenizers, tmp_path):
     assert sum("reconstruction metrics" in t for t in facts["tables"]) == 2
     assert len([s for s in facts["sections"] if s.startswith("tokenizer-")]) == 2
     assert len(facts["images"]) >= 2 and all(i["data"] and i["loaded"] for i in facts["images"])
+
+
+@pytest.mark.slow
+def test_a_real_run_over_three_encoders_reports_them_side_by_side(tmp_path, monkeypatch):
+    """issue 16's run: image_quality with a torchscript stand-in for Inception, a tiny DINOv2 and a
+    tiny CLIP in CMMD's variant, two models, then `genbench report` (~12 s)."""
+    pytest.importorskip("transformers")
+    from genbench import runner
+    from genbench.cli import main
+    from genbench.features.cache import CACHE_ENV
+    from tests.harness.features.helpers import digit_images, tiny_clip, tiny_dinov2, tiny_torchscript, write_pngs
+    from tests.suites.test_image_quality_encoders import NoisyDigits, VeryNoisyDigits
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    cfg, weights = tiny_clip(tmp_path)
+    options = {"reference": str(write_pngs(tmp_path / "reference", digit_images(100, 12))), "n_samples": 12,
+               "batch_size": 6, "sample_chunk": 6, "trust_unknown": True, "kid_subset_size": 1000,
+               "extractors": [f"torchscript:{tiny_torchscript(tmp_path / 'tiny.pt')}",
+                              f"dinov2:{tiny_dinov2(tmp_path / 'dinov2')}", f"clip:{cfg}:{weights}:cmmd"]}
+    spec = runner.RunSpec(suites=["image_quality"], adapters=[NoisyDigits.name, VeryNoisyDigits.name],
+                          suite_options={"image_quality": options})
+    runner.run(spec, tmp_path / "run", log=lambda *a: None)
+    out = tmp_path / "report" / "report.md"
+    assert main(["report", str(tmp_path / "run"), "--out", str(out), "--format", "md", "--format", "csv"]) == 0
+    md = out.read_text()
+    table = _section(md, "the encoders side by side**", "\n**")
+    assert all(f"{m} [C" in table for m in ("FID", "FD_DINOv2", "FD_CLIP", "CMMD"))
+    assert "density (dinov2) ↑ [C" in table and "coverage (torchscript) ↑ [C" in table
+    assert ("The ranking of the 2 models agrees across encoders (FID, FD_DINOv2, FD_CLIP, CMMD): noisy-digits > "
+            "very-noisy-digits.") in table
+    csv = pd.read_csv(out.with_suffix(".csv"))
+    fid = csv[csv.metric.isin(["fid", "fd_dinov2", "fd_clip"])]
+    assert len(fid) == 6 and (fid["spread"] == "ci").all()  # each encoder's FD with its bootstrap interval
