@@ -169,15 +169,27 @@ def report_to_markdown(report, path: Path) -> Path:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "≤": r"$\leq$", "±": r"$\pm$",
         "—": "--", "†": r"$^\dagger$", "★": r"$\star$", "Δ": r"$\Delta$", "↓": r"$\downarrow$",
-        "↑": r"$\uparrow$", "…": r"\ldots{}", "⚠": "(!)", "–": "--"}
+        "↑": r"$\uparrow$", "…": r"\ldots{}", "⚠": "(!)", "–": "--",
+        # OT1 text fonts print > and < as other glyphs; the rest are safe with any inputenc
+        ">": r"$>$", "<": r"$<$", "‡": r"$^\ddagger$", "×": r"$\times$", "·": r"$\cdot$", "²": r"$^2$"}
 
 
 def tex_escape(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
+#: a LaTeX text column whose longest cell exceeds LONG_TEXT characters wraps at this width
+LONG_TEXT, LONG_TEXT_WIDTH = 60, "7cm"
+
+
 def _tex_table(t: Table) -> list[str]:
-    spec = "".join("l" if t.is_text(i) else "r" for i in range(len(t.header)))
+    def column_spec(i: int) -> str:
+        if not t.is_text(i):
+            return "r"
+        longest = max((len(r.cells[i].text) for r in t.rows if len(r.cells) > i), default=0)
+        return rf"p{{{LONG_TEXT_WIDTH}}}" if longest > LONG_TEXT else "l"  # long text wraps, not shrinks
+
+    spec = "".join(column_spec(i) for i in range(len(t.header)))
     lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(t.caption)}}}"]
     if t.label:
         lines.append(rf"\label{{{t.label}}}")

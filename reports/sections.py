@@ -97,7 +97,7 @@ def encoder_tables(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool,
                                [(label, group) for label, group, _ in columns], ids, several_runs=several_runs,
                                label=f"tab:image_quality-{task}-encoders")
         # the ranking sentence leads the table's notes, so LaTeX carries it too
-        table.notes.insert(0, encoders_ranking(columns, several_runs)["sentence"])
+        table.notes.insert(0, encoders_ranking(columns, cells["run_id"].nunique() > 1)["sentence"])
         blocks.append(table)
     for encoder, ec in cells.groupby(cells["convention"].map(C.encoder_of), sort=False):
         blocks.append(cells_to_table(f"Image quality on {task}: every metric in {encoder or 'unrecorded'} features",
