@@ -241,9 +241,10 @@ def records_frame(run_dirs: list[str]) -> pd.DataFrame:
 
 
 def convention_ids(cells: pd.DataFrame) -> dict[str, str]:
-    """signature -> ``C1``, ``C2``... in order of first appearance (suite, then metric)."""
+    """signature -> ``C1``, ``C2``... in order of first appearance: by suite and task as the
+    sections come, then in the records' order (FID before KID, Inception before DINOv2)."""
     ids: dict[str, str] = {}
-    for sig in cells.sort_values(["suite", "task", "metric"], kind="stable")["signature"]:
+    for sig in cells.sort_values(["suite", "task"], kind="stable")["signature"]:
         ids.setdefault(sig, f"C{len(ids) + 1}")
     return ids
 

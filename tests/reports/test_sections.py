@@ -146,6 +146,7 @@ def test_one_section_per_tokenizer_with_its_conventions(tokenizers):
     # LlamaGen's SSIM: its own labelled row in the section, never a column of the comparison table
     assert "| SSIM (LlamaGen, data_range 2.0) |" in vae
     assert "ssim_llamagen" not in _section(md, "## Tokenizer reconstruction", "\n### ")
+    assert r"\begin{tabular}{lrllp{7cm}}" in tokenizers["latex"]  # "how measured" wraps in a paper's table
 
 
 def test_tokenizer_reconstructions_are_embedded_with_a_caption(tokenizers):
