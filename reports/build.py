@@ -14,15 +14,18 @@ import pandas as pd
 from genbench.errors import UserError
 from genbench.reports import cells as C
 from genbench.reports.document import Bullets, Cell, Document, Excerpt, Figure, Heading, Para, Row, Table
-from genbench.reports.numbers import SPREADS, delta_to_text, is_missing
+from genbench.reports.numbers import SPREADS
 from genbench.reports.published import cells_to_published, load_published
-from genbench.store import RunStore, load
+from genbench.reports import sections as S
+from genbench.reports.tables import KIND_LABEL, cells_to_table, column_label, metric_columns
+from genbench.store import RunStore
 from genbench.suites.common import SAMPLE_SEPARATOR
 
 FORMATS = {"html": ".html", "md": ".md", "latex": ".tex", "csv": ".csv"}
 #: headline columns per modality: (suite, metric, short label)
 HEADLINE = {
     "image": [("image_quality", "fid", "FID"), ("image_quality", "fid_train_floor", "FID floor"),
+              ("image_quality", "fd_dinov2", "FD_DINOv2"), ("image_quality", "cmmd", "CMMD"),
               ("tokenizer", "rfid", "rFID"), ("likelihood", "bits_per_dim", "bits/dim"),
               ("speed", "samples_per_s", "samples/s"), ("speed", "nfe_per_sample", "NFE/sample")],
     "text": [("likelihood", "bits_per_byte", "bits/byte"), ("text_quality", "gen_perplexity", "gen. PPL"),
@@ -31,7 +34,6 @@ HEADLINE = {
 }
 SUITE_TITLES = {"image_quality": "Image quality", "likelihood": "Likelihood", "speed": "Speed",
                 "text_quality": "Text quality", "tokenizer": "Tokenizer reconstruction"}
-KIND_LABEL = {"exact": "exact", "upper_bound": "≤ bound"}
 
 
 class Report:
@@ -42,20 +44,6 @@ class Report:
         self.cells = cells
 
 
-def _row_key(cell: pd.Series) -> tuple[str, str]:
-    return (cell["run_id"], cell["adapter"])
-
-
-def _column_label(base: str, group: pd.DataFrame, ids: dict[str, str], several_tasks: bool) -> str:
-    kind = group["kind"].iloc[0]
-    label = base
-    if several_tasks:
-        label += f" ({group['task'].iloc[0]})"
-    if kind in KIND_LABEL:
-        label += f" ({KIND_LABEL[kind]})"
-    return f"{label} [{ids[group['signature'].iloc[0]]}]"
-
-
 def _columns(cells: pd.DataFrame, specs: list[tuple[str, str, str]], ids: dict[str, str]) -> list[tuple[str, pd.DataFrame]]:
     """(label, cells of that column) for each spec, one column per (task, convention)."""
     out = []
@@ -63,79 +51,8 @@ def _columns(cells: pd.DataFrame, specs: list[tuple[str, str, str]], ids: dict[s
         sel = cells[(cells["suite"] == suite) & (cells["metric"] == metric)]
         several = sel["task"].nunique() > 1
         for _, group in sel.groupby(["task", "kind", "signature"], sort=False, dropna=False):
-            out.append((_column_label(label, group, ids, several), group))
+            out.append((column_label(label, group, ids, several), group))
     return out
-
-
-def _baseline_delta(cell: pd.Series, column: pd.DataFrame, baseline: str | None) -> str:
-    if baseline is None or cell["run_id"] == baseline:
-        return ""
-    ref = column[(column["run_id"] == baseline) & (column["adapter"] == cell["adapter"])]
-    if ref.empty:
-        return ""
-    ref = ref.iloc[0]
-    halves = [(c["high"] - c["low"]) / 2 for c in (cell, ref) if not is_missing(c["low"]) and not is_missing(c["high"])]
-    half = (sum(h * h for h in halves) ** 0.5) if len(halves) == 2 else None
-    return delta_to_text(cell["value"] - ref["value"], half)
-
-
-def _table(caption: str, cells: pd.DataFrame, columns: list[tuple[str, pd.DataFrame]], ids: dict[str, str], *,
-           several_runs: bool, baseline: str | None = None, label: str = "") -> Table:
-    """Rows: one per (run, adapter), grouped by paradigm; columns as given; best marked only when
-    clear of the others' intervals."""
-    with_setting = bool((cells["setting"] != "").any())
-    header = ["model"] + (["setting"] if with_setting else []) + (["run"] if several_runs else []) + ["seeds"] \
-        + [c[0] for c in columns]
-    best = {}
-    notes = []
-    for name, col in columns:
-        idx, why = C.best_index(col)
-        if idx is not None:
-            best[name] = _row_key(col.loc[idx])
-        elif why == "within noise":
-            notes.append(f"{name}: no row marked best, the leading values are within each other's 95% intervals")
-        elif why == "no interval":
-            notes.append(f"{name}: no row marked best, some rows have no recorded interval")
-    keys = cells.drop_duplicates(["run_id", "adapter"])
-    rows: list[Row] = []
-    for paradigm, group in keys.groupby("paradigm", sort=False):
-        color = C.paradigm_color(paradigm)
-        rows.append(Row([], paradigm=paradigm, color=color, group=paradigm))
-        for _, k in group.iterrows():
-            seeds = cells[(cells["run_id"] == k["run_id"]) & (cells["adapter"] == k["adapter"])]["seed_list"]
-            seed_text = ",".join(sorted({s for ss in seeds for s in str(ss).split(",") if s}, key=int)) or "—"
-            row = [Cell(k["model"])] + ([Cell(k["setting"] or "—")] if with_setting else []) \
-                + ([Cell(k["run"])] if several_runs else [])
-            row.append(Cell(seed_text))
-            for name, col in columns:
-                hit = col[(col["run_id"] == k["run_id"]) & (col["adapter"] == k["adapter"])]
-                if hit.empty:
-                    row.append(Cell("—", title="not measured"))
-                    continue
-                c = hit.iloc[0]
-                row.append(Cell(c["text"], best=best.get(name) == _row_key(c), bound=c["kind"] == "upper_bound",
-                                title=f"{SPREADS.get(c['spread'], '')}; n={c['n']}",
-                                sub=_baseline_delta(c, col, baseline)))
-            rows.append(Row(row, paradigm=paradigm, color=color))
-    for name, col in columns:
-        notes += _bootstrap_note(name, col)
-    used = dict.fromkeys(ids[col["signature"].iloc[0]] for _, col in columns)
-    if used:
-        notes.append("Conventions: " + ", ".join(f"{i}" for i in used) + " (spelled out under Conventions).")
-    return Table(caption, header, rows, notes, label=label, text_columns=len(header) - len(columns))
-
-
-def _bootstrap_note(name: str, column: pd.DataFrame) -> list[str]:
-    """How a column's bootstrap intervals were made and what they cost, from the conventions."""
-    convs = [c for c, spread in zip(column["convention"], column["spread"])
-             if spread == "ci" and isinstance(c, dict) and c.get("bootstrap")]
-    if not convs:
-        return []
-    reps = sorted({int(c["bootstrap"]) for c in convs})
-    secs = [float(c["bootstrap_seconds"]) for c in convs if isinstance(c.get("bootstrap_seconds"), (int, float))]
-    method = convs[0].get("bootstrap_method") or convs[0].get("fid_bootstrap_method") or "samples resampled"
-    cost = f"; cost {min(secs):.2g}-{max(secs):.2g} s per cell" if secs else ""
-    return [f"{name}: 95% intervals from {'/'.join(map(str, reps))} bootstrap replicates ({method}){cost}"]
 
 
 def _published_block(cells: pd.DataFrame, published: pd.DataFrame) -> list:
@@ -249,19 +166,21 @@ def _suite_sections(cells: pd.DataFrame, ids: dict[str, str], several_runs: bool
         blocks.append(Heading(2, SUITE_TITLES.get(suite, suite), f"suite-{suite}"))
         for task in sorted(sc["task"].unique()):
             tc = sc[sc["task"] == task]
-            columns = []
-            for metric in dict.fromkeys(tc["metric"]):
-                mc = tc[tc["metric"] == metric]
-                for _, group in mc.groupby(["kind", "signature"], sort=False, dropna=False):
-                    unit = group["unit"].iloc[0]
-                    arrow = "↓" if group["higher_is_better"].iloc[0] is False else (
-                        "↑" if group["higher_is_better"].iloc[0] else "")
-                    columns.append((_column_label(f"{metric} ({unit}) {arrow}".strip(), group, ids, False), group))
-            blocks.append(_table(f"{SUITE_TITLES.get(suite, suite)} on {task}", tc, columns, ids,
-                                 several_runs=several_runs, label=f"tab:{suite}-{task}"))
+            title = f"{SUITE_TITLES.get(suite, suite)} on {task}"
+            if suite == "image_quality" and S.several_encoders(tc):
+                blocks += S.encoder_tables(tc, ids, several_runs, task)
+                continue
+            if suite == "tokenizer":
+                tc, title = S.comparison_cells(tc), f"Tokenizers compared on {task}"
+            blocks.append(cells_to_table(title, tc, metric_columns(tc, ids), ids, several_runs=several_runs,
+                                         label=f"tab:{suite}-{task}"))
+        measured = sc[sc["spread"] != "unavailable"]
         if suite == "likelihood":
-            blocks += _likelihood_figures(sc, ids)
-        blocks += _published_block(sc, published)
+            blocks += _likelihood_figures(measured, ids)
+        blocks += _published_block(measured, published)
+        if suite == "tokenizer":  # reconstructions sit in each tokenizer's section
+            blocks += S.tokenizer_sections(sc, ids, several_runs)
+            continue
         samples = _samples(sc, suite)
         if samples:
             blocks += [Heading(3, "Samples")] + samples
@@ -289,15 +208,13 @@ def _missing(frame: pd.DataFrame, cells: pd.DataFrame, run_dirs: list[str], mani
         if not m:
             lines.append(f"{Path(run_dir).name}: no manifest.json, so its provenance is unknown")
     if len(cells):
-        bare = cells[cells["spread"] == "none"]
+        bare = cells[cells["spread"] == "none"]  # unavailable cells are listed one by one below
         if len(bare):
             lines.append("no uncertainty recorded (marked †) for: " + ", ".join(
                 f"{m} ({s})" for m, s in dict.fromkeys(zip(bare["metric"], bare["suite"]))))
-    if len(frame):
-        ok = frame[frame["status"] == "ok"]
-        no_value = ok[ok["value"].isna()] if "value" in ok else ok
-        if len(no_value):
-            lines.append(f"{len(no_value)} ok record(s) carry no value and are left out")
+    if len(cells):
+        for _, c in cells[cells["spread"] == "unavailable"].iterrows():
+            lines.append(f"{c['metric']} ({c['suite']}, {c['model']}, run {c['run']}, {c['task']}): {c['reason']}")
     return lines
 
 
@@ -396,13 +313,13 @@ def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str
                         sorted(set(cells["modality"]) - {"image", "text"}):
             mc = cells[cells["modality"] == modality]
             columns = _columns(mc, HEADLINE.get(modality, []), ids)
-            doc.add(_table(f"Headline: {modality} models", mc, columns, ids, several_runs=several_runs,
+            doc.add(cells_to_table(f"Headline: {modality} models", mc, columns, ids, several_runs=several_runs,
                            baseline=baseline, label=f"tab:headline-{modality}"))
         if baseline is not None:
             doc.add(Para(f"Δ: change against the baseline run {baseline}, with the 95% half-width of the difference.",
                          "note"))
         doc.add(*_suite_sections(cells, ids, several_runs, published if published is not None else load_published()))
-        doc.add(*_tradeoff(cells, ids))
+        doc.add(*_tradeoff(cells[cells["spread"] != "unavailable"], ids))
     doc.add(*_failed(frame))
     missing = _missing(frame, cells, run_dirs, manifests)
     doc.add(Heading(2, "What is missing", "missing"),
@@ -444,7 +361,9 @@ def write_report(dirs: list[str], out: Path | None = None, *, formats: list[str]
     if bad:
         raise UserError(f"--format {bad[0]}: choose from {', '.join(FORMATS)}")
     run_dirs = _run_dirs(dirs)
-    frame = load(*run_dirs) if run_dirs else pd.DataFrame(columns=["run_id", "status", "run_dir", "seed"])
+    frame = C.records_frame(run_dirs) if run_dirs else pd.DataFrame(columns=["run_id", "status", "run_dir", "seed"])
+    if frame.empty:
+        frame = pd.DataFrame(columns=["run_id", "status", "run_dir", "seed"])
     report = records_to_report(run_dirs, frame, baseline=baseline)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = []

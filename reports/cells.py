@@ -20,11 +20,16 @@ from genbench.reports.numbers import cell_to_text, is_missing
 #: convention fields that decide comparability (extractor and weights, resize, N, reference, unit, kind...)
 COMPARABLE = ("kind", "unit", "extractor", "extractor_mode", "weights_sha256", "resize", "reference", "n_reference",
               "n_samples", "scorer", "scorer_sha256", "aggregate", "of", "dataset", "split", "max_bytes_per_document",
-              "bytes", "device", "threads", "batch_size", "data_range", "range", "definition", "model", "layer")
+              "bytes", "device", "threads", "batch_size", "data_range", "range", "definition", "model", "layer",
+              "k", "image_shape", "win_size", "lpips_weights_sha256")
+#: values of ``kind`` that describe the model (a tokenizer's), not how its numbers were measured:
+#: a VQ and a VAE tokenizer's PSNR share a column
+MODEL_KINDS = ("discrete", "continuous")
 #: metrics with no sampling noise: counts, and the same fixed data scored by a fixed rule
 EXACT_METRICS = {"nfe_per_sample", "baseline_uniform_bits_per_dim", "baseline_unigram_bits_per_dim",
                  "baseline_uniform_bits_per_byte", "baseline_unigram_bits_per_byte", "codebook_usage",
-                 "gflops_per_sample"}
+                 "code_perplexity", "tokens_per_image", "bits_per_image", "latent_channels",
+                 "latent_dims_per_image", "gflops_per_sample"}
 #: metrics that are reference points, not scores: never ranked
 NOT_RANKED_PREFIXES = ("baseline_", "reference_", "fid_train_floor")
 #: timing metrics whose spread over repeats is recorded as min_s / max_s (seconds per batch)
@@ -59,7 +64,8 @@ def _conv(x: Any) -> dict[str, Any]:
 
 def signature(convention: dict[str, Any], unit: Any, n: Any) -> str:
     """The comparability fields of one record as canonical JSON (the key of a column)."""
-    sig = {k: convention[k] for k in COMPARABLE if k in convention and convention[k] is not None}
+    sig = {k: convention[k] for k in COMPARABLE if k in convention and convention[k] is not None
+           and not (k == "kind" and convention[k] in MODEL_KINDS)}
     if unit is not None and not is_missing(unit):
         sig["unit"] = unit
     if "n_samples" not in sig and not is_missing(n) and "repeats" not in convention:
@@ -124,10 +130,11 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """
     columns = ["run_id", "run", "model", "adapter", "setting", "paradigm", "modality", "suite", "task", "metric",
                "value", "low", "high", "spread", "stderr", "sd", "seeds", "seed_list", "n", "unit",
-               "higher_is_better", "kind", "convention", "signature", "text", "artifacts", "run_dir"]
+               "higher_is_better", "kind", "convention", "signature", "text", "reason", "artifacts", "run_dir"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    ok = frame[(frame["status"] == "ok") & frame["metric"].notna() & frame["value"].notna()].copy()
+    # an ok record without a value (LPIPS without local weights...) stays: a cell saying why
+    ok = frame[(frame["status"] == "ok") & frame["metric"].notna()].copy()
     if ok.empty:
         return pd.DataFrame(columns=columns)
     labels = run_labels(frame)
@@ -139,11 +146,19 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["run_id", "adapter", "suite", "task", "metric", "_sig"]
     for key, g in ok.groupby(keys, sort=False, dropna=False):
+        valued = g[g["value"].notna()]
+        reason = None
+        if valued.empty:  # no seed has a number: the cell says why, from the record
+            g, reason = g.iloc[-1:], unavailable_reason(g.iloc[-1]["_conv"])
+        else:
+            g = valued
         first = g.iloc[0]
         conv = first["_conv"]
         values = g["value"].astype(float).to_numpy()
         seeds = [int(s) for s in g["seed"] if not is_missing(s)]
-        if len(g) > 1:
+        if reason is not None:
+            value, sd, spread, low, high, stderr = math.nan, None, "unavailable", None, None, None
+        elif len(g) > 1:
             mean, sd = float(values.mean()), float(values.std(ddof=1))
             half = t_975(len(g) - 1) * sd / math.sqrt(len(g))
             spread, low, high, stderr = "seeds", mean - half, mean + half, None
@@ -153,7 +168,7 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
             spread, low, high = _single_interval(first, conv)
             stderr = None if is_missing(first.get("stderr")) else float(first["stderr"])
         model = first["adapter_name"] if isinstance(first["adapter_name"], str) else str(first["adapter"]).split("[")[0]
-        kind = conv.get("kind")
+        kind = None if conv.get("kind") in MODEL_KINDS else conv.get("kind")
         rows.append({
             "run_id": str(key[0]), "run": labels.get(str(key[0]), str(key[0])), "model": model,
             "adapter": str(first["adapter"]), "setting": _setting_text(first["setting"]),
@@ -167,8 +182,9 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
             "unit": None if is_missing(first["unit"]) else str(first["unit"]),
             "higher_is_better": bool(first["higher_is_better"]) if not is_missing(first["higher_is_better"]) else None,
             "kind": kind, "convention": conv, "signature": first["_sig"],
-            "text": cell_to_text(value, spread=spread, low=low, high=high, stderr=stderr, sd=sd, seeds=len(g),
-                                 kind=kind),
+            "text": unavailable_text(reason) if reason else cell_to_text(
+                value, spread=spread, low=low, high=high, stderr=stderr, sd=sd, seeds=len(g), kind=kind),
+            "reason": reason,
             "artifacts": first["artifacts"] if isinstance(first["artifacts"], str) else None,
             "run_dir": first["run_dir"] if isinstance(first["run_dir"], str) else None,
         })
@@ -179,10 +195,56 @@ def records_to_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return cells.reset_index(drop=True)
 
 
+#: an unavailable cell's text in a table; a longer reason goes to the table's notes
+SHORT_REASON = 40
+
+
+def unavailable_reason(conv: dict[str, Any]) -> str:
+    """Why an ok record has no value: its ``status`` (``unavailable: no local weights``) and ``fix``."""
+    status = str(conv.get("status") or "unavailable: no value recorded")
+    return status + (f" (fix: {conv['fix']})" if conv.get("fix") else "")
+
+
+def unavailable_text(reason: str) -> str:
+    """The table text of an unavailable cell: the status when short, else ``unavailable ‡`` (see the notes)."""
+    status = reason.split(" (fix: ")[0]
+    return status if len(status) <= SHORT_REASON else "unavailable ‡"
+
+
+def encoder_of(conv: dict[str, Any]) -> str:
+    """The feature extractor a record's number was measured with (``inception``, ``dinov2``...), or ''."""
+    return str(conv.get("extractor") or "")
+
+
+def records_frame(run_dirs: list[str]) -> pd.DataFrame:
+    """``store.load``'s records, keeping apart two records of one cell and metric name that come
+    from different extractors (two encoders that both name their Fréchet distance ``fid``, such as
+    Inception and a ``torchscript:`` stand-in): the store keeps the latest per (run, suite, task,
+    adapter, metric, seed); here the extractor and its weights join that key."""
+    from genbench.store import load
+
+    frame = load(*run_dirs, latest=False)
+    if frame.empty:
+        return frame
+    convs = frame["convention"].map(_conv)
+    frame["_encoder"] = [f"{encoder_of(c)}|{c.get('weights_sha256') or ''}" for c in convs]
+    keys = ["run_id", "suite", "task", "adapter", "metric", "seed"]
+    latest = load(*run_dirs, latest=True)  # the store's rule for failures a later --resume fixed
+
+    def key(df: pd.DataFrame) -> list[str]:
+        return ["|".join(map(str, t)) for t in df[keys].itertuples(index=False)]
+
+    kept_failures = set(key(latest[latest["status"] == "failed"]))
+    frame = frame[(frame["status"] != "failed").to_numpy() | pd.Series(key(frame)).isin(kept_failures).to_numpy()]
+    frame = frame.drop_duplicates(subset=keys + ["_encoder"], keep="last")
+    return frame.drop(columns="_encoder").reset_index(drop=True)
+
+
 def convention_ids(cells: pd.DataFrame) -> dict[str, str]:
-    """signature -> ``C1``, ``C2``... in order of first appearance (suite, then metric)."""
+    """signature -> ``C1``, ``C2``... in order of first appearance: by suite and task as the
+    sections come, then in the records' order (FID before KID, Inception before DINOv2)."""
     ids: dict[str, str] = {}
-    for sig in cells.sort_values(["suite", "task", "metric"], kind="stable")["signature"]:
+    for sig in cells.sort_values(["suite", "task"], kind="stable")["signature"]:
         ids.setdefault(sig, f"C{len(ids) + 1}")
     return ids
 

@@ -53,6 +53,11 @@ class Table:
     label: str = ""
     #: how many leading columns are text (left-aligned); the rest are numbers
     text_columns: int = 1
+    #: columns among the leading text ones that hold numbers all the same (right-aligned, unbroken)
+    number_columns: tuple[int, ...] = ()
+
+    def is_text(self, i: int) -> bool:
+        return i < self.text_columns and i not in self.number_columns
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Figure:
     alt: str
     name: str  # file stem for formats that write images beside the page
     pixelated: bool = False
+    wide: bool = False  # a figure of its own width, not one of a row of sample grids
 
 
 @dataclass

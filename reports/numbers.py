@@ -16,6 +16,8 @@ SPREADS = {
     "range": "[fastest, slowest] over the timed repeats",
     "exact": "exact: a count, or a deterministic score of a fixed split (exact likelihood), no Monte Carlo noise",
     "none": "† no uncertainty recorded",
+    "unavailable": "unavailable: no number, with the record's reason (e.g. LPIPS without local weights); "
+                   "‡ marks a reason too long for the table, given in its notes",
 }
 
 

@@ -22,6 +22,11 @@ _FLOOR = re.compile(r"_train_floor$")
 DISPLAY = {"fid": "FID", "fd_dinov2": "FD_DINOv2", "fd_clip": "FD_CLIP", "cmmd": "CMMD"}
 
 
+def is_encoder_headline(metric: str) -> bool:
+    """``fid``, ``fd_dinov2``, ``cmmd``...: an encoder's headline metric, not a floor."""
+    return bool(HEADLINE.match(metric)) and not _FLOOR.search(metric)
+
+
 def display_name(metric: str) -> str:
     return DISPLAY.get(metric, metric.upper() if metric.startswith("fd_") else metric)
 
@@ -55,8 +60,7 @@ def ranking_agreement(records, metrics: Iterable[str] | None = None, *, task: st
     """
     rows = [r for r in _rows(records) if r.get("metric") and r.get("status", "ok") == "ok"
             and r.get("value") is not None and (task is None or r.get("task") == task)]
-    present = list(dict.fromkeys(r["metric"] for r in rows if HEADLINE.match(r["metric"])
-                                 and not _FLOOR.search(r["metric"])))
+    present = list(dict.fromkeys(r["metric"] for r in rows if is_encoder_headline(r["metric"])))
     wanted = list(metrics) if metrics is not None else present
     sums: dict[str, dict[str, list[float]]] = {m: {} for m in wanted}
     better_high: dict[str, bool] = {}
@@ -89,4 +93,4 @@ def ranking_agreement(records, metrics: Iterable[str] | None = None, *, task: st
             "sentence": sentence}
 
 
-__all__ = ["ranking_agreement", "kendall_tau", "display_name", "HEADLINE", "DISPLAY"]
+__all__ = ["ranking_agreement", "kendall_tau", "display_name", "is_encoder_headline", "HEADLINE", "DISPLAY"]

@@ -50,7 +50,7 @@ def _slug(text: str) -> str:
 def _html_table(t: Table) -> str:
     e = html.escape
     out = ['<div class="wide"><table>', f"<caption>{e(t.caption)}</caption>", "<thead><tr>"]
-    out += [f'<th class="{"t" if i < t.text_columns else ""}">{e(h)}</th>' for i, h in enumerate(t.header)]
+    out += [f'<th class="{"t" if t.is_text(i) else ""}">{e(h)}</th>' for i, h in enumerate(t.header)]
     out.append("</tr></thead><tbody>")
     for row in t.rows:
         if row.group:
@@ -60,7 +60,7 @@ def _html_table(t: Table) -> str:
         style = f' style="box-shadow:inset 4px 0 0 {row.color}"' if row.color else ""
         cells = []
         for i, c in enumerate(row.cells):
-            cls = " ".join(x for x in ("t" if i < t.text_columns else "", "best" if c.best else "",
+            cls = " ".join(x for x in ("t" if t.is_text(i) else "", "best" if c.best else "",
                                        "bound" if c.bound else "") if x)
             title = f' title="{e(c.title)}"' if c.title else ""
             sub = f'<span class="sub">{e(c.sub)}</span>' if c.sub else ""
@@ -93,7 +93,8 @@ def document_to_html(doc) -> str:
         elif isinstance(b, Figure):
             uri = "data:image/png;base64," + base64.b64encode(b.png).decode("ascii")
             cls = ' class="px"' if b.pixelated else ""
-            body.append(f"<figure{cls}><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
+            fig_cls = cls if not b.wide else ""
+            body.append(f"<figure{fig_cls}><figcaption>{e(b.caption)}</figcaption><img{cls} alt=\"{e(b.alt)}\" "
                         f'src="{uri}"></figure>')
         elif isinstance(b, Excerpt):
             body.append(f'<figure><figcaption>{e(b.caption)}</figcaption>'
@@ -126,7 +127,7 @@ def _md_escape(text: str) -> str:
 
 def _md_table(t: Table) -> list[str]:
     lines = [f"**{t.caption}**", "", "| " + " | ".join(_md_escape(h) for h in t.header) + " |",
-             "|" + "|".join(":---" if i < t.text_columns else "---:" for i in range(len(t.header))) + "|"]
+             "|" + "|".join(":---" if t.is_text(i) else "---:" for i in range(len(t.header))) + "|"]
     for row in t.rows:
         if row.group:
             lines.append("| " + " | ".join([f"*{row.group}*"] + [""] * (len(t.header) - 1)) + " |")
@@ -168,15 +169,27 @@ def report_to_markdown(report, path: Path) -> Path:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "≤": r"$\leq$", "±": r"$\pm$",
         "—": "--", "†": r"$^\dagger$", "★": r"$\star$", "Δ": r"$\Delta$", "↓": r"$\downarrow$",
-        "↑": r"$\uparrow$", "…": r"\ldots{}", "⚠": "(!)", "–": "--"}
+        "↑": r"$\uparrow$", "…": r"\ldots{}", "⚠": "(!)", "–": "--",
+        # OT1 text fonts print > and < as other glyphs; the rest are safe with any inputenc
+        ">": r"$>$", "<": r"$<$", "‡": r"$^\ddagger$", "×": r"$\times$", "·": r"$\cdot$", "²": r"$^2$"}
 
 
 def tex_escape(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
+#: a LaTeX text column whose longest cell exceeds LONG_TEXT characters wraps at this width
+LONG_TEXT, LONG_TEXT_WIDTH = 60, "7cm"
+
+
 def _tex_table(t: Table) -> list[str]:
-    spec = "l" * t.text_columns + "r" * (len(t.header) - t.text_columns)
+    def column_spec(i: int) -> str:
+        if not t.is_text(i):
+            return "r"
+        longest = max((len(r.cells[i].text) for r in t.rows if len(r.cells) > i), default=0)
+        return rf"p{{{LONG_TEXT_WIDTH}}}" if longest > LONG_TEXT else "l"  # long text wraps, not shrinks
+
+    spec = "".join(column_spec(i) for i in range(len(t.header)))
     lines = [r"\begin{table}[ht]", r"\centering\small", rf"\caption{{{tex_escape(t.caption)}}}"]
     if t.label:
         lines.append(rf"\label{{{t.label}}}")

@@ -78,3 +78,87 @@ def make_run(root: Path, name: str = "quickstart", *, run_id: str | None = None,
                       "seed": 0, "metric": None, "value": None, "status": "failed", "paradigm": "masked",
                       "modality": "image", "error": "RuntimeError: out of memory"})
     return store.dir
+
+
+#: the encoders of an image_quality run with ``extractors`` (conventions as the suite records them)
+ENCODERS = {
+    "torchscript": {"extractor": "torchscript:/w/tiny.pt", "weights_sha256": "b" * 64, "resize": "clean bicubic 299"},
+    "dinov2": {"extractor": "dinov2", "weights_sha256": "c" * 64, "resize": "pil_bicubic", "encoder_metric": "fd_dinov2"},
+    "clip": {"extractor": "clip:ViT-L-14-336", "weights_sha256": "d" * 64, "resize": "bicubic 336",
+             "embeddings": "L2-normalised", "encoder_metric": "fd_clip"},
+}
+#: adapter -> {metric: (value, 95% interval or None)}; the noisier model is worse under every encoder
+ENCODER_MODELS = {
+    "noisy-digits": {"fid": (20.0, (18.0, 22.0)), "fd_dinov2": (150.0, (140.0, 160.0)),
+                     "fd_clip": (9.0, (8.5, 9.5)), "cmmd": (0.40, None)},
+    "very-noisy-digits": {"fid": (80.0, (75.0, 85.0)), "fd_dinov2": (420.0, (400.0, 440.0)),
+                          "fd_clip": (30.0, (28.0, 32.0)), "cmmd": (1.90, None)},
+}
+
+
+def make_encoder_run(root: Path, name: str = "encoders", *, run_id: str | None = None, models=ENCODER_MODELS,
+                     task: str = "reference") -> Path:
+    """An image_quality run over three encoders, with the records the suite writes: per encoder its
+    Fréchet distance (with a bootstrap interval), KID, density and coverage, and CMMD for CLIP."""
+    run_id = run_id or f"{name}-20260101-000000-def456"
+    store = RunStore(root / name)
+    store.create({"run_id": run_id, "name": name, "status": "finished", "created": "2026-01-01T00:00:00",
+                  "provenance": {"device": "cpu", "threads": 1}})
+    common = {"reference": "/data/reference", "n_reference": 12, "n_samples": 12}
+    for adapter, values in models.items():
+        base = {"run_id": run_id, "adapter": adapter, "adapter_name": adapter, "paradigm": "diffusion",
+                "modality": "image", "seed": 0, "suite": "image_quality", "task": task, "status": "ok",
+                "error": None, "n": 12, "setting": {}}
+        for encoder, metric in (("torchscript", "fid"), ("dinov2", "fd_dinov2"), ("clip", "fd_clip")):
+            conv = {**ENCODERS[encoder], **common}
+            suffix = metric[len("fd"):] if metric != "fid" else ""
+            value, ci = values[metric]
+            store.append({**base, "metric": metric, "value": value, "unit": "FID", "higher_is_better": False,
+                          "stderr": (ci[1] - ci[0]) / 3.92,
+                          "convention": {**conv, "ci": list(ci), "ci_level": 0.95, "bootstrap": 50}})
+            store.append({**base, "metric": f"kid{suffix}", "value": value / 1000, "stderr": value / 20000,
+                          "unit": "KID", "higher_is_better": False, "convention": conv})
+            prdc = {**conv, "k": 5, "definition": "Naeem et al. 2020"}
+            store.append({**base, "metric": f"density{suffix}", "value": 100 / value, "unit": "ratio",
+                          "higher_is_better": True, "convention": prdc})
+            store.append({**base, "metric": f"coverage{suffix}", "value": 0.5 - value / 1000, "unit": "fraction",
+                          "higher_is_better": True, "convention": prdc})
+        value, _ = values["cmmd"]
+        store.append({**base, "metric": "cmmd", "value": value, "unit": "CMMD (x1000)", "higher_is_better": False,
+                      "convention": {**ENCODERS["clip"], **common, "definition": "MMD, RBF sigma 10, x1000"}})
+    return store.dir
+
+
+def make_tokenizer_runs(root: Path) -> list[Path]:
+    """Two real tokenizer runs, small: the zoo's ``vq-digits`` (discrete) on 64 digits, and a tiny
+    random diffusers ``AutoencoderKL`` (continuous) on twelve 32x32 RGB PNGs with a torchscript
+    extractor for rFID and LlamaGen's SSIM asked for. No LPIPS weights: LPIPS is unavailable."""
+    import torch
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from genbench import runner
+    from tests.harness.features.helpers import tiny_torchscript
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                  latent_channels=4, norm_num_groups=4, sample_size=32).save_pretrained(root / "kl")
+    net = tiny_torchscript(root / "net.pt")
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    for i in range(12):  # smooth colour waves: something a random autoencoder can partly keep
+        f = rng.uniform(1, 3, size=(3, 2))
+        img = 127.5 + 120 * np.sin(2 * np.pi * (f[:, 0, None, None] * xx + f[:, 1, None, None] * yy))
+        Image.fromarray(np.moveaxis(img, 0, -1).astype(np.uint8)).save(root / "images" / f"{i:02d}.png")
+    runs = []
+    for name, adapter, options in (
+            ("vq", "vq-digits", {"max_images": 64}),
+            ("vae", f"diffusers-vae:{root / 'kl'}", {"dataset": str(root / "images"), "extractor": f"torchscript:{net}",
+                                                     "ssim_llamagen": True})):
+        spec = runner.spec_from_dict({"name": name, "seeds": [0], "suites": ["tokenizer"], "adapters": [adapter],
+                                      "suite": {"tokenizer": options}})
+        runner.run(spec, root / name, log=lambda *_: None)
+        runs.append(root / name)
+    return runs
