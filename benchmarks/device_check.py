@@ -74,6 +74,15 @@ def timed(fn: Callable[[], Any], device: str, repeats: int) -> list[float]:
     return out
 
 
+def once(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
+    """Seconds of one call (no warm-up), device synchronised before and after, and its result."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
+
+
 def spread_text(times: list[float]) -> str:
     return "times " + ", ".join(f"{t:.3f}" for t in times) + " s"
 
@@ -476,11 +485,7 @@ def fid_section(args) -> None:
 
         def ours() -> None:
             compute_fid(wa, wb, ex, batch_size=batch, use_cache=False)  # warm-up: TorchScript, cuDNN, workers
-            sync(args.device)
-            t = time.perf_counter()
-            res = compute_fid(a, b, ex, batch_size=batch, use_cache=False)
-            sync(args.device)
-            t = time.perf_counter() - t
+            t, res = once(lambda: compute_fid(a, b, ex, batch_size=batch, use_cache=False), args.device)
             rates["e2e"] = 2 * n / t
             row("fid", f"{tag}: genbench end to end", f"{2 * n / t:,.0f} img/s",
                 f"{t:.2f} s; FID {res.get('fid', float('nan')):.4f}; clean resize on the {where}; decode "
@@ -503,11 +508,7 @@ def fid_section(args) -> None:
             for name, fn, conv in (("net", off, "float32, TF32 off (genbench's convention)"),
                                    ("net_tf32", default_precision, "torch defaults (cuDNN TF32 allowed)")):
                 fn(3)  # warm-up: TorchScript profiling runs, cuDNN autotuning
-                sync(args.device)
-                t = time.perf_counter()
-                fn(n_batches)
-                sync(args.device)
-                t = time.perf_counter() - t
+                t, _ = once(lambda: fn(n_batches), args.device)
                 rates[name] = n_batches * batch / t
                 row("fid", f"{tag}: network alone, {name}", f"{rates[name]:,.0f} img/s",
                     f"{n_batches} batches of {batch}, inputs on the device; {conv}")
@@ -520,10 +521,7 @@ def fid_section(args) -> None:
                     pipeline.loaders_to_outputs(ex, chunk, batch_size=batch, run_network=False)
                 sync(args.device)
 
-            sync(args.device)  # no warm-up: the end-to-end run warmed the page cache and the decode pool
-            t = time.perf_counter()
-            go()
-            t = time.perf_counter() - t
+            t, _ = once(go, args.device)  # no warm-up: the end-to-end run warmed the page cache and the pool
             rates["pre"] = 2 * n / t
             row("fid", f"{tag}: preprocess only", f"{2 * n / t:,.0f} img/s",
                 f"decode ({f'{workers} processes' if workers else 'threads'}) + clean resize on the {where} "
@@ -550,13 +548,12 @@ def fid_section(args) -> None:
                 return cleanfid.get_folder_features(str(folder), net, batch_size=batch, mode="clean",
                                                     device=torch.device(args.device), verbose=False)
 
+            def go() -> float:
+                (ma, sa), (mb, sb) = features_to_statistics(feats(a)), features_to_statistics(feats(b))
+                return statistics_to_fid(ma, sa, mb, sb)
+
             feats(wa)  # warm-up: worker start, TorchScript, cuDNN
-            sync(args.device)
-            t = time.perf_counter()
-            fa, fb = feats(a), feats(b)
-            (ma, sa), (mb, sb) = features_to_statistics(fa), features_to_statistics(fb)
-            value = statistics_to_fid(ma, sa, mb, sb)
-            t = time.perf_counter() - t
+            t, value = once(go, args.device)
             rates["clean"] = 2 * n / t
             row("fid", f"{tag}: clean-fid features + FD", f"{2 * n / t:,.0f} img/s",
                 f"{t:.2f} s; cleanfid.fid.get_folder_features (its defaults: num_workers 12, clean resize on "
