@@ -1,13 +1,23 @@
 """Throughput on an accelerator (issue 15): likelihood vs a plain forward, repeated speed cells,
-FID end to end vs the network alone; one table.
+FID end to end vs the network alone; one table, with the breakdowns that say why.
 
 Needs only torch, numpy, transformers/tokenizers and genbench itself (the FID part also
 Pillow, and clean-fid and torchvision where importable). Every measurement is guarded: a
 failure prints an error row and the rest goes on; sizes are chosen so the whole run takes
-~3-4 minutes on an H200 (``--budget-s`` stops adding work once spent). ``--quick``: tiny
-sizes, any device, a smoke test of the script itself.
+~3.5 minutes on an H200 (``--budget-s`` stops adding work once spent; SIGINT still prints the
+table). ``--quick``: tiny sizes, any device, a smoke test of the script itself.
 
-Run: benchmarks/device_check.sh [--quick] [--device cuda] [--skip fid]
+* likelihood (bfloat16; ``--with-f32`` adds float32): suite path vs a plain batched forward,
+  the host preparation inside the suite path, the forward plus float32 log-softmax/gather, and
+  torch.profiler over one call of each (GPU busy share of the wall, top kernels, copies,
+  synchronisations, top host ops);
+* speed: five ar-digits cells of identical cost and the first again, with every call of the
+  suite's timer counted, then three with a longer ``min_repeat_s`` (noise or not);
+* FID (``--fid-sizes``, default 2 x 10,000 at 64x64 and 2 x 5,000 at 256x256, PNGs written by
+  a process pool): end to end, the network alone (TF32 off as genbench runs it, and torch's
+  defaults), preprocessing alone, statistics + Fréchet, clean-fid's feature extraction + FD.
+
+Run: benchmarks/device_check.sh [--quick] [--device cuda] [--skip fid] [--with-f32]
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import argparse
 import gc
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -61,6 +72,15 @@ def timed(fn: Callable[[], Any], device: str, repeats: int) -> list[float]:
         sync(device)
         out.append(time.perf_counter() - t0)
     return out
+
+
+def once(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
+    """Seconds of one call (no warm-up), device synchronised before and after, and its result."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
 
 
 def spread_text(times: list[float]) -> str:
@@ -114,6 +134,68 @@ def build_gpt2(directory: str, docs: list[str], quick: bool) -> dict[str, int]:
     return shape
 
 
+def profile_rows(what: str, fn: Callable[[], Any], device: str, top: int = 6) -> None:
+    """One call of ``fn`` under torch.profiler: where the GPU time goes (top kernels by total
+    time), how much of the wall the GPU is busy (union of kernel and copy intervals), how
+    many copies and synchronisations the host makes, and the top host ops by self time."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        wall = time.perf_counter() - t0
+    events = list(prof.events())
+    host = {}
+    for e in events:
+        if e.device_type == DeviceType.CPU:
+            host.setdefault(e.name, [0.0, 0])
+            host[e.name][0] += e.self_cpu_time_total / 1e3
+            host[e.name][1] += 1
+    host_top = sorted(host.items(), key=lambda kv: -kv[1][0])[:5]
+    syncs = sum(v[1] for k, v in host.items() if "Synchronize" in k)
+    items = sum(v[1] for k, v in host.items() if k in ("aten::item", "aten::_local_scalar_dense"))
+    if cuda:
+        gpu = [e for e in events if e.device_type == DeviceType.CUDA]
+        per: dict[str, list] = {}
+        spans = []
+        for e in gpu:
+            d = (e.time_range.end - e.time_range.start) / 1e3
+            per.setdefault(e.name, [0.0, 0])
+            per[e.name][0] += d
+            per[e.name][1] += 1
+            spans.append((e.time_range.start, e.time_range.end))
+        busy, cur_s, cur_e = 0.0, None, None
+        for s0, e0 in sorted(spans):  # union of the intervals: GPU busy time
+            if cur_e is None or s0 > cur_e:
+                if cur_e is not None:
+                    busy += cur_e - cur_s
+                cur_s, cur_e = s0, e0
+            else:
+                cur_e = max(cur_e, e0)
+        if cur_e is not None:
+            busy += cur_e - cur_s
+        busy /= 1e3
+        total = sum(v[0] for v in per.values())
+        copies = {k: v[1] for k, v in per.items() if "Memcpy" in k or "Memset" in k}
+        row("likelihood", f"{what}: GPU busy / wall", f"{busy / (wall * 1e3):.1%}",
+            f"wall {wall * 1e3:.0f} ms (profiled), GPU busy {busy:.0f} ms (kernel sum {total:.0f} ms), "
+            f"{len(gpu)} GPU ops; copies {sum(copies.values())} ({', '.join(f'{k[:24]} x{v}' for k, v in copies.items())}); "
+            f"host syncs {syncs}, .item() {items}")
+        top_k = sorted(per.items(), key=lambda kv: -kv[1][0])[:top]
+        row("likelihood", f"{what}: top GPU kernels", f"{sum(v[0] for _, v in top_k) / max(total, 1e-9):.0%}",
+            "; ".join(f"{k[:70]} {v[0]:.0f} ms x{v[1]}" for k, v in top_k))
+    else:
+        row("likelihood", f"{what}: wall (profiled)", f"{wall * 1e3:.0f} ms", f"host syncs {syncs}, .item() {items}")
+    row("likelihood", f"{what}: top host ops (self)", "",
+        "; ".join(f"{k[:40]} {v[0]:.0f} ms x{v[1]}" for k, v in host_top))
+
+
 def likelihood_section(args) -> None:
     import torch
 
@@ -138,8 +220,12 @@ def likelihood_section(args) -> None:
                 records.update({m.metric: m.value for m in documents_to_metrics(lm, ctx, label, docs)})
 
             # the same windows, built beforehand on the device, in the adapter's batches
+            t0 = time.perf_counter()
             token_lists = lm._tokenize(docs)
+            t_tok = time.perf_counter() - t0
+            t0 = time.perf_counter()
             w = documents_to_windows(token_lists, lm.prefix_token_id, lm.max_length)
+            t_win = time.perf_counter() - t0
             order = np.lexsort((np.arange(len(w)), -w.length))
             batches = []
             for s in range(0, len(order), args.batch):
@@ -155,6 +241,15 @@ def likelihood_section(args) -> None:
                 for x in batches:
                     lm.model(input_ids=x).logits
 
+            @torch.inference_mode()
+            def plain_nll() -> None:  # the forward plus what any likelihood must add: float32 log-softmax, gather
+                total = torch.zeros((), dtype=torch.float64, device=args.device)
+                for x in batches:
+                    logits = lm.model(input_ids=x).logits[:, :-1]
+                    lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, x[:, 1:, None])
+                    total += lp.sum(dtype=torch.float64)
+                total.item()
+
             t_suite = timed(suite_path, args.device, args.repeats)
             t_plain = timed(plain, args.device, args.repeats)
             r_suite, r_plain = n_tokens / np.median(t_suite), n_tokens / np.median(t_plain)
@@ -165,6 +260,20 @@ def likelihood_section(args) -> None:
             row("likelihood", f"{what}: suite / plain", f"{r_suite / r_plain:.3f}",
                 f"target >= 0.9; token perplexity {records.get('token_perplexity', float('nan')):.1f} "
                 f"(random weights: ~vocab)")
+            row("likelihood", f"{what}: host prep (in suite path)", f"{t_tok + t_win:.3f} s",
+                f"tokenize {t_tok:.3f} s + windows {t_win:.3f} s, of the suite's {np.median(t_suite):.3f} s "
+                f"(plain excludes both)")
+            if args.profile:
+                t_nll = guarded("likelihood", f"{what}: plain + log-softmax",
+                                lambda: timed(plain_nll, args.device, args.repeats))
+                if t_nll:
+                    r_nll = n_tokens / np.median(t_nll)
+                    row("likelihood", f"{what}: plain + f32 log-softmax/gather", f"{r_nll:,.0f} tok/s",
+                        f"suite / this {r_suite / r_nll:.3f}; {spread_text(t_nll)}")
+                guarded("likelihood", f"{what}: profile suite", lambda: profile_rows(f"{dtype} suite", suite_path,
+                                                                                      args.device))
+                guarded("likelihood", f"{what}: profile plain", lambda: profile_rows(f"{dtype} plain", plain,
+                                                                                      args.device))
             del lm, batches
             gc.collect()
             if args.device.startswith("cuda"):
@@ -180,37 +289,80 @@ def likelihood_section(args) -> None:
 # Speed: ar-digits cells of identical cost (only the temperature differs)
 # --------------------------------------------------------------------------------------
 def speed_section(args) -> None:
+    """Five ar-digits cells of identical cost and the first again (min_repeat_s 0.5), then three
+    with a longer minimum repeat (``--speed-long-s``): if the spread shrinks, it was noise per
+    repeat. Every call of the suite's timer is counted (timed and warm-up calls per cell)."""
     from genbench import runner
+    import genbench.suites.speed as speed_mod
 
     temps = [0.6, 0.8, 1.0, 1.2, 1.4]
     out = Path(tempfile.mkdtemp(prefix="device_check_speed_"))
-    options = {"batch_size": 16 if args.quick else 64, "repeats": 3 if args.quick else 5, "latency_repeats": 3,
-               "flops": False, "min_repeat_s": 0.0 if args.quick else 0.5}
-    t0 = time.perf_counter()
-    meds = []
-    # five settings of identical cost, then the first again in a second run: a drift check
-    for k, sweep in enumerate((temps, temps[:1])):
-        spec = runner.RunSpec(suites=["speed"], adapters=["ar-digits"], device=args.device, name=f"check{k}",
+    calls: list[dict] = []
+    original = speed_mod.time_calls
+
+    def counting(fn, **kw):  # the suite's own timer, with its calls counted (warm-up calls get i < 0)
+        n = {"warm": 0, "timed": 0}
+
+        def counted(i):
+            n["timed" if i >= 0 else "warm"] += 1
+            return fn(i)
+
+        times = original(counted, **kw)
+        calls.append({**n, "times": np.asarray(times, dtype=float)})
+        return times
+
+    def cells(tag: str, sweep: list[float], options: dict) -> list[tuple[float, float]]:
+        spec = runner.RunSpec(suites=["speed"], adapters=["ar-digits"], device=args.device, name=tag,
                               suite_options={"speed": options},
                               adapter_options={"ar-digits": {"sweep": {"temperature": sweep}}})
-        results = runner.run(spec, out / f"run{k}", log=lambda m: None)
+        calls.clear()
+        results = runner.run(spec, out / tag, log=lambda m: None)
         failed = [r for r in results if r.status != "ok"]
         if failed:
-            row("speed", "ar-digits cells", "ERROR", failed[0].error or "a cell failed")
-            return
-        records = [json.loads(line) for line in (out / f"run{k}" / "records.jsonl").read_text().splitlines()
+            row("speed", f"ar-digits cells ({tag})", "ERROR", str(failed[0].error or "a cell failed")[:160])
+            return []
+        records = [json.loads(line) for line in (out / tag / "records.jsonl").read_text().splitlines()
                    if line.strip()]  # read directly: no pandas needed
         mem = {r["adapter"]: r["value"] for r in records if r.get("metric") == "peak_memory_mb"}
+        got = []
         for r in (r for r in records if r.get("metric") == "samples_per_s"):
             conv = r["convention"]
-            meds.append(r["value"])
+            c = next((c for c in calls if len(c["times"]) and
+                      math.isclose(float(np.median(c["times"])), conv["median_s"], rel_tol=1e-9)), None)
             label = r["adapter"].split("[")[-1].rstrip("]") if "[" in r["adapter"] else r["adapter"]
-            row("speed", f"ar-digits {label}{' (again)' if k else ''}", f"{r['value']:,.1f} samp/s",
-                f"IQR {conv['iqr_s'] / conv['median_s']:.1%} of median, peak mem "
-                f"{mem.get(r['adapter'], float('nan')):.1f} MiB")
-    if meds:
-        row("speed", "spread of cell medians (max/min)", f"{max(meds) / min(meds):.3f}",
-            f"target <= 1.10; {len(meds)} cells of identical cost, {time.perf_counter() - t0:.0f} s")
+            counts = (f"{c['timed']} timed calls in {len(c['times'])} repeats (+{c['warm']} warm-up), "
+                      if c else "calls not counted, ")
+            got.append((r["value"], options["batch_size"] / conv["min_s"]))
+            row("speed", f"ar-digits {label} [{tag}]", f"{r['value']:,.1f} samp/s",
+                f"{counts}per call median {conv['median_s'] * 1e3:.1f} ms (min {conv['min_s'] * 1e3:.1f}, "
+                f"max {conv['max_s'] * 1e3:.1f}), IQR {conv['iqr_s'] / conv['median_s']:.1%}, "
+                f"min_repeat_s {options['min_repeat_s']}, peak mem {mem.get(r['adapter'], float('nan')):.1f} MiB")
+        return got
+
+    def summary(tag: str, got: list[tuple[float, float]], t: float) -> None:
+        if len(got) > 1:
+            med, best = [g[0] for g in got], [g[1] for g in got]
+            row("speed", f"spread of medians [{tag}]", f"{max(med) / min(med):.3f}",
+                f"target <= 1.10; {len(got)} cells of identical cost, {t:.0f} s; spread of best repeats "
+                f"(min per-call time) {max(best) / min(best):.3f}")
+
+    base = {"batch_size": 16 if args.quick else 64, "repeats": 3 if args.quick else 5, "latency_repeats": 1,
+            "flops": False, "min_repeat_s": 0.0 if args.quick else 0.5}
+    speed_mod.time_calls = counting
+    try:
+        t0 = time.perf_counter()
+        got = cells("short", temps, base)
+        got += cells("short-again", temps[:1], base)  # the first setting again, in a second run: drift
+        summary("short", got, time.perf_counter() - t0)
+        if over_budget(args):
+            row("speed", "long-repeat variant", "SKIPPED", "time budget spent")
+            return
+        long = {**base, "repeats": 3, "min_repeat_s": 0.05 if args.quick else args.speed_long_s}
+        t0 = time.perf_counter()
+        got = cells("long", temps[::2], long)
+        summary("long", got, time.perf_counter() - t0)
+    finally:
+        speed_mod.time_calls = original
 
 
 # --------------------------------------------------------------------------------------
@@ -253,89 +405,179 @@ def inception_shaped(path: Path, quick: bool = False) -> tuple[Path, str]:
     return path, what
 
 
-def png_folders(root: Path, n: int, size: int) -> tuple[Path, Path]:
+def _write_pngs(job: tuple) -> None:
+    """Worker: images ``start..stop`` of one folder (noisy upsampled 8x8 colour fields, so PNG
+    compression and decoding cost what photos-like images cost, roughly)."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    folders = []
-    for name in ("a", "b"):
-        folder = root / f"{name}{size}"
+    folder, start, stop, size, seed = job
+    base = np.random.default_rng(seed).integers(0, 256, (8, 8, 3))
+    rng = np.random.default_rng([seed, start])
+    for i in range(start, stop):
+        small = np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+        img = Image.fromarray(small).resize((size, size), Image.BICUBIC)
+        arr = np.asarray(img).astype(np.int16) + rng.integers(-10, 10, (size, size, 3))
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(Path(folder) / f"{i:05d}.png")
+
+
+def png_folders(root: Path, n: int, size: int, prefix: str = "") -> tuple[Path, Path]:
+    """Two folders of ``n`` PNGs each, written by a process pool over all cores."""
+    import multiprocessing as mp
+
+    folders, jobs = [], []
+    for k, name in enumerate(("a", "b")):
+        folder = root / f"{prefix}{name}{size}"
         folder.mkdir(parents=True)
-        base = rng.integers(0, 256, (8, 8, 3))
-        for i in range(n):
-            small = np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
-            img = Image.fromarray(small).resize((size, size), Image.BICUBIC)
-            arr = np.asarray(img).astype(np.int16) + rng.integers(-10, 10, (size, size, 3))
-            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.png")
         folders.append(folder)
+        step = max(16, n // 64)
+        jobs += [(str(folder), s, min(n, s + step), size, k) for s in range(0, n, step)]
+    procs = max(1, min(len(jobs), cpu_count()))
+    if procs == 1:
+        for job in jobs:
+            _write_pngs(job)
+    else:
+        with mp.get_context("fork").Pool(procs) as pool:
+            pool.map(_write_pngs, jobs, chunksize=1)
     return folders[0], folders[1]
+
+
+def cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def fid_section(args) -> None:
     import torch
 
-    try:  # where the FID pipeline lives after the features split; genbench.fidtool before it
-        from genbench.features.fid import compute_fid
-    except ImportError:
-        from genbench.fidtool import compute_fid
+    from genbench.features import pipeline
+    from genbench.features.fid import compute_fid
+    from genbench.features.sources import path_to_image_source
+    from genbench.features.statistics import resolve_extractor
+    from genbench.metrics.image import features_to_statistics, statistics_to_fid
 
     root = Path(tempfile.mkdtemp(prefix="device_check_fid_"))
     made = guarded("fid", "Inception-shaped network", lambda: inception_shaped(root / "inception.pt", args.quick))
     if made is None:
         return
     net_file, net_what = made
-    row("fid", "network", "", net_what)
+    row("fid", "network", "", f"{net_what}; {cpu_count()} cores")
     net = torch.jit.load(str(net_file), map_location=args.device).eval()
     batch = 64 if args.quick else 200
-    sizes = [(32, 40)] if args.quick else [(64, 3000), (256, 1500)]
+    sizes = [(32, 700)] if args.quick else [tuple(int(v) for v in s.split(":")) for s in args.fid_sizes]
     for size, n in sizes:
+        tag = f"{size}x{size}"
         if over_budget(args):
-            row("fid", f"{size}x{size}", "SKIPPED", "time budget spent")
+            row("fid", tag, "SKIPPED", "time budget spent")
             continue
-        a, b = png_folders(root, n, size)
+        t0 = time.perf_counter()
+        made = guarded("fid", f"{tag}: images", lambda: (png_folders(root, n, size),
+                                                         png_folders(root, min(n, 600), size, prefix="warm")))
+        if made is None:
+            continue
+        (a, b), (wa, wb) = made
+        row("fid", f"{tag}: images written", f"{time.perf_counter() - t0:.1f} s",
+            f"2 x {n} PNGs (+2 x {min(n, 600)} for warm-up), {cpu_count()} processes")
+        ex = resolve_extractor(f"torchscript:{net_file}", "clean", args.device, True)
+        workers = pipeline.default_workers(n)
+        where = "device" if pipeline.resize_on_device(ex) else "host"
+        rates: dict[str, float] = {}
 
-        def network_alone() -> float:
+        def ours() -> None:
+            compute_fid(wa, wb, ex, batch_size=batch, use_cache=False)  # warm-up: TorchScript, cuDNN, workers
+            t, res = once(lambda: compute_fid(a, b, ex, batch_size=batch, use_cache=False), args.device)
+            rates["e2e"] = 2 * n / t
+            row("fid", f"{tag}: genbench end to end", f"{2 * n / t:,.0f} img/s",
+                f"{t:.2f} s; FID {res.get('fid', float('nan')):.4f}; clean resize on the {where}; decode "
+                f"{f'{workers} worker processes' if workers else 'threads'}; batch {batch}; float32, TF32 off")
+
+        def network() -> None:
+            n_batches = 2 * math.ceil(n / batch)
             x = torch.rand(batch, 3, 299, 299, device=args.device) * 255
 
+            def off(k: int) -> None:
+                with pipeline.float32_convention(ex.device), torch.inference_mode():
+                    for _ in range(k):
+                        ex._tensor_outputs(x, False)
+
             @torch.inference_mode()
-            def run() -> None:
-                for s in range(0, 2 * n, batch):
-                    net(x[: min(batch, 2 * n - s)])
+            def default_precision(k: int) -> None:  # torch's defaults: cuDNN may use TF32 (as clean-fid runs)
+                for _ in range(k):
+                    net(x)
 
-            t = float(np.median(timed(run, args.device, 2)))
-            row("fid", f"{size}x{size}: network alone", f"{2 * n / t:,.0f} img/s", f"2 x {n} images, batch {batch}")
-            return 2 * n / t
+            for name, fn, conv in (("net", off, "float32, TF32 off (genbench's convention)"),
+                                   ("net_tf32", default_precision, "torch defaults (cuDNN TF32 allowed)")):
+                fn(3)  # warm-up: TorchScript profiling runs, cuDNN autotuning
+                t, _ = once(lambda: fn(n_batches), args.device)
+                rates[name] = n_batches * batch / t
+                row("fid", f"{tag}: network alone, {name}", f"{rates[name]:,.0f} img/s",
+                    f"{n_batches} batches of {batch}, inputs on the device; {conv}")
 
-        def ours() -> tuple[float, float]:
-            result: dict[str, Any] = {}
+        def preprocess() -> None:
+            chunks = [c for p in (a, b) for c in path_to_image_source(p, grey="error", alpha="error").chunks()]
 
             def go() -> None:
-                result.update(compute_fid(a, b, f"torchscript:{net_file}", "clean", batch_size=batch,
-                                                  device=args.device, use_cache=False, trust_unknown=True))
+                for chunk in chunks:
+                    pipeline.loaders_to_outputs(ex, chunk, batch_size=batch, run_network=False)
+                sync(args.device)
 
-            t = float(np.median(timed(go, args.device, 1)))
-            row("fid", f"{size}x{size}: genbench end to end", f"{2 * n / t:,.0f} img/s",
-                f"FID {result.get('fid', float('nan')):.4f}, clean resize, PNG decode")
-            return 2 * n / t, float(result.get("fid", float("nan")))
+            t, _ = once(go, args.device)  # no warm-up: the end-to-end run warmed the page cache and the pool
+            rates["pre"] = 2 * n / t
+            row("fid", f"{tag}: preprocess only", f"{2 * n / t:,.0f} img/s",
+                f"decode ({f'{workers} processes' if workers else 'threads'}) + clean resize on the {where} "
+                f"+ transfer, network skipped; {t:.2f} s")
 
-        def clean() -> float:
+        def fixed() -> None:
+            rng = np.random.default_rng(0)
+            fa, fb = rng.standard_normal((n, 2048)), rng.standard_normal((n, 2048)) + 0.01
+            t = time.perf_counter()
+            (ma, sa), (mb, sb) = features_to_statistics(fa), features_to_statistics(fb)
+            t_stats = time.perf_counter() - t
+            t = time.perf_counter()
+            statistics_to_fid(ma, sa, mb, sb)
+            t_fd = time.perf_counter() - t
+            rates["fixed_s"] = t_stats + t_fd
+            row("fid", f"{tag}: statistics + Fréchet", f"{t_stats + t_fd:.2f} s",
+                f"2 x np.cov of {n} x 2048 {t_stats:.2f} s + Fréchet (eigh) {t_fd:.2f} s; host, float64 "
+                f"(genbench's own path may accumulate differently)")
+
+        def clean() -> None:
             from cleanfid import fid as cleanfid
 
-            def go() -> None:
-                cleanfid.compute_fid(str(a), str(b), mode="clean", custom_feat_extractor=net, batch_size=batch,
-                                     device=torch.device(args.device), verbose=False, num_workers=8)
+            def feats(folder: Path):
+                return cleanfid.get_folder_features(str(folder), net, batch_size=batch, mode="clean",
+                                                    device=torch.device(args.device), verbose=False)
 
-            t = float(np.median(timed(go, args.device, 1)))
-            row("fid", f"{size}x{size}: clean-fid end to end", f"{2 * n / t:,.0f} img/s", "num_workers 8")
-            return 2 * n / t
+            def go() -> float:
+                (ma, sa), (mb, sb) = features_to_statistics(feats(a)), features_to_statistics(feats(b))
+                return statistics_to_fid(ma, sa, mb, sb)
 
-        r_net = guarded("fid", f"{size}x{size}: network alone", network_alone)
-        got = guarded("fid", f"{size}x{size}: genbench end to end", ours)
-        r_clean = guarded("fid", f"{size}x{size}: clean-fid", clean)
-        if got and r_net:
-            row("fid", f"{size}x{size}: genbench / network", f"{got[0] / r_net:.3f}", "target >= 0.7")
-        if got and r_clean:
-            row("fid", f"{size}x{size}: genbench / clean-fid", f"{got[0] / r_clean:.3f}", "target > 1")
+            feats(wa)  # warm-up: worker start, TorchScript, cuDNN
+            t, value = once(go, args.device)
+            rates["clean"] = 2 * n / t
+            row("fid", f"{tag}: clean-fid features + FD", f"{2 * n / t:,.0f} img/s",
+                f"{t:.2f} s; cleanfid.fid.get_folder_features (its defaults: num_workers 12, clean resize on "
+                f"the host) x2, batch {batch}, torch's TF32 defaults, + genbench's Fréchet (eigh; clean-fid's "
+                f"scipy sqrtm fails on this scipy); FID {value:.4f}")
+
+        for name, fn in (("genbench end to end", ours), ("network alone", network),
+                         ("preprocess only", preprocess), ("statistics + Fréchet", fixed), ("clean-fid", clean)):
+            if over_budget(args) and name != "statistics + Fréchet":
+                row("fid", f"{tag}: {name}", "SKIPPED", "time budget spent")
+                continue
+            guarded("fid", f"{tag}: {name}", fn)
+        e2e = rates.get("e2e")
+        if e2e and rates.get("net"):
+            row("fid", f"{tag}: genbench / network", f"{e2e / rates['net']:.3f}",
+                f"target >= 0.7 (vs the TF32 network: {e2e / rates['net_tf32']:.3f})" if rates.get("net_tf32")
+                else "target >= 0.7")
+        if e2e and rates.get("pre"):
+            row("fid", f"{tag}: genbench / preprocess", f"{e2e / rates['pre']:.3f}",
+                "1.0 = the network fully hidden behind decoding")
+        if e2e and rates.get("clean"):
+            row("fid", f"{tag}: genbench / clean-fid", f"{e2e / rates['clean']:.3f}", "target > 1")
+        shutil.rmtree(a, ignore_errors=True)
+        shutil.rmtree(b, ignore_errors=True)
 
 
 def over_budget(args) -> bool:
@@ -346,15 +588,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of this script (any device)")
     ap.add_argument("--device", default=None, help="default: cuda where available, else cpu")
-    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--dtypes", nargs="+", default=["bfloat16"])
+    ap.add_argument("--with-f32", action="store_true", help="also the float32 likelihood pair (before bfloat16)")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the likelihood breakdown (plain + log-softmax, torch.profiler rows)")
+    ap.add_argument("--fid-sizes", nargs="+", default=["64:10000", "256:5000"], metavar="SIZE:N",
+                    help="image side and images per folder (two folders each)")
+    ap.add_argument("--speed-long-s", type=float, default=1.5, help="min_repeat_s of the long-repeat speed variant")
     ap.add_argument("--batch", type=int, default=16, help="windows per forward pass (both sides)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], choices=["likelihood", "speed", "fid"])
-    ap.add_argument("--budget-s", type=float, default=210.0, help="start no new measurement after this long")
+    ap.add_argument("--budget-s", type=float, default=250.0, help="start no new measurement after this long")
     args = ap.parse_args()
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.with_f32 and "float32" not in args.dtypes:
+        args.dtypes = ["float32", *args.dtypes]
     if args.quick:
         args.repeats = 1
         if args.device == "cpu":
