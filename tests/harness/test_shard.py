@@ -5,7 +5,10 @@ killed shard recomputes only what that shard had not finished."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -57,6 +60,23 @@ def reference(runfile, tmp_path_factory):
     records = _same(out)
     assert len(records) > 4 and all(r["status"] == "ok" for r in records)
     return records
+
+
+#: processes the tests launch run on one thread, torch's and BLAS's alike: the float sums of a
+#: 2-thread matrix product differ in the last bits from a 1-thread one (the bootstrap's eigh
+#: moves ~1e-8), and that is the machine's arithmetic, not the sharding
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def reference_process(runfile, tmp_path_factory):
+    """The single-process run, as its own process on one thread: what runs in other processes
+    (submitit jobs, torchrun ranks) must reproduce."""
+    out = tmp_path_factory.mktemp("single_process") / "run"
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "run", str(runfile), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _same(out)
 
 
 def test_shards_partition_the_cells_in_run_order():
@@ -134,9 +154,12 @@ def test_an_incomplete_shard_is_refused_then_resumed(runfile, reference, tmp_pat
     assert _same(tmp_path / "m") == reference
 
 
-def test_slurm_through_submitits_local_executor(runfile, reference, tmp_path, capsys):
+def test_slurm_through_submitits_local_executor(runfile, reference_process, tmp_path, capsys, monkeypatch):
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(key, "1")  # the jobs inherit it
     out = tmp_path / "run"
     assert main(["run", str(runfile), "--executor", "local", "--shards", "2", "--out", str(out)]) == 0
+    reference = reference_process
     assert _same(out) == reference
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["0", "1"]
     kept = {f: (out / "shards" / "0" / f).read_bytes() for f in ("records.jsonl", "cells.jsonl", "manifest.json")}
@@ -211,15 +234,12 @@ def _close(a, b) -> bool:
     return a == b
 
 
-def test_torchrun_two_ranks_equal_one_process(runfile, reference, tmp_path):
-    import os
-    import subprocess
-    import sys
-
+def test_torchrun_two_ranks_equal_one_process(runfile, reference_process, tmp_path):
+    reference = reference_process
     out = tmp_path / "run"
     # `genbench run --nproc 2` is `torchrun --standalone --nproc_per_node 2 -m genbench.cli run ...` (gloo, CPU)
     proc = subprocess.run([sys.executable, "-m", "genbench.cli", "run", str(runfile), "--nproc", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "launch: -m torch.distributed.run --standalone --nproc_per_node 2 -m genbench.cli run" in proc.stdout
     # the work was split: both image_quality cells' sampling, ar-digits' exact likelihood and
