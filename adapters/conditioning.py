@@ -31,8 +31,9 @@ def condition_to_labels(name: str, n: int, condition: Any, num_classes: int | No
     """A call's labels: int64 (n,) or None for an unconditional model.
 
     ``condition=None`` on a class-conditional model gives the equal-count schedule
-    ``(start + i) mod num_classes`` (by the run's sample index, whatever the calls); a label outside ``[0, num_classes)`` or a condition for an
-    unconditional model is a one-line ``UserError`` naming the adapter."""
+    ``(start + i) mod num_classes`` (by the run's sample index, whatever the calls); a label
+    outside ``[0, num_classes)`` or a condition for an unconditional model is a one-line
+    ``UserError`` naming the adapter."""
     if num_classes is None:
         if condition is not None:
             raise UserError(f"{name} is unconditional: it takes no class labels (condition); pass condition=None, "
