@@ -245,11 +245,11 @@ class ARText(_ARModel):
         return {**super().describe(), "likelihood": {"context": self.context, "windows": "rolling, disjoint"}}
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
         """n texts of ``length`` bytes from BOS: tokens int64 (n, length), texts decoded with
-        UTF-8 errors="replace"."""
+        UTF-8 errors="replace"; start: the index of the first sample (its random stream)."""
         self._check_sample_args(n, batch_size, condition, steps, self.length)
-        ids, nfe = self._sample_ids(n, self.length, seed, batch_size)
+        ids, nfe = self._sample_ids(n, self.length, seed, batch_size, start)
         tokens = ids.numpy().astype(np.int64)
         texts = [bytes(row.astype(np.uint8).tolist()).decode("utf-8", errors="replace") for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(self.length),

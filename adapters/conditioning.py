@@ -2,10 +2,11 @@
 generators and the images a model reads.
 
 * ``condition`` is an int64 label array ``(n,)``; ``None`` on a class-conditional model means
-  the equal-count schedule ``label(i) = i mod num_classes`` over the call's sample indices.
-* Sample ``i`` of a call with ``seed`` draws all its randomness from
-  ``sampling.example_generator(seed, i, stream="sample")``, so a sample does not depend on the
-  batch size.
+  the equal-count schedule ``label(j) = j mod num_classes`` over the run's sample indices
+  ``j = start + i``.
+* Sample ``i`` of a call with ``seed`` and ``start`` draws all its randomness from
+  ``sampling.example_generator(seed, start + i, stream="sample")``, so a sample does not depend
+  on the batch size, nor on how the caller splits the run into calls (chunks, ranks).
 * Classifier-free guidance evaluates the conditional and the null-class (unconditional) halves:
   two network evaluations per sample and step, counted as such in ``nfe_per_sample``.
 """
@@ -25,19 +26,21 @@ def sample_generators(seed: int, start: int, size: int) -> list[torch.Generator]
     return [example_generator(seed, start + i, stream="sample") for i in range(size)]
 
 
-def condition_to_labels(name: str, n: int, condition: Any, num_classes: int | None) -> np.ndarray | None:
+def condition_to_labels(name: str, n: int, condition: Any, num_classes: int | None,
+                        start: int = 0) -> np.ndarray | None:
     """A call's labels: int64 (n,) or None for an unconditional model.
 
     ``condition=None`` on a class-conditional model gives the equal-count schedule
-    ``i mod num_classes``; a label outside ``[0, num_classes)`` or a condition for an
-    unconditional model is a one-line ``UserError`` naming the adapter."""
+    ``(start + i) mod num_classes`` (by the run's sample index, whatever the calls); a label
+    outside ``[0, num_classes)`` or a condition for an unconditional model is a one-line
+    ``UserError`` naming the adapter."""
     if num_classes is None:
         if condition is not None:
             raise UserError(f"{name} is unconditional: it takes no class labels (condition); pass condition=None, "
                             "or drop num_classes / samples_per_class from [suite.image_quality]")
         return None
     if condition is None:
-        return np.arange(n, dtype=np.int64) % num_classes
+        return np.arange(start, start + n, dtype=np.int64) % num_classes
     labels = np.asarray(condition)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(f"{name}: condition must be an integer label array of shape ({n},); got "

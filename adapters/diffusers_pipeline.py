@@ -243,15 +243,16 @@ class DiffusersPipeline(Generator):
 
     @torch.inference_mode()
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
-        """n images uint8 (n, H, W, C); ``condition`` int64 labels (n,) for a class-conditional model."""
-        labels = condition_to_labels(self.label, n, condition, self.num_classes)
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, H, W, C); ``condition`` int64 labels (n,) for a class-conditional model;
+        start: the index of the first sample (its random stream and default label)."""
+        labels = condition_to_labels(self.label, n, condition, self.num_classes, start)
         model = self if steps is None or int(steps) == self.steps else self.with_options(steps=int(steps))
         out = np.empty((n, *self.image_size, self.image_channels), dtype=np.uint8)
         per_sample = 0
-        for start, size in self.batches(n, batch_size):
-            lab = None if labels is None else torch.from_numpy(labels[start: start + size])
-            out[start: start + size], per_sample = model._sample_batch(sample_generators(seed, start, size), lab)
+        for b0, size in self.batches(n, batch_size):
+            lab = None if labels is None else torch.from_numpy(labels[b0: b0 + size])
+            out[b0: b0 + size], per_sample = model._sample_batch(sample_generators(seed, start + b0, size), lab)
         return Samples(images=out, nfe=per_sample * math.ceil(n / batch_size) if n else 0,
                        nfe_per_sample=float(per_sample),
                        info={"quantisation": "round", "scheduler": type(model.scheduler).__name__,

@@ -394,8 +394,9 @@ def images_to_elbo(net: Denoiser, levels: torch.Tensor, *, seed: int, mc_samples
 # --------------------------------------------------------------------------------------
 @torch.no_grad()
 def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: str, batch_size: int,
-                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
-    """Draw n images -> (levels (n, 64) int64, nfe summed over batches).
+                     device: torch.device | str = "cpu", start: int = 0) -> tuple[torch.Tensor, int]:
+    """Draw n images -> (levels (n, 64) int64, nfe summed over batches); image ``i`` is sample
+    ``start + i`` of the seed (its noise from ``example_generator(seed, start + i)``).
 
     ``steps`` forward passes per sample, at t = 1, (steps-1)/steps, ..., 1/steps; the last
     update lands on t = 0 and the decoder's argmax rounds ``z_0 / alpha_0`` to a level.
@@ -404,11 +405,11 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
     grid = sched.logsnr(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64))
     out = torch.empty(n, PIXELS, dtype=torch.int64)
     nfe = 0
-    for start in range(0, n, batch_size):
-        size = min(batch_size, n - start)
+    for b0 in range(0, n, batch_size):
+        size = min(batch_size, n - b0)
         noise = []
         for i in range(size):
-            g = example_generator(seed, start + i, stream="sample")
+            g = example_generator(seed, start + b0 + i, stream="sample")
             noise.append(torch.randn(steps + 1 if sampler == "ancestral" else 1, PIXELS, generator=g,
                                      dtype=torch.float64))
         noise_t = torch.stack(noise)  # (size, steps+1 or 1, 64)
@@ -426,7 +427,7 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
                 c = -torch.expm1(lam_t - lam_s)  # sigma_{t|s}^2 / sigma_t^2, in (0, 1)
                 z = a_s * ((1 - c) * z / a_t + c * x_hat) + torch.sqrt(c) * s_s * noise_t[:, j + 1]
         a0, _ = alpha_sigma(grid[-1])
-        out[start: start + size] = torch.clamp(torch.round((z / a0 + 1.0) / BIN_WIDTH), 0, LEVELS - 1).long()
+        out[b0: b0 + size] = torch.clamp(torch.round((z / a0 + 1.0) / BIN_WIDTH), 0, LEVELS - 1).long()
     return out, nfe
 
 
@@ -519,9 +520,9 @@ class DiffusionDigits(Generator):
                 "likelihood": self.likelihood_info(), **({"compile": self.compile} if self.compile else {})}
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
         """n images uint8 (n, 8, 8, 1) on the 17-level grid; ``steps`` (default the
-        constructor's) forward passes per sample."""
+        constructor's) forward passes per sample; start: the index of the first sample."""
         if condition is not None:
             raise UserError(f"{self.name} is unconditional: pass condition=None")
         if n < 0 or batch_size < 1:
@@ -529,7 +530,7 @@ class DiffusionDigits(Generator):
         steps = self.steps if steps is None else self._check_steps(steps)
         with torch.inference_mode():
             levels, nfe = diffusion_sample(self.net, n, seed=seed, steps=steps, sampler=self.sampler,
-                                           batch_size=batch_size, device=self.device)
+                                           batch_size=batch_size, device=self.device, start=start)
         images = data.levels_to_image(levels.numpy().reshape(n, 8, 8, 1))
         return Samples(images=images, nfe=nfe, nfe_per_sample=float(steps),
                        info={"sampler": self.sampler, "steps": steps, "quantisation": "decoder argmax"})

@@ -571,10 +571,10 @@ class HFCausalLM(Generator):
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
         """n samples of ``length`` tokens after the prefix token: tokens int64 (n, length), texts
         decoded with ``skip_special_tokens=True``; one forward pass per token per batch
-        (``nfe_per_sample = length``)."""
+        (``nfe_per_sample = length``). start: the index of the first sample (its random stream)."""
         if condition is not None:
             raise UserError(f"{NAME} samples unconditionally (from the prefix token): pass condition=None")
         if steps is not None and int(steps) != self.length:
@@ -590,11 +590,11 @@ class HFCausalLM(Generator):
                             f"{self.model_positions}")
         tokens = torch.empty((n, self.length), dtype=torch.int64)
         nfe = 0
-        for start in range(0, n, batch_size):
-            size = min(batch_size, n - start)
-            u = examples_to_uniforms(seed, start, size, (self.length,))  # sample i's own stream
-            ids, calls = self._sample_batch(u, start)
-            tokens[start: start + size] = ids
+        for b0 in range(0, n, batch_size):
+            size = min(batch_size, n - b0)
+            u = examples_to_uniforms(seed, start + b0, size, (self.length,))  # sample i's own stream
+            ids, calls = self._sample_batch(u, start + b0)
+            tokens[b0: b0 + size] = ids
             nfe += calls
         rows = tokens.numpy().astype(np.int64)
         texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in rows]

@@ -382,9 +382,10 @@ class HFMaskedDiffusionLM(Generator):
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
         """n samples of ``length`` tokens: tokens int64 (n, length), texts decoded with
-        ``skip_special_tokens=True``; one forward pass per step per batch (``nfe_per_sample = steps``)."""
+        ``skip_special_tokens=True``; one forward pass per step per batch (``nfe_per_sample = steps``).
+        start: the index of the first sample (its random stream)."""
         if condition is not None:
             raise UserError(f"{NAME} samples unconditionally (from a fully masked sequence): pass condition=None")
         n = int(n)
@@ -414,7 +415,7 @@ class HFMaskedDiffusionLM(Generator):
             ids, nfe = masked_sample(logits_fn, n, self.length, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
-                                     order=self.order)
+                                     order=self.order, first=start)
         tokens = ids.numpy().astype(np.int64)
         texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),

@@ -113,21 +113,22 @@ class ImageGPT(Generator):
         return LikelihoodKind.EXACT
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, H, W, 3); start: the index of the first sample (its random stream)."""
         condition_to_labels(self.label, n, condition, None)
         if steps is not None and int(steps) != self.positions:
             raise UserError(f"{NAME} is autoregressive: one step per pixel ({self.positions}); pass steps=None")
         sos = self.model.config.vocab_size - 1
         out = np.empty((n, *self.size, 3), dtype=np.uint8)
         batches = 0
-        for start, size in self.batches(n, batch_size):
+        for b0, size in self.batches(n, batch_size):
             u = torch.stack([torch.rand(self.positions, generator=g, dtype=torch.float64)
-                             for g in sample_generators(seed, start, size)])
+                             for g in sample_generators(seed, start + b0, size)])
             ids = raster_sample(self.model, torch.full((size, 1), sos), u, len(self.clusters),
                                 temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                                 kv_cache=self.kv_cache, name=self.label)
             colours = self.clusters[ids.numpy()].reshape(size, *self.size, 3)
-            out[start: start + size] = float_images_to_uint8(colours, "round")
+            out[b0: b0 + size] = float_images_to_uint8(colours, "round")
             batches += 1
         return Samples(images=out, nfe=batches * self.positions, nfe_per_sample=float(self.positions),
                        info={"quantisation": "round", "temperature": self.temperature, "top_k": self.top_k,

@@ -349,8 +349,9 @@ def masked_sample(
     background, spaces) are always committed first and samples collapse onto a few modes.
     ``order="random"`` commits uniformly random masked positions instead (MDLM's ancestral
     sampler; ``choice_temperature`` is then unused). Sample i's
-    noise comes from ``sampling.example_generator(seed, i, stream="sample")``, so samples do not depend on
-    ``batch_size`` (up to floating-point differences between batched matmuls).
+    noise comes from ``sampling.example_generator(seed, first + i, stream="sample")``, so samples do not
+    depend on ``batch_size`` nor on how a run is split into calls (up to floating-point differences
+    between batched matmuls); ``rows`` count from 0 within the call.
     """
     counts = unmask_counts(length, steps, schedule)
     if order not in ORDERS:
@@ -640,7 +641,8 @@ class MaskedText(_MaskedModel):
         return d
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n texts of ``length`` bytes; start: the index of the first sample (its random stream)."""
         if condition is not None:
             raise UserError(f"{self.name} is unconditional: pass condition=None")
         if n < 0 or batch_size < 1:
@@ -658,7 +660,7 @@ class MaskedText(_MaskedModel):
             ids, nfe = masked_sample(logits_of_prefix, n, self.length, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
-                                     order=self.order)
+                                     order=self.order, first=start)
         tokens = ids.numpy().astype(np.int64)
         texts = [bytes(row.astype(np.uint8).tolist()).decode("utf-8", errors="replace") for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),

@@ -50,12 +50,14 @@ class UniformNoise(Generator):
         return {**super().describe(), "size": self.size, "channels": self.channels}
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, size, size, channels). Sample ``i`` of the call is sample ``start + i``
+        of the run: its own generator keyed by (seed, start + i) gives the same images at any batch
+        size and however the run is split into calls (chunks, torchrun ranks)."""
         if condition is not None:
             raise UserError(f"{self.name} is unconditional: pass condition=None")
         shape = (self.size, self.size, self.channels)
-        # sample i from its own generator keyed by (seed, i): the same images at any batch size
-        images = np.stack([np.random.default_rng([seed, i]).integers(0, 256, shape, dtype=np.uint8)
+        images = np.stack([np.random.default_rng([seed, start + i]).integers(0, 256, shape, dtype=np.uint8)
                            for i in range(n)]) if n else np.empty((0, *shape), np.uint8)
         return Samples(images=images, nfe=0, nfe_per_sample=0.0, info={"quantisation": "none (uint8 noise)"})
 

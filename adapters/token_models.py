@@ -252,22 +252,24 @@ class TokenAR(_TokenModel):
         return LikelihoodKind.UNAVAILABLE if self.likelihood_unavailable_reason else LikelihoodKind.EXACT
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
-        labels = condition_to_labels(self.label, n, condition, self.num_classes)
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, H, W, C); start: the index of the first sample (its random stream and
+        default label)."""
+        labels = condition_to_labels(self.label, n, condition, self.num_classes, start)
         if steps is not None and int(steps) != self.length:
             raise UserError(f"{self.name} is autoregressive: one step per code ({self.length}); pass steps=None")
         guided = self.guidance_scale != 1.0
         out = np.empty((n, *self.image_size, self.vq.config.out_channels), dtype=np.uint8)
         batches = 0
-        for start, size in self.batches(n, batch_size):
+        for b0, size in self.batches(n, batch_size):
             u = torch.stack([torch.rand(self.length, generator=g, dtype=torch.float64)
-                             for g in sample_generators(seed, start, size)])
-            lab = None if labels is None else labels[start: start + size]
+                             for g in sample_generators(seed, start + b0, size)])
+            lab = None if labels is None else labels[b0: b0 + size]
             codes = raster_sample(self.model, self.prefix(lab, size), u, self.codebook_size,
                                   temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                                   null_prefix=self.null_prefix(size) if guided else None,
                                   guidance_scale=self.guidance_scale, kv_cache=self.kv_cache, name=self.label)
-            out[start: start + size] = self.codes_to_images(codes)
+            out[b0: b0 + size] = self.codes_to_images(codes)
             batches += 1
         per_sample = self.length * (2 if guided else 1)
         return Samples(images=out, nfe=batches * per_sample, nfe_per_sample=float(per_sample),
@@ -352,8 +354,10 @@ class TokenMasked(_TokenModel):
         return self.model(input_ids=seq).logits[:, prefix.shape[1]:, : self.codebook_size].float().cpu()
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
-               steps: int | None = None) -> Samples:
-        labels = condition_to_labels(self.label, n, condition, self.num_classes)
+               steps: int | None = None, start: int = 0) -> Samples:
+        """n images uint8 (n, H, W, C); start: the index of the first sample (its random stream and
+        default label)."""
+        labels = condition_to_labels(self.label, n, condition, self.num_classes, start)
         model = self if steps is None or int(steps) == self.steps else self.with_options(steps=int(steps))
         guided = model.guidance_scale != 1.0
         prefixes = model.prefix(labels, n)
@@ -369,7 +373,7 @@ class TokenMasked(_TokenModel):
             codes, _ = mdlm.masked_sample(logits_fn, n, self.length, self.mask_token, steps=model.steps, seed=seed,
                                           schedule=model.schedule, temperature=model.temperature,
                                           choice_temperature=model.choice_temperature, batch_size=batch_size,
-                                          order=model.order, with_rows=True)
+                                          order=model.order, with_rows=True, first=start)
         images = np.concatenate([model.codes_to_images(codes[s: s + batch_size]) for s in range(0, n, batch_size)]) \
             if n else np.empty((0, *self.image_size, self.vq.config.out_channels), dtype=np.uint8)
         per_sample = model.steps * (2 if guided else 1)

@@ -122,15 +122,17 @@ class RankSharded:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None, steps: int | None = None):
-        from genbench.interfaces import Samples
+    def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None, steps: int | None = None,
+               start: int = 0):
+        from genbench.interfaces import Samples, sample_start_kwargs
 
         if not _takes(self._inner.sample, "start"):
             CALLS["sample whole"] += 1
-            return self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps)
+            return self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps,
+                                      **sample_start_kwargs(self._inner, start))
         CALLS["sample split"] += 1
         a, b = rank_range(n)
-        part = self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=a, steps=steps,
+        part = self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a, steps=steps,
                                   condition=None if condition is None else condition[a:b])
         parts = gather_in_rank_order(part)
         return Samples(images=_concat([p.images for p in parts]), tokens=_concat([p.tokens for p in parts]),

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import abc
 import enum
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
+
+from genbench.errors import UserError
 
 PARADIGMS = ("autoregressive", "masked", "diffusion")
 MODALITIES = ("image", "text")
@@ -167,12 +170,21 @@ class Generator(abc.ABC):
         batch_size: int = 64,
         condition: Any = None,
         steps: int | None = None,
+        start: int = 0,
     ) -> Samples:
         """Draw ``n`` samples; the same seed gives the same samples whatever ``batch_size``
         allows the model to keep (each model documents whether batch size matters).
 
-        condition: None, or int64 class labels (n,) for a class-conditional model.
+        condition: None, or int64 class labels (n,) for a class-conditional model: the labels of
+                   this call's samples (a class-conditional model's default for None is the
+                   schedule ``(start + i) mod num_classes``).
         steps:     the sampler's steps, overriding the model's option (None: the option's).
+        start:     sample ``i`` of the call is sample ``start + i`` of the run and draws its
+                   randomness from its own stream, ``sampling.example_generator(seed, start + i,
+                   stream="sample")``; so ``sample(n, seed=s)[k:k+m]`` equals
+                   ``sample(m, seed=s, start=k)``, and a suite that samples in chunks, or
+                   ``genbench.distributed`` splitting a call across torchrun ranks, gets the
+                   samples of one whole call.
         ``Samples.nfe_per_sample`` counts network evaluations per sample (a guided step counts
         its conditional and unconditional halves)."""
 
@@ -312,6 +324,25 @@ class FeatureExtractor(abc.ABC):
         return {"extractor": self.name, "dim": self.dim}
 
 
+def sample_start_kwargs(generator: Any, start: int) -> dict[str, int]:
+    """The ``start`` keyword for ``generator.sample``: ``{"start": start}`` when its ``sample``
+    takes it, ``{}`` for ``start == 0`` on an adapter written before ``start`` existed; a
+    sample that would need it on such an adapter is a one-line ``UserError`` (without it the
+    adapter would draw samples ``0..`` again instead of ``start..``)."""
+    try:
+        takes = "start" in inspect.signature(generator.sample).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes:
+        return {"start": int(start)}
+    if int(start) == 0:
+        return {}
+    name = getattr(generator, "name", type(generator).__name__)
+    raise UserError(f"adapter {name!r}: its sample() takes no start= (the index of the call's first sample), "
+                    "which sampling in chunks or across torchrun ranks needs; add start: int = 0 to its sample "
+                    "(see genbench.interfaces.Generator.sample), or sample in one call (sample_chunk >= n_samples)")
+
+
 def check_paradigm(paradigm: str, modality: str) -> None:
     if paradigm not in PARADIGMS:
         raise ContractError(f"paradigm must be one of {PARADIGMS}, got {paradigm!r}")
@@ -321,5 +352,6 @@ def check_paradigm(paradigm: str, modality: str) -> None:
 
 __all__ = [
     "PARADIGMS", "MODALITIES", "UNITS", "LikelihoodKind", "Samples", "LogLikelihood",
-    "Generator", "Tokenizer", "TOKENIZER_KINDS", "FeatureExtractor", "ContractError", "check_paradigm", "Sequence",
+    "Generator", "Tokenizer", "TOKENIZER_KINDS", "FeatureExtractor", "ContractError", "check_paradigm",
+    "sample_start_kwargs", "Sequence",
 ]

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from genbench.errors import UserError
-from genbench.interfaces import Generator
+from genbench.interfaces import Generator, sample_start_kwargs
 from genbench.metrics import image as image_metrics
 from genbench.registry import EXTRACTORS
 from genbench.suite import Metric, Suite, SuiteContext
@@ -204,8 +204,8 @@ class ImageQuality(Suite):
             "steps": o["steps"],
             "class_conditional": None if labels is None else {
                 "num_classes": int(labels.max()) + 1, "samples_per_class": int(o["samples_per_class"]),
-                "order": "labels in a random order (a permutation seeded by the cell's seed), chunks of "
-                         "sample_chunk images with seeds derived from the cell's"},
+                "order": "labels in a random order (a permutation seeded by the cell's seed); sample j "
+                         "drawn from stream (cell seed, j) with label j of that order, whatever sample_chunk"},
             "center_crop_reference": o["center_crop"],
             "saved_png": drawn["png_dir"],
             "warnings": res["warnings"],
@@ -352,16 +352,14 @@ def _class_labels(generator: Generator, o: dict[str, Any], seed: int) -> np.ndar
     return labels[np.random.default_rng(np.random.SeedSequence([int(seed), 0x1AB])).permutation(total)]
 
 
-def _chunk_seed(seed: int, k: int) -> int:
-    """The first chunk uses the cell's seed (a one-chunk run is ``sample(n, seed=seed)``); the
-    others a seed derived from (seed, k)."""
-    return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-
-
 def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, labels, n: int,
                   spatials: list[bool]) -> list[dict[str, Any]]:
     """Sample in chunks, save PNGs, keep only features: per extractor, ``features`` (n, D),
-    ``spatial`` (n, Ds) when asked, the quantisation, NFE per sample and where the PNGs went."""
+    ``spatial`` (n, Ds) when asked, the quantisation, NFE per sample and where the PNGs went.
+
+    Chunk ``[start, start + size)`` is ``sample(size, seed=cell seed, start=start)``: sample ``j``
+    draws from its own stream ``(seed, j)`` and gets label ``labels[j]``, so the sample set is
+    the same whatever ``sample_chunk`` (and ``sample(n, seed)`` in one call)."""
     o = ctx.options
     chunk = max(1, int(o["sample_chunk"]))
     png_dir = ctx.artifacts / "samples" if o["save_png"] else None
@@ -372,8 +370,8 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
     for k, start in enumerate(range(0, n, chunk)):
         size = min(chunk, n - start)
         condition = None if labels is None else labels[start: start + size]
-        s = generator.sample(size, seed=_chunk_seed(ctx.seed, k), batch_size=int(o["batch_size"]),
-                             condition=condition, steps=o["steps"])
+        s = generator.sample(size, seed=ctx.seed, batch_size=int(o["batch_size"]), condition=condition,
+                             steps=o["steps"], **sample_start_kwargs(generator, start))
         s.validate(size, "image")
         nfe += s.nfe_per_sample * size
         rule = s.info.get("quantisation") if isinstance(s.info, dict) else None

@@ -21,13 +21,13 @@ class _FakeImage(Generator):
         self.path = path
         self.default_steps = steps
 
-    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
         steps = steps or self.default_steps
         images = np.zeros((n, 4, 4, 1), dtype=np.uint8)
         nfe = 0
-        for start, size in self.batches(n, batch_size):
-            for i in range(start, start + size):  # per-sample RNG: independent of batch size
-                rng = np.random.default_rng([seed, i])
+        for b0, size in self.batches(n, batch_size):
+            for i in range(b0, b0 + size):  # per-sample RNG keyed by the run's index: independent of batching
+                rng = np.random.default_rng([seed, start + i])
                 images[i] = (rng.random((4, 4, 1)) < self.p_on) * 255
             nfe += self.nfe_per_call(steps)
         return Samples(images=images, nfe=nfe, nfe_per_sample=self.nfe_per_call(steps))
@@ -81,7 +81,7 @@ class FakeBroken(_FakeImage):
     name = "fake-broken"
     paradigm = "diffusion"
 
-    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
         raise RuntimeError("this model always fails")
 
 

@@ -89,3 +89,75 @@ def test_example_generator_streams_are_independent_between_seeds_indices_and_nam
         sampling.example_generator(-1, 0, stream="sample")
     with pytest.raises(ValueError, match="stream"):
         sampling.example_generator(0, 0, stream="")
+
+
+# --- start: sample i of a call is sample start + i of the run ------------------------------
+K, M = 2, 4  # sample(M, start=K) must be rows K..K+M-1 of sample(N)
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_a_call_from_start_k_draws_rows_k_of_a_call_from_zero(name, request):
+    gen = _adapter(name, request)
+    whole = gen.sample(N, seed=3, batch_size=3)
+    part = gen.sample(M, seed=3, batch_size=2, start=K).validate(M, gen.modality)
+    np.testing.assert_array_equal(_draws(part), _draws(whole)[K: K + M])
+    if gen.modality == "text":
+        assert part.texts == whole.texts[K: K + M]
+    assert not np.array_equal(_draws(part), _draws(whole)[:M])  # not samples 0.. again
+
+
+@pytest.fixture(scope="module")
+def image_ck(tmp_path_factory):
+    from tests.adapters import image_checkpoints as ic
+
+    root = tmp_path_factory.mktemp("sampling-images")
+    return {"ddpm8": ic.ddpm_pipeline(root / "ddpm8", size=8, channels=1, timesteps=8),
+            "dit": ic.dit_pipeline(root / "dit", classes=5), "igpt": ic.imagegpt(root / "igpt"),
+            "tar": ic.token_ar(root / "tar"), "tmask": ic.token_masked(root / "tmask")}
+
+
+#: the image adapters for real checkpoints: (checkpoint, options); conditional ones are also
+#: checked with condition=None (the default labels, (start + i) mod num_classes)
+IMAGE_ADAPTERS = {
+    "diffusers[ddpm]": ("ddpm8", {"steps": 3, "scheduler": "ddpm"}),
+    "diffusers[dit]": ("dit", {"steps": 2, "guidance_scale": 2.0}),
+    "hf-imagegpt": ("igpt", {"top_k": 8}),
+    "token-ar": ("tar", {"guidance_scale": 1.5, "top_p": 0.9}),
+    "token-masked": ("tmask", {"steps": 4}),
+}
+
+
+def _assert_same_images(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    # float rounding of batched convolutions may move a pixel at a rounding tie by one level
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, what
+
+
+@pytest.mark.parametrize("name", list(IMAGE_ADAPTERS))
+def test_image_adapters_draw_rows_k_of_a_call_from_zero_with_their_labels(name, image_ck):
+    key, options = IMAGE_ADAPTERS[name]
+    gen = build_adapter(f"{name.split('[')[0]}:{image_ck[key]}", **options)
+    classes = getattr(gen, "num_classes", None)
+    conditions = [None] if classes is None else [None, np.array([2, 0, 1, 1, 2, 0, 2], dtype=np.int64)]
+    for labels in conditions:
+        whole = gen.sample(N, seed=3, batch_size=3, condition=labels).images
+        part = gen.sample(M, seed=3, batch_size=2, start=K,
+                          condition=None if labels is None else labels[K: K + M]).validate(M, "image").images
+        _assert_same_images(part, whole[K: K + M], f"{name}, labels {labels}")
+        assert not np.array_equal(part, whole[:M])
+    if classes is not None:  # the default labels follow the run's index: a call from K has labels K..
+        default = gen.sample(M, seed=3, batch_size=2, start=K).images
+        schedule = np.arange(K, K + M, dtype=np.int64) % classes
+        np.testing.assert_array_equal(default, gen.sample(M, seed=3, batch_size=2, start=K, condition=schedule).images)
+        if name != "token-masked":  # (the tiny random BERT's logits move by 4e-4 between labels: no flip)
+            other = gen.sample(M, seed=3, batch_size=2, start=K, condition=np.arange(M, dtype=np.int64) % classes)
+            assert not np.array_equal(other.images, default)
+
+
+def test_template_and_fake_adapters_take_start():
+    from genbench.adapters.template import UniformNoise
+    from tests.fakes import FakeAR
+
+    for gen in (UniformNoise(size=4), FakeAR()):
+        whole = gen.sample(N, seed=3, batch_size=3).images
+        np.testing.assert_array_equal(gen.sample(M, seed=3, batch_size=2, start=K).images, whole[K: K + M])

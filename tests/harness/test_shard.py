@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from genbench import runner
@@ -208,15 +209,29 @@ def test_slurm_without_sbatch_is_one_line(runfile, tmp_path, capsys, monkeypatch
     assert "pass one of them" in _err_line(capsys)
 
 
-def test_sample_start_gives_the_rows_of_a_call_from_zero():
-    """``start`` (what torchrun ranks split sampling by) keeps each sample's own random stream."""
-    from genbench.registry import build_adapter
+def test_ranks_split_a_call_from_start_and_an_old_adapter_says_what_it_lacks(monkeypatch):
+    """``RankSharded.sample(n, start=k)`` (a suite sampling in chunks, under torchrun) gives rank r
+    samples k + its range; every adapter's own ``start`` is checked in tests/adapters/test_sampling.py."""
+    from genbench import distributed
+    from genbench.errors import UserError
+    from tests.fakes import FakeAR
 
-    for name in ("ar-digits", "masked-digits"):
-        model = build_adapter(name, device="cpu")
-        whole = model.sample(6, seed=3, batch_size=4).images
-        part = model.sample(3, seed=3, batch_size=2, start=3).images
-        assert (part == whole[3:]).all(), name
+    whole = FakeAR().sample(9, seed=3).images
+    parts = []
+    for r in (0, 1):  # two ranks, simulated one after the other
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "gather_in_rank_order", lambda part: [part])
+        parts.append(distributed.RankSharded(FakeAR()).sample(5, seed=3, batch_size=2, start=4).images)
+    assert [len(p) for p in parts] == [2, 3] and (np.concatenate(parts) == whole[4:]).all()
+
+    class OldFake(FakeAR):  # written before sample() took start: run whole on every rank
+        def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+            return super().sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps)
+
+    assert (distributed.RankSharded(OldFake()).sample(9, seed=3).images == whole).all()
+    with pytest.raises(UserError, match=r"'fake-ar': its sample\(\) takes no start="):
+        distributed.RankSharded(OldFake()).sample(5, seed=3, start=4)
 
 
 #: records of a torchrun run must equal one process's: numbers to 1e-12 relative (a float64

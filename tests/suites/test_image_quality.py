@@ -37,16 +37,16 @@ class ClassConditionalFake(Generator):
     def __init__(self, path=None, *, device: str = "cpu"):
         pass
 
-    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
         from genbench.features.quantise import float_images_to_uint8
 
         labels = np.asarray(condition)
         assert labels.shape == (n,)
-        type(self).calls.append((seed, labels.copy()))
+        type(self).calls.append((seed, start, labels.copy()))
         digits = digit_images(0, CLASSES * 10) / 127.5 - 1.0
         x = np.empty((n, 32, 32, 3))
         for i, c in enumerate(labels):
-            rng = np.random.default_rng([seed, i])
+            rng = np.random.default_rng([seed, start + i])  # sample start + i of the run
             base = digits[int(c) * 10 + int(rng.integers(10))]
             x[i] = base * (0.6 + 0.1 * int(c)) + rng.normal(0, 0.05, base.shape)
         return Samples(images=float_images_to_uint8(x, self.rule), nfe=10 * n, nfe_per_sample=10.0,
@@ -99,13 +99,12 @@ def test_preset_runs_end_to_end_on_a_fake_class_conditional_model(files, tmp_pat
     assert set(by_metric) == {"fid", "kid", "precision", "recall", "density", "coverage"}  # no logits, no spatial
 
     # class-conditional, PER_CLASS of each class in a random (seeded) order, not class by class,
-    # in chunks whose first seed is the cell's
-    assert [len(c[1]) for c in ClassConditionalFake.calls] == [10, 10, 4]
-    labels = np.concatenate([c[1] for c in ClassConditionalFake.calls])
+    # in chunks of the cell's seed, each told the index of its first sample
+    assert [len(c[2]) for c in ClassConditionalFake.calls] == [10, 10, 4]
+    labels = np.concatenate([c[2] for c in ClassConditionalFake.calls])
     np.testing.assert_array_equal(np.sort(labels), np.repeat(np.arange(CLASSES), PER_CLASS))
     assert not np.array_equal(labels, np.sort(labels))
-    seeds = [c[0] for c in ClassConditionalFake.calls]
-    assert seeds[0] == 0 and len(set(seeds)) == 3
+    assert [c[:2] for c in ClassConditionalFake.calls] == [(0, 0), (0, 10), (0, 20)]
 
     # every sample saved as a PNG with its label; the FID is clean-fid's on those files
     fid = by_metric["fid"]
@@ -154,6 +153,39 @@ def test_protocol_checks_name_the_field(files, tmp_path):
     assert "holds statistics but no images" in metrics[0].convention["not_computed"]["kid"]
     assert metrics[0].convention["saved_png"] is None
     assert metrics[1].value == pytest.approx(0.0, abs=1e-6)  # the reference's own images against its statistics
+
+
+def test_the_sample_set_and_records_do_not_depend_on_sample_chunk(files, tmp_path):
+    """Chunk [start, start + size) is sample(size, seed, start=start) with labels[start:start + size]:
+    the same PNGs (and labels.csv) and the same records at any sample_chunk, one chunk included."""
+    suite = ImageQuality()
+    runs = {}
+    for chunk in (CLASSES * PER_CLASS, CHUNK, 7):
+        ClassConditionalFake.calls.clear()
+        ctx = SuiteContext(seed=5, options=_options(files, sample_chunk=chunk), artifacts=tmp_path / f"c{chunk}")
+        records = [(m.metric, m.value, m.stderr, m.n) for m in suite.run(ClassConditionalFake(), ctx)]
+        pngs = {p.name: p.read_bytes() for p in sorted((tmp_path / f"c{chunk}" / "samples").iterdir())}
+        starts = [c[1] for c in ClassConditionalFake.calls]
+        assert starts == list(range(0, CLASSES * PER_CLASS, chunk)) and {c[0] for c in ClassConditionalFake.calls} == {5}
+        runs[chunk] = records, pngs
+    (one, one_pngs) = runs[CLASSES * PER_CLASS]
+    assert len(one_pngs) == CLASSES * PER_CLASS + 1 and {"fid", "kid", "precision", "recall"} <= {r[0] for r in one}
+    for chunk in (CHUNK, 7):
+        assert runs[chunk][1] == one_pngs, f"sample_chunk {chunk} drew other images"
+        assert runs[chunk][0] == one, f"sample_chunk {chunk} gave other records"
+
+    class NoStart(ClassConditionalFake):  # an adapter written before sample() took start
+        name = "fake-no-start"
+
+        def sample(self, n, *, seed, batch_size=64, condition=None, steps=None):
+            return super().sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps)
+
+    ctx = SuiteContext(seed=5, options=_options(files, save_png=False), artifacts=tmp_path / "old")
+    with pytest.raises(UserError, match=r"'fake-no-start': its sample\(\) takes no start=.*sample_chunk >= n_samples"):
+        list(suite.run(NoStart(), ctx))
+    ctx = SuiteContext(seed=5, options=_options(files, save_png=False, sample_chunk=CLASSES * PER_CLASS),
+                       artifacts=tmp_path / "old1")
+    assert [(m.metric, m.value, m.stderr, m.n) for m in suite.run(NoStart(), ctx)] == one
 
 
 def test_digits_defaults_and_path_unchanged(tmp_path):
