@@ -134,7 +134,7 @@ def build_gpt2(directory: str, docs: list[str], quick: bool) -> dict[str, int]:
     return shape
 
 
-def profile_rows(what: str, fn: Callable[[], Any], device: str, top: int = 6) -> None:
+def profile_rows(what: str, fn: Callable[[], Any], device: str, top: int = 6, section: str = "likelihood") -> None:
     """One call of ``fn`` under torch.profiler: where the GPU time goes (top kernels by total
     time), how much of the wall the GPU is busy (union of kernel and copy intervals), how
     many copies and synchronisations the host makes, and the top host ops by self time."""
@@ -183,16 +183,16 @@ def profile_rows(what: str, fn: Callable[[], Any], device: str, top: int = 6) ->
         busy /= 1e3
         total = sum(v[0] for v in per.values())
         copies = {k: v[1] for k, v in per.items() if "Memcpy" in k or "Memset" in k}
-        row("likelihood", f"{what}: GPU busy / wall", f"{busy / (wall * 1e3):.1%}",
+        row(section, f"{what}: GPU busy / wall", f"{busy / (wall * 1e3):.1%}",
             f"wall {wall * 1e3:.0f} ms (profiled), GPU busy {busy:.0f} ms (kernel sum {total:.0f} ms), "
             f"{len(gpu)} GPU ops; copies {sum(copies.values())} ({', '.join(f'{k[:24]} x{v}' for k, v in copies.items())}); "
             f"host syncs {syncs}, .item() {items}")
         top_k = sorted(per.items(), key=lambda kv: -kv[1][0])[:top]
-        row("likelihood", f"{what}: top GPU kernels", f"{sum(v[0] for _, v in top_k) / max(total, 1e-9):.0%}",
+        row(section, f"{what}: top GPU kernels", f"{sum(v[0] for _, v in top_k) / max(total, 1e-9):.0%}",
             "; ".join(f"{k[:70]} {v[0]:.0f} ms x{v[1]}" for k, v in top_k))
     else:
-        row("likelihood", f"{what}: wall (profiled)", f"{wall * 1e3:.0f} ms", f"host syncs {syncs}, .item() {items}")
-    row("likelihood", f"{what}: top host ops (self)", "",
+        row(section, f"{what}: wall (profiled)", f"{wall * 1e3:.0f} ms", f"host syncs {syncs}, .item() {items}")
+    row(section, f"{what}: top host ops (self)", "",
         "; ".join(f"{k[:40]} {v[0]:.0f} ms x{v[1]}" for k, v in host_top))
 
 
@@ -490,6 +490,9 @@ def fid_section(args) -> None:
             row("fid", f"{tag}: genbench end to end", f"{2 * n / t:,.0f} img/s",
                 f"{t:.2f} s; FID {res.get('fid', float('nan')):.4f}; clean resize on the {where}; decode "
                 f"{f'{workers} worker processes' if workers else 'threads'}; batch {batch}; float32, TF32 off")
+            if args.profile_fid:  # where the end-to-end time goes: GPU busy share, host waits, top ops
+                profile_rows(f"{tag} genbench FID", lambda: compute_fid(a, b, ex, batch_size=batch, use_cache=False),
+                             args.device, top=8, section="fid")
 
         def network() -> None:
             n_batches = 2 * math.ceil(n / batch)
@@ -592,6 +595,8 @@ def main() -> None:
     ap.add_argument("--with-f32", action="store_true", help="also the float32 likelihood pair (before bfloat16)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the likelihood breakdown (plain + log-softmax, torch.profiler rows)")
+    ap.add_argument("--profile-fid", action="store_true",
+                    help="also one end-to-end FID call under torch.profiler (GPU busy share, host waits, top ops)")
     ap.add_argument("--fid-sizes", nargs="+", default=["64:10000", "256:5000"], metavar="SIZE:N",
                     help="image side and images per folder (two folders each)")
     ap.add_argument("--speed-long-s", type=float, default=1.5, help="min_repeat_s of the long-repeat speed variant")
