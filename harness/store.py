@@ -451,8 +451,10 @@ def _run_dirs(path: Path) -> list[Path]:
 def load(*dirs: str | Path, latest: bool = True):
     """Records of one or more runs (or folders of runs, e.g. copied from several machines) as a DataFrame.
 
-    latest: within a run, keep only the last record per (suite, task, adapter, metric, seed),
-    so a cell re-run by ``--resume`` replaces its earlier partial or failed attempt.
+    latest: within a run, keep only the last record per (suite, task, adapter, metric, seed,
+    extractor and its weights), so a cell re-run by ``--resume`` replaces its earlier partial or
+    failed attempt, while two encoders that name their number alike (Inception's and a
+    ``torchscript:`` stand-in's ``fid``) both stay.
     """
     import pandas as pd
 
@@ -477,6 +479,15 @@ def load(*dirs: str | Path, latest: bool = True):
         # A failure that a later --resume of the same cell fixed is history, not a result.
         superseded = (frame["status"] == "failed") & (order < cell.map(last_ok).fillna(-1))
         frame = frame[~superseded]
+        measured_by = frame["convention"].map(_measured_by)
         key_cols = ["run_id", "suite", "task", "adapter", "metric", "seed"]
-        frame = frame.drop_duplicates(subset=key_cols, keep="last").reset_index(drop=True)
+        frame = frame[~frame[key_cols].astype(str).assign(_by=measured_by).duplicated(keep="last")]
+        frame = frame.reset_index(drop=True)
     return frame
+
+
+def _measured_by(convention: Any) -> str:
+    """The extractor and weights a record's number comes from ('' when none is recorded)."""
+    if not isinstance(convention, dict):
+        return ""
+    return f"{convention.get('extractor') or ''}|{convention.get('weights_sha256') or ''}"

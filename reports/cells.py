@@ -217,27 +217,10 @@ def encoder_of(conv: dict[str, Any]) -> str:
 
 
 def records_frame(run_dirs: list[str]) -> pd.DataFrame:
-    """``store.load``'s records, keeping apart two records of one cell and metric name that come
-    from different extractors (two encoders that both name their Fréchet distance ``fid``, such as
-    Inception and a ``torchscript:`` stand-in): the store keeps the latest per (run, suite, task,
-    adapter, metric, seed); here the extractor and its weights join that key."""
+    """``store.load``'s latest records (two extractors' numbers of one cell and metric name stay apart)."""
     from genbench.store import load
 
-    frame = load(*run_dirs, latest=False)
-    if frame.empty:
-        return frame
-    convs = frame["convention"].map(_conv)
-    frame["_encoder"] = [f"{encoder_of(c)}|{c.get('weights_sha256') or ''}" for c in convs]
-    keys = ["run_id", "suite", "task", "adapter", "metric", "seed"]
-    latest = load(*run_dirs, latest=True)  # the store's rule for failures a later --resume fixed
-
-    def key(df: pd.DataFrame) -> list[str]:
-        return ["|".join(map(str, t)) for t in df[keys].itertuples(index=False)]
-
-    kept_failures = set(key(latest[latest["status"] == "failed"]))
-    frame = frame[(frame["status"] != "failed").to_numpy() | pd.Series(key(frame)).isin(kept_failures).to_numpy()]
-    frame = frame.drop_duplicates(subset=keys + ["_encoder"], keep="last")
-    return frame.drop(columns="_encoder").reset_index(drop=True)
+    return load(*run_dirs)
 
 
 def convention_ids(cells: pd.DataFrame) -> dict[str, str]:

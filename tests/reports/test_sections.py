@@ -99,7 +99,8 @@ def test_two_extractors_of_one_cell_in_one_records_file_stay_apart(tmp_path):
     rerun = [{**r, "value": 21.0} for r in records if r["metric"] == "fid" and r["adapter"] == "noisy-digits"]
     with open(run / "records.jsonl", "a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in extra + rerun))
-    assert (load(run)["metric"] == "fid").sum() == 2  # the store's key alone collapses the two extractors
+    # the store keeps both extractors' fid of each model, and the re-run replaces its earlier record
+    assert (load(run)["metric"] == "fid").sum() == 4
     out = _all_formats(tmp_path, [run])
     fid = out["csv"][out["csv"].metric == "fid"]
     assert len(fid) == 4 and fid["convention_id"].nunique() == 2
