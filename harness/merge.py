@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from genbench.errors import UserError
-from genbench.store import (CELLS, LOCK, MANIFEST, RECORDS, RunStore, is_committed, read_records,
-                            record_line, write_bytes_atomic, write_json_atomic)
+from genbench.store import (CELLS, LOCK, MANIFEST, RECORDS, RunStore, is_committed, markers_to_committed,
+                            read_records, record_line, write_bytes_atomic, write_json_atomic)
 
 #: what may sit in a merged run's folder besides the run's files (``genbench run --slurm`` layout)
 MERGE_DIR_EXTRAS = {"shards", "slurm", "artifacts", CELLS, RECORDS, MANIFEST, LOCK}
@@ -81,7 +81,8 @@ def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path
         which = f"shard(s) {', '.join(map(str, absent))} of {max(counts)} not given" if absent else "not in any shard"
         raise UserError(f"{len(missing)} of {len(wanted)} cells are missing ({which}; e.g. {missing[0][0]} x "
                         f"{missing[0][1]} seed {missing[0][2]}); pass every shard of the run")
-    extra = [c for c in owner if c not in set(wanted)]
+    wanted_set = set(wanted)
+    extra = [c for c in owner if c not in wanted_set]
     if extra:
         raise UserError(f"{owner[extra[0]]} holds cell {extra[0]} that run {chash} does not have; rerun that shard")
 
@@ -97,7 +98,7 @@ def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path
             raise UserError(f"{s['dir']}: shard {s['index']}/{s['count']} is incomplete ({len(s['cells']) - len(unfinished)} "
                             f"of {len(s['cells'])} cells finished); finish it with `genbench run ... --shard "
                             f"{s['index']}/{s['count']} --out {s['dir']} --resume`, then merge again")
-        committed = {m["attempt"]: m.get("status") for m in markers if m.get("attempt")}
+        committed = markers_to_committed(markers)
         for m in markers:
             markers_by_cell.setdefault(_key((m["suite"], m["adapter"], m["seed"])), []).append(m)
         for rec in read_records(s["dir"] / RECORDS):

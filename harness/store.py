@@ -141,11 +141,6 @@ def append_lines(path: Path, objs: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-def append_json_line(path: Path, obj: dict[str, Any]) -> None:
-    """One JSON object as one line (see ``append_lines``)."""
-    append_lines(path, [obj])
-
-
 def repair_torn_tail(path: Path) -> int:
     """Truncate a last line that has no newline (left by a crash mid-write); returns the bytes removed."""
     path = Path(path)
@@ -342,12 +337,6 @@ class RunStore:
             append_lines(self.records_path, records)
         append_lines(self.cells_path, [marker])
 
-    def mark_cell(self, suite: str, adapter: str, seed: int, status: str, wall_s: float,
-                  attempt: str | None = None) -> None:
-        """Note a finished cell in cells.jsonl, which ``--resume`` reads."""
-        append_lines(self.cells_path, [{"suite": suite, "adapter": adapter, "seed": seed, "status": status,
-                                        "wall_s": round(wall_s, 3), "attempt": attempt}])
-
     def reconcile(self) -> tuple[set[tuple[str, str, int]], int]:
         """Make the files whole again after a kill, before the next append.
 
@@ -361,7 +350,7 @@ class RunStore:
         repair_torn_tail(self.records_path)
         repair_torn_tail(self.cells_path)
         markers = list(read_records(self.cells_path))
-        committed = {m["attempt"]: m.get("status") for m in markers if m.get("attempt")}
+        committed = markers_to_committed(markers)
         finished = {(m["suite"], m["adapter"], m["seed"]) for m in markers if m.get("status") == "ok"}
         if not self.records_path.exists():
             return finished, 0
@@ -381,6 +370,11 @@ class RunStore:
 
     def records(self) -> list[dict[str, Any]]:
         return list(read_records(self.records_path))
+
+
+def markers_to_committed(markers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cell markers (``cells.jsonl``) -> attempt id -> the status its cell finished with."""
+    return {m["attempt"]: m.get("status") for m in markers if m.get("attempt")}
 
 
 def is_committed(record: dict[str, Any], committed: dict[str, Any]) -> bool:

@@ -62,10 +62,7 @@ def cell_to_text(value: Any, *, spread: str = "none", low: Any = None, high: Any
     if is_missing(value):
         return "—"
     v = float(value)
-    if spread == "ci" and not is_missing(low) and not is_missing(high):
-        d = decimals_for((float(high) - float(low)) / 2, v)
-        text = f"{fixed(v, d)} [{fixed(float(low), d)}, {fixed(float(high), d)}]"
-    elif spread == "range" and not is_missing(low) and not is_missing(high):
+    if spread in ("ci", "range") and not is_missing(low) and not is_missing(high):  # an interval or a range
         d = decimals_for((float(high) - float(low)) / 2, v)
         text = f"{fixed(v, d)} [{fixed(float(low), d)}, {fixed(float(high), d)}]"
     elif spread == "stderr" and not is_missing(stderr):
