@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench.adapters.conditioning import condition_to_labels, images_to_model_input, sample_generators
+from genbench.adapters.conditioning import condition_to_labels, images_to_model_input
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
+from genbench.adapters.sampling import examples_to_uniforms
 from genbench.errors import UserError
 from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -122,8 +123,7 @@ class ImageGPT(Generator):
         out = np.empty((n, *self.size, 3), dtype=np.uint8)
         batches = 0
         for b0, size in self.batches(n, batch_size):
-            u = torch.stack([torch.rand(self.positions, generator=g, dtype=torch.float64)
-                             for g in sample_generators(seed, start + b0, size)])
+            u = examples_to_uniforms(seed, start + b0, size, (self.positions,))
             ids = raster_sample(self.model, torch.full((size, 1), sos), u, len(self.clusters),
                                 temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                                 kv_cache=self.kv_cache, name=self.label)

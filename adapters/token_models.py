@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from genbench.adapters import mdlm
-from genbench.adapters.conditioning import (check_guidance, condition_to_labels, images_to_model_input,
-                                            sample_generators)
+from genbench.adapters.conditioning import check_guidance, condition_to_labels, images_to_model_input
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
+from genbench.adapters.sampling import examples_to_uniforms
 from genbench.errors import UserError
 from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -262,8 +262,7 @@ class TokenAR(_TokenModel):
         out = np.empty((n, *self.image_size, self.vq.config.out_channels), dtype=np.uint8)
         batches = 0
         for b0, size in self.batches(n, batch_size):
-            u = torch.stack([torch.rand(self.length, generator=g, dtype=torch.float64)
-                             for g in sample_generators(seed, start + b0, size)])
+            u = examples_to_uniforms(seed, start + b0, size, (self.length,))
             lab = None if labels is None else labels[b0: b0 + size]
             codes = raster_sample(self.model, self.prefix(lab, size), u, self.codebook_size,
                                   temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,

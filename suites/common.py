@@ -86,6 +86,8 @@ def image_source_chunks(source: str, *, split: str = "test", grey: str = "error"
                 if len(buf) == chunk:
                     yield buf
                     buf = []
+            if limit is not None and seen >= limit:
+                break  # read no further chunk of the source
         if buf:
             yield buf
 

@@ -47,9 +47,10 @@ class FeatureAccumulator:
             self._sum, self._outer = np.zeros(d), np.zeros((d, d))
         elif f.shape[1] != self._shift.shape[0]:
             raise UserError(f"features of dimension {f.shape[1]} after {self._shift.shape[0]}-d ones")
-        x = f - self._shift
-        self._sum += x.sum(axis=0)
-        self._outer += x.T @ x
+        if self.keep is not None:  # with every row kept, statistics() takes two passes over the rows instead
+            x = f - self._shift
+            self._sum += x.sum(axis=0)
+            self._outer += x.T @ x
         self._keep_rows(f)
         self.n += len(f)
 
