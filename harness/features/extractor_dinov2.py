@@ -33,7 +33,7 @@ import numpy as np
 
 from genbench.errors import UserError
 from genbench.features.extractor_base import ResizingExtractor
-from genbench.features.weights import file_sha256
+from genbench.features.weights import file_sha256, is_trusted
 from genbench.registry import EXTRACTORS
 
 #: ImageNet's pixel mean and std (torchvision, DINOv2, dgm-eval, EDM2)
@@ -182,12 +182,12 @@ class Dinov2Extractor(ResizingExtractor):
         if self.path.is_dir():
             self.weights_files, self.weights_sha256 = dinov2_folder_weights(self.path)
         self.weights_label = KNOWN_DINOV2_WEIGHTS.get(self.weights_sha256)
-        if self.weights_label is None and not trust_unknown:
+        if self.weights_label is None and not is_trusted(self.weights_sha256, trust_unknown):
             raise UserError(
                 f"{self.path}: unknown DINOv2 weights, sha256 {self.weights_sha256}; genbench knows "
                 f"{len(KNOWN_DINOV2_WEIGHTS)} files (genbench.features.extractor_dinov2.KNOWN_DINOV2_WEIGHTS). "
-                f"Point at a known file, or pass trust_unknown=True / --trust-unknown (the numbers then carry "
-                f"this hash, not a reference one)")
+                f"Point at a known file, or pass trust_unknown=True / --trust-unknown, or add the hash to "
+                f"$GENBENCH_TRUSTED_SHA256 (the numbers then carry this hash, not a reference one)")
         super().__init__(mode=mode, device=device, threads=threads)
         import torch
         from transformers import Dinov2Model
@@ -231,7 +231,7 @@ class Dinov2Extractor(ResizingExtractor):
         import torch
 
         self.weights_files, self.weights_sha256 = [self.path], file_sha256(self.path)
-        if self.weights_sha256 not in KNOWN_DINOV2_WEIGHTS and not trust_unknown:
+        if self.weights_sha256 not in KNOWN_DINOV2_WEIGHTS and not is_trusted(self.weights_sha256, trust_unknown):
             return None, {}  # the gate below refuses it with the hash
         try:
             state = torch.load(str(self.path), map_location="cpu", weights_only=True)

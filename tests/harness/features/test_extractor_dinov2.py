@@ -13,6 +13,7 @@ from genbench.errors import UserError
 from genbench.features.build import build_extractor
 from genbench.features.extractor_clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from genbench.metrics import image as image_metrics
+from genbench.features.weights import file_sha256
 from tests.harness.features.helpers import (N, cli_main, digit_images, dinov2_reference_features, tiny_clip,
                                             tiny_dinov2, write_pngs)
 from tests.reference import assert_matches_reference
@@ -69,7 +70,7 @@ def test_fd_is_the_fid_code_path(data, capsys):
     assert r["fd_name"] == "fid" and r["fd"] == r["fid"] and r["metrics"] == ["fid"]
 
 
-def test_dinov2_weights_gate_and_config_errors(dino, tmp_path, capsys):
+def test_dinov2_weights_gate_and_config_errors(dino, tmp_path, capsys, monkeypatch):
     argv = ["fid", str(dino["a"]), str(dino["b"]), "--extractor"]
     assert cli_main(argv + [f"dinov2:{dino['dir']}"]) == 2
     err = capsys.readouterr().err.strip()
@@ -85,6 +86,11 @@ def test_dinov2_weights_gate_and_config_errors(dino, tmp_path, capsys):
         build_extractor(f"dinov2:{hub_file}")
     with pytest.raises(UserError, match="not a torch checkpoint"):
         build_extractor(f"dinov2:{hub_file}", trust_unknown=True)
+    # the one trust rule of every extractor file: a hash listed in $GENBENCH_TRUSTED_SHA256 passes the gate
+    monkeypatch.setenv("GENBENCH_TRUSTED_SHA256", file_sha256(hub_file))
+    with pytest.raises(UserError, match="not a torch checkpoint"):
+        build_extractor(f"dinov2:{hub_file}")
+    monkeypatch.delenv("GENBENCH_TRUSTED_SHA256")
     with pytest.raises(UserError, match="no config.json"):
         build_extractor(f"dinov2:{tmp_path}")
     with pytest.raises(UserError, match="mode='clip' is not available"):
