@@ -276,10 +276,7 @@ class TokenizerReconstruction(Suite):
             stats[what] = Statistics(mu=mu, sigma=sigma, n=n, source=f"{what} of {task}", kind="tokenizer",
                                      identity=identity)
         res = statistics_to_metrics(stats["reconstructions"], stats["originals"], ex, ["fid"])
-        warn = list(res["warnings"])
-        if n < stats["originals"].dim:
-            warn.append(f"rFID rests on {n} images, fewer than the {stats['originals'].dim} feature dimensions: "
-                        f"the value is a valid plug-in estimate but its variance is large")
+        warn = list(res["warnings"])  # statistics_to_metrics warns when n is below the feature dimension
         return Metric("rfid", res["fid"], unit="FID", higher_is_better=False, n=n, task=task,
                       convention={**conv, **ex_conv, "reference": f"the originals of {task} (same preprocessing)",
                                   "n_reference": n, "sqrtm": res["sqrtm"], "warnings": warn})
