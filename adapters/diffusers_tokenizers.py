@@ -109,6 +109,26 @@ class _DiffusersTokenizer(Tokenizer):
             yield s, min(s + self.batch_size, n)
 
 
+def vq_pixels_to_codes(model, x):
+    """A diffusers ``VQModel``'s codes of float pixels (B, C, H, W) in [-1, 1]: int64 (B, h, w),
+    the nearest codebook entries of the encoder's latents."""
+    latents = model.encode(x).latents
+    _, _, (_, _, idx) = model.quantize(latents)
+    return idx.reshape(len(x), latents.shape[2], latents.shape[3])
+
+
+def vq_codes_to_images(model, idx, code_dim: int, lookup: bool) -> np.ndarray:
+    """int64 codes (B, h, w) on the model's device -> uint8 images (B, H, W, C) by the ``round``
+    rule; ``lookup``: the model's ``lookup_from_codebook`` (its decoder takes the indices)."""
+    b, h, w = idx.shape
+    shape = (b, h, w, code_dim)
+    if lookup:
+        y = model.decode(idx, force_not_quantize=True, shape=shape).sample
+    else:
+        y = model.decode(model.quantize.get_codebook_entry(idx.reshape(-1), shape), force_not_quantize=True).sample
+    return _DiffusersTokenizer._to_uint8(y)
+
+
 class DiffusersVQ(_DiffusersTokenizer):
     """``VQModel`` behind the discrete interface: uint8 (N, H, W, C) <-> int64 codes (N, h, w)."""
 
@@ -136,9 +156,7 @@ class DiffusersVQ(_DiffusersTokenizer):
         out = np.empty((n, h, w), dtype=np.int64)
         with torch.inference_mode():
             for s, e in self._batched(n):
-                latents = self.model.encode(self._to_pixels(images[s:e])).latents
-                _, _, (_, _, idx) = self.model.quantize(latents)
-                out[s:e] = idx.reshape(e - s, latents.shape[2], latents.shape[3]).cpu().numpy()
+                out[s:e] = vq_pixels_to_codes(self.model, self._to_pixels(images[s:e])).cpu().numpy()
         return out
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -154,13 +172,7 @@ class DiffusersVQ(_DiffusersTokenizer):
         with torch.inference_mode():
             for s, e in self._batched(len(codes)):
                 idx = torch.from_numpy(codes[s:e].astype(np.int64)).to(self.device)
-                shape = (e - s, codes.shape[1], codes.shape[2], self.code_dim)
-                if self.lookup:
-                    y = self.model.decode(idx, force_not_quantize=True, shape=shape).sample
-                else:
-                    quant = self.model.quantize.get_codebook_entry(idx.reshape(-1), shape)
-                    y = self.model.decode(quant, force_not_quantize=True).sample
-                outs.append(self._to_uint8(y))
+                outs.append(vq_codes_to_images(self.model, idx, self.code_dim, self.lookup))
         return np.concatenate(outs) if outs else np.empty((0, 0, 0, self.channels), np.uint8)
 
 

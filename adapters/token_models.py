@@ -43,11 +43,11 @@ import torch
 
 from genbench.adapters import mdlm
 from genbench.adapters.conditioning import check_guidance, condition_to_labels, images_to_model_input
+from genbench.adapters.diffusers_tokenizers import vq_codes_to_images, vq_pixels_to_codes
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
 from genbench.adapters.sampling import examples_to_uniforms
 from genbench.errors import UserError
-from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 
 LAYOUT = ("use {name}:DIR with DIR holding vq/ (a diffusers VQModel.save_pretrained), transformer/ (a transformers "
@@ -173,18 +173,16 @@ class _TokenModel(Generator):
     @torch.inference_mode()
     def codes_to_images(self, codes: torch.Tensor) -> np.ndarray:
         """int64 (N, h*w) -> uint8 (N, H, W, C) through the VQ decoder, by the ``round`` rule."""
-        dim = self.vq.quantize.embedding.embedding_dim
-        z = self.vq.quantize.get_codebook_entry(codes.reshape(-1).to(self.device), (len(codes), *self.grid, dim))
-        x = self.vq.decode(z, force_not_quantize=True).sample.float()
-        return float_images_to_uint8(x.permute(0, 2, 3, 1).cpu().numpy(), "round")
+        idx = codes.reshape(len(codes), *self.grid).to(self.device)
+        lookup = bool(getattr(self.vq.config, "lookup_from_codebook", False))
+        return vq_codes_to_images(self.vq, idx, self.vq.quantize.embedding.embedding_dim, lookup)
 
     @torch.inference_mode()
     def images_to_codes(self, images: Any) -> torch.Tensor:
         """uint8 (N, H, W, C) -> int64 codes (N, h*w), the VQ encoder's nearest codes."""
         x = images_to_model_input(self.label, images, self.image_size, self.channels)
         x = torch.from_numpy(x).permute(0, 3, 1, 2).float().to(self.device) / 127.5 - 1.0
-        _, _, (_, _, idx) = self.vq.quantize(self.vq.encode(x).latents)
-        return idx.reshape(len(x), -1).cpu().long()
+        return vq_pixels_to_codes(self.vq, x).reshape(len(x), -1).cpu().long()
 
     @property
     def likelihood_unavailable_reason(self) -> str:
