@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.adapters.device import to_device
+from genbench.adapters.raster import cache_argument
 from genbench.adapters.sampling import examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -608,11 +609,12 @@ class HFCausalLM(Generator):
         seq = torch.full((size, 1), self.prefix_token_id, dtype=torch.int64, device=self.device)
         past = None
         calls = 0
+        cache_arg = cache_argument(self.model)
         for pos in range(self.length):
             if self.kv_cache:
                 inp = seq if past is None else seq[:, -1:]
-                out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = self.model(input_ids=inp, use_cache=True, **{cache_arg: past})
+                past = getattr(out, cache_arg)
             else:
                 out = self.model(input_ids=seq, use_cache=False)
             calls += 1

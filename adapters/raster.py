@@ -33,6 +33,12 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 
 @torch.inference_mode()
+def cache_argument(model) -> str:
+    """The keyword by which a transformers model's forward takes (and its output returns) the
+    key/value cache: transformers 5 renamed ``past_key_values`` to ``cache`` in some models."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int, *, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, null_prefix: torch.Tensor | None = None,
                   guidance_scale: float = 1.0, kv_cache: bool = True, name: str = "model") -> torch.Tensor:
@@ -50,8 +56,7 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
     seq = seq.to(device)
     b, length = prefix.shape[0], u.shape[1]
     past, out = None, []
-    # transformers 5 renamed past_key_values to cache
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_arg = cache_argument(model)
     for pos in range(length):
         if kv_cache:
             res = model(input_ids=seq if past is None else seq[:, -1:], use_cache=True, **{cache_arg: past})
