@@ -32,7 +32,7 @@ from genbench.interfaces import Tokenizer
 PIXEL_SCALING = "x / 127.5 - 1 ([-1, 1])"
 
 
-def _config_sha256(path: Path) -> str:
+def _checkpoint_files_sha256(path: Path) -> str:
     """sha256 over the checkpoint directory's files (names and bytes), in name order."""
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -86,7 +86,7 @@ class _DiffusersTokenizer(Tokenizer):
             self.resolution = (int(size), int(size))
         self.channels = int(c.in_channels)
         self.downsampling = 2 ** (len(c.block_out_channels) - 1)
-        self.weights_sha256 = _config_sha256(self.path)
+        self.weights_sha256 = _checkpoint_files_sha256(self.path)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "checkpoint": str(self.path), "weights_sha256": self.weights_sha256,

@@ -56,21 +56,23 @@ def imagegpt(path: Path, size: int = 8, clusters: int = 16) -> Path:
     return path
 
 
-def _vq(path: Path, codes: int) -> None:
+def _vq(path: Path, codes: int, lookup: bool = False) -> None:
+    """An 8x8 RGB <-> 4x4 codes VQModel; ``lookup``: aMUSEd's layout, whose decoder takes the
+    code indices (``lookup_from_codebook``)."""
     import diffusers
 
     torch.manual_seed(0)
     diffusers.VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                       up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
                       latent_channels=4, num_vq_embeddings=codes, norm_num_groups=4, sample_size=8,
-                      vq_embed_dim=4).save_pretrained(path)
+                      vq_embed_dim=4, lookup_from_codebook=lookup).save_pretrained(path)
 
 
-def token_ar(path: Path, *, codes: int = 16, classes: int | None = 3) -> Path:
+def token_ar(path: Path, *, codes: int = 16, classes: int | None = 3, lookup: bool = False) -> Path:
     """token-ar layout: VQ (8x8 RGB <-> 4x4 codes) + a Llama over codes, class tokens after them."""
     import transformers
 
-    _vq(path / "vq", codes)
+    _vq(path / "vq", codes, lookup)
     extra = (classes + 1) if classes else 1  # class tokens and the null class, or a BOS token
     config = transformers.LlamaConfig(vocab_size=codes + extra, hidden_size=32, intermediate_size=64,
                                       num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32)
@@ -83,11 +85,11 @@ def token_ar(path: Path, *, codes: int = 16, classes: int | None = 3) -> Path:
     return path
 
 
-def token_masked(path: Path, *, codes: int = 16, classes: int | None = 3) -> Path:
+def token_masked(path: Path, *, codes: int = 16, classes: int | None = 3, lookup: bool = False) -> Path:
     """token-masked layout: VQ + a BERT masked LM over [class token] + codes, mask id after them."""
     import transformers
 
-    _vq(path / "vq", codes)
+    _vq(path / "vq", codes, lookup)
     mask = codes + (classes + 1 if classes else 0)
     config = transformers.BertConfig(vocab_size=mask + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                      num_attention_heads=2, max_position_embeddings=32)

@@ -93,6 +93,29 @@ def test_token_masked_elbo_is_mdlms_and_batch_independent(ck):
     assert s.nfe_per_sample == 2 and s.info["sampler"].startswith("genbench.adapters.mdlm.masked_sample")
 
 
+@pytest.mark.parametrize("kind", ["token-ar", "token-masked"])
+def test_a_vq_that_decodes_from_indices_gives_the_same_images(kind, tmp_path):
+    """aMUSEd's VQ decodes code indices itself (``lookup_from_codebook``); the adapters must hand
+    it indices, and get the images the same weights give from the codebook entries."""
+    import diffusers
+
+    build = ic.token_ar if kind == "token-ar" else ic.token_masked
+    g = build_adapter(f"{kind}:{build(tmp_path / 'lookup', lookup=True)}")
+    assert g.vq.config.lookup_from_codebook
+    plain = diffusers.VQModel.from_pretrained(build(tmp_path / "plain") / "vq")  # same seed: same weights
+    assert not plain.config.lookup_from_codebook
+    codes = torch.from_numpy(np.random.default_rng(4).integers(0, 16, (3, 16)))
+    with torch.no_grad():
+        entries = plain.quantize.get_codebook_entry(codes.reshape(-1), (3, 4, 4, 4))
+        want = plain.decode(entries, force_not_quantize=True).sample
+    want = np.clip(np.rint(127.5 * want.permute(0, 2, 3, 1).double().numpy() + 127.5), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(g.codes_to_images(codes), want)
+    # and the whole path runs: sampled images decode, images encode back to codes of the codebook
+    s = g.sample(2, seed=0, steps=2) if kind == "token-masked" else g.sample(2, seed=0)
+    assert s.images.shape == (2, 8, 8, 3) and s.images.dtype == np.uint8
+    assert g.images_to_codes(s.images).max() < 16
+
+
 def test_layout_errors_name_the_adapter_and_file(ck, tmp_path):
     import shutil
 
