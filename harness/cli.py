@@ -127,7 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if distributed.world_size() > 1:  # rank 0 alone knows the outcome; every rank exits with it
             results = distributed.broadcast_from_rank0(results)
             if lead:
-                print(distributed.calls_summary())
+                from genbench.features.ranks import counts_summary
+
+                print(f"{distributed.calls_summary()}; {counts_summary()}")
     finally:
         distributed.finish()
     failed = [r for r in results if r.status == "failed"]

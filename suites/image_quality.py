@@ -35,7 +35,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from genbench.errors import UserError
-from genbench.interfaces import Generator, sample_start_kwargs
+from genbench.features import ranks
+from genbench.interfaces import Generator
 from genbench.metrics import image as image_metrics
 from genbench.registry import EXTRACTORS
 from genbench.suite import Metric, Suite, SuiteContext
@@ -92,14 +93,22 @@ class ImageQuality(Suite):
         extractor = EXTRACTORS.get(o["extractor"])()
         reference = reference_images(o["dataset"], o["reference_split"])
         n = int(o["n_samples"])
-        samples = generator.sample(n, seed=ctx.seed, batch_size=int(o["batch_size"]), steps=o["steps"])
-        samples.validate(n, "image")
-        images_to_grid_png(samples.images[:128], ctx.artifacts / "samples.png")
+        # under torchrun each rank draws and measures its range of the samples (and of the
+        # reference and train images); the features are gathered in rank order (features.ranks)
+        samples, a, b = ranks.draw_rank_part(generator, n, seed=ctx.seed, batch_size=int(o["batch_size"]),
+                                             steps=o["steps"])
+        if samples is not None:
+            samples.validate(b - a, "image")
+        grid = ranks.images_on_rank0(None if samples is None else samples.images, a, 128)
+        if grid is not None:
+            images_to_grid_png(grid, ctx.artifacts / "samples.png")
+        nfe_per_sample = ranks.nfe_per_sample_of_parts(ranks.parts_in_rank_order(
+            (None if samples is None else samples.nfe_per_sample, b - a)))
 
-        f_ref = extractor.features(reference)
-        f_gen = extractor.features(samples.images)
+        f_ref = ranks.rank_range_to_features(lambda i, j: extractor.features(reference[i:j]), len(reference))
+        f_gen = ranks.rows_in_rank_order(None if samples is None else extractor.features(samples.images))
         train = subset(reference_images(o["dataset"], "train"), len(reference), seed=0)
-        f_train = extractor.features(train)
+        f_train = ranks.rank_range_to_features(lambda i, j: extractor.features(train[i:j]), len(train))
         mu_r, sigma_r = image_metrics.features_to_statistics(f_ref)
 
         convention = {
@@ -110,7 +119,7 @@ class ImageQuality(Suite):
             "n_reference": int(len(reference)),
             "n_samples": n,
             "sqrtm": "eigh",
-            "nfe_per_sample": samples.nfe_per_sample,
+            "nfe_per_sample": nfe_per_sample,
             "steps": o["steps"],
         }
         few = image_metrics.fid_sample_warning(n, f_gen.shape[1])
@@ -363,32 +372,46 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
     o = ctx.options
     chunk = max(1, int(o["sample_chunk"]))
     png_dir = ctx.artifacts / "samples" if o["save_png"] else None
-    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in extractors]
+    # per extractor, per chunk: this rank's outputs (under torchrun, of its range of each chunk)
+    parts: list[list[dict[str, np.ndarray] | None]] = [[] for _ in extractors]
     declared: set[str] = set()
     nfe = 0.0
     label_lines = ["file,label"]
     for k, start in enumerate(range(0, n, chunk)):
         size = min(chunk, n - start)
         condition = None if labels is None else labels[start: start + size]
-        s = generator.sample(size, seed=ctx.seed, batch_size=int(o["batch_size"]), condition=condition,
-                             steps=o["steps"], **sample_start_kwargs(generator, start))
-        s.validate(size, "image")
-        nfe += s.nfe_per_sample * size
-        rule = s.info.get("quantisation") if isinstance(s.info, dict) else None
-        if rule is not None:
-            declared.add(str(rule))
-        if k == 0:
-            h = s.images.shape[1]
-            images_to_grid_png(s.images[:32], ctx.artifacts / "samples.png", columns=8, scale=max(1, 32 // h))
-        if png_dir is not None:
-            label_lines += _save_pngs(s.images, png_dir, start, condition)
+        s, a, b = ranks.draw_rank_part(generator, size, seed=ctx.seed, start=start, batch_size=int(o["batch_size"]),
+                                       condition=condition, steps=o["steps"])
+        if s is not None:
+            s.validate(b - a, "image")
+            nfe += s.nfe_per_sample * (b - a)
+            rule = s.info.get("quantisation") if isinstance(s.info, dict) else None
+            if rule is not None:
+                declared.add(str(rule))
+        if k == 0 or png_dir is not None:  # rank 0 alone writes: it gets the images it writes
+            images = ranks.images_on_rank0(None if s is None else s.images, a, None if png_dir else 32)
+            if images is not None and k == 0:
+                h = images.shape[1]
+                images_to_grid_png(images[:32], ctx.artifacts / "samples.png", columns=8, scale=max(1, 32 // h))
+            if images is not None and png_dir is not None:
+                label_lines += _save_pngs(images, png_dir, start, condition)
         for ex, spatial, own in zip(extractors, spatials, parts):
-            if hasattr(ex, "outputs"):
+            if s is None:
+                own.append(None)
+            elif hasattr(ex, "outputs"):
                 own.append(ex.outputs(s.images, spatial=spatial))
             else:
                 own.append({"features": np.asarray(ex.features(s.images), dtype=np.float64)})
-    if png_dir is not None and labels is not None:
+    if png_dir is not None and labels is not None and ranks.is_writer():
         (png_dir / "labels.csv").write_text("\n".join(label_lines) + "\n")
+    # every rank's parts, in image order: chunk by chunk, rank by rank (one process: its own)
+    by_rank = ranks.parts_in_rank_order((parts, nfe, declared))
+    if len(by_rank) > 1:
+        ranks.COUNTS["features split"] += 1
+        parts = [[r[0][e][k] for k in range(len(own)) for r in by_rank if r[0][e][k] is not None]
+                 for e, own in enumerate(parts)]
+        nfe = sum(r[1] for r in by_rank)
+        declared = set().union(*(r[2] for r in by_rank))
     configured = o.get("quantisation")
     if configured and declared and declared != {str(configured)}:
         raise UserError(f"[suite.image_quality] quantisation = {configured!r}, but the adapter "

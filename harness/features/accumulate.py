@@ -97,5 +97,42 @@ class FeatureAccumulator:
             return np.concatenate(self._rows) if self._rows else None
         return self._reservoir
 
+    # --- parts of one pass, made apart (torchrun ranks) and merged: genbench.features.ranks -------
+    def part(self) -> dict:
+        """This accumulator's sufficient statistics, picklable: ``n``, ``shift`` (D,), ``sum`` (D,)
+        and ``outer`` (D, D) about the shift (None before any row, or when every row is kept), and
+        ``rows`` (every kept row, in order, when ``keep`` is None)."""
+        return {"n": self.n, "keep": self.keep, "shift": self._shift, "sum": self._sum, "outer": self._outer,
+                "rows": self.rows() if self.keep is None else None}
+
+    @classmethod
+    def merged(cls, parts: list[dict], keep: int | None = 0) -> "FeatureAccumulator":
+        """One accumulator from the ``part()`` of accumulators that saw consecutive pieces of the
+        rows, in that order: every row kept (``keep`` None) is the rows concatenated (so the
+        statistics are the two-pass ones, as from one pass); else float64 sums, each part's
+        re-centred on the first non-empty part's shift ``c`` and added in list order:
+        ``s + n d`` and ``S + s d^T + d s^T + n d d^T`` with ``d = c_part - c``. A capped
+        reservoir (keep > 0) cannot be merged into the one a single pass keeps."""
+        if keep is not None and keep > 0:
+            raise UserError(f"a reservoir of {keep} rows from parts is not the single pass's; merge keep=0 or None")
+        out = cls(keep)
+        for p in parts:
+            if not p["n"]:
+                continue
+            if keep is None:
+                out._rows.append(np.asarray(p["rows"], dtype=np.float64))
+                out.n += p["n"]
+                continue
+            if out._shift is None:
+                out._shift, out._sum, out._outer = p["shift"].copy(), p["sum"].copy(), p["outer"].copy()
+            else:
+                if p["shift"].shape != out._shift.shape:
+                    raise UserError(f"features of dimension {p['shift'].shape[0]} after {out._shift.shape[0]}-d ones")
+                d = p["shift"] - out._shift
+                out._sum += p["sum"] + p["n"] * d
+                out._outer += p["outer"] + np.outer(p["sum"], d) + np.outer(d, p["sum"]) + p["n"] * np.outer(d, d)
+            out.n += p["n"]
+        return out
+
 
 __all__ = ["FeatureAccumulator", "STREAM_IMAGES"]

@@ -192,14 +192,21 @@ def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool,
 def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool, keep: int | None = 0,
                            seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """One streamed pass: ``FeatureAccumulator``s of ``features`` (keeping rows as ``keep`` says)
-    and, when asked, ``spatial`` (keeping none): never all features in memory unless kept."""
+    and, when asked, ``spatial`` (keeping none): never all features in memory unless kept.
+    Under torchrun each rank streams its range of the images and the accumulators are merged
+    (``genbench.features.ranks``)."""
+    from genbench.features import ranks
     from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
 
+    split, lengths = ranks.splits_accumulation(keep), []
     acc = {"features": FeatureAccumulator(keep, seed)}
-    for part in source_to_output_parts(ex, src, batch_size, spatial, rows=STREAM_IMAGES, workers=workers):
+    for part in source_to_output_parts(ex, ranks.source_rank_part(src, lengths) if split else src, batch_size,
+                                       spatial, rows=STREAM_IMAGES, workers=workers):
         _check_features(part["features"], 2, src)
         for key, value in part.items():
             acc.setdefault(key, FeatureAccumulator(0)).add(value)
+    if split:
+        acc = ranks.reduce_accumulators(acc, keep, lengths)
     _check_features(np.zeros((acc["features"].n, 1)), acc["features"].n, src)
     return acc
 
@@ -214,11 +221,15 @@ def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, ca
     common = dict(source=src.label, kind=src.kind, identity=identity, data_hash=data_hash,
                   preprocessing=src.preprocessing)
     if target is not None and not keep_features:
+        from genbench.features.ranks import all_ranks
+
         hit = read_cache(target, key)
-        if hit is not None and (not spatial or "mu_s" in hit):
+        if all_ranks(hit is not None and (not spatial or "mu_s" in hit)):  # under torchrun: all hit, or all compute
             return Statistics(mu=hit["mu"], sigma=hit["sigma"], n=int(hit["n"]), cache_file=str(target),
                               from_cache=True, mu_s=hit.get("mu_s") if spatial else None,
                               sigma_s=hit.get("sigma_s") if spatial else None, **common)
+    from genbench.features.ranks import is_writer
+
     acc = source_to_accumulators(ex, src, batch_size, spatial, keep=feature_cap if keep_features else 0,
                                  workers=workers)
     mu, sigma = acc["features"].statistics(src.label)
@@ -226,7 +237,7 @@ def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, ca
     if "spatial" in acc:
         mu_s, sigma_s = acc["spatial"].statistics(f"{src.label} (spatial)")
     n = acc["features"].n
-    if target is not None:  # only after the whole pass succeeded
+    if target is not None and is_writer():  # only after the whole pass succeeded; rank 0 alone under torchrun
         write_statistics_npz(target, mu, sigma, n=n, identity=identity, mu_s=mu_s, sigma_s=sigma_s,
                              extra={"genbench_key": key, "genbench_source": src.label,
                                     "genbench_data_hash": data_hash, "genbench_preprocessing": src.preprocessing})
