@@ -21,6 +21,7 @@ from genbench.features.loaders import ArrayImage
 from genbench.features.sources import ImageSource
 from genbench.features.statistics import source_to_accumulators
 from genbench.store import deterministic_fields
+from tests.harness import test_shard
 
 REDUCE = ranks.reduce_accumulators
 #: statistics merged from parts vs one pass: float64 rounding of another summation order
@@ -122,8 +123,7 @@ def test_outside_torchrun_every_helper_is_the_one_process_path():
 
 # --- one torchrun run (two ranks, gloo) against one process ----------------------------------
 SCRIPT = Path(__file__).with_name("ranks_run.py")
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+ONE_THREAD = {**test_shard.ONE_THREAD, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
               "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[2]), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -131,16 +131,6 @@ def _records(out: Path) -> list[dict]:
     """Deterministic fields, the run's own folder (in ``saved_png``) written as OUT."""
     text = (out / "records.jsonl").read_text().replace(json.dumps(str(out))[1:-1], "OUT")
     return [deterministic_fields(json.loads(line)) for line in text.splitlines()]
-
-
-def _close(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) <= REL * max(abs(a), abs(b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 @pytest.mark.slow
@@ -189,7 +179,7 @@ kid_subset_size = 1000
     assert len(got) == len(want) > 10 and {r["suite"] for r in got} == {"image_quality", "image_quality_reference"}
     assert {r["metric"] for r in got} >= {"fid", "fid_train_floor", "kid", "precision", "density"}
     for g, w in zip(got, want):
-        assert _close(g, w), (g, w)
+        assert test_shard._close(g, w), (g, w)  # numbers to 1e-12 relative, everything else exactly
     # rank 0 wrote every PNG, the same bytes as one process
     pngs = {n: sorted((o / "artifacts").rglob("samples/*.png")) for n, (o, _) in outs.items()}
     assert len(pngs[2]) == 11 and [p.read_bytes() for p in pngs[2]] == [p.read_bytes() for p in pngs[1]]
