@@ -71,7 +71,7 @@ import torch
 
 from genbench.adapters import hf, mdlm
 from genbench.adapters.mdlm import (ORDERS, SAMPLING_EPS, SCHEDULES, TIMESTEPS, WEIGHTS, check_mc_samples,
-                                    masked_sample, sequences_to_elbo, unmask_counts)
+                                    masked_sample, unmask_counts)
 from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -317,14 +317,15 @@ class HFMaskedDiffusionLM(Generator):
 
         Draws are keyed by the document's content (and ``seed``), not its position, so
         ``start`` is unused: the estimate of a document does not depend on the call."""
+        return self.likelihood_grid(batch, seed=seed, start=start).whole()
+
+    def likelihood_grid(self, batch: Any, *, seed: int = 0, start: int = 0) -> mdlm.ElboGrid:
+        """``log_likelihood``'s (window, Monte Carlo sample) grid, computed in parts (``mdlm.ElboGrid``):
+        windows of one input width form a block (scored together), widest first."""
         with _as_this_adapter():  # hf-causal-lm's checks of the documents and their tokens
             docs = hf.HFCausalLM._documents(self, batch)  # type: ignore[arg-type]
             token_lists = hf.HFCausalLM._tokenize(self, docs) if docs else []  # type: ignore[arg-type]
         L = self.max_length
-        info = {**self.likelihood_info(), "windows": 0}
-        if not docs:
-            return LogLikelihood(nll=np.zeros(0), units=np.zeros(0), unit="token", kind=LikelihoodKind.UPPER_BOUND,
-                                 stderr=np.zeros(0), mc_samples=self.mc_samples, info=info)
         windows: list[tuple[int, int, list[int], tuple[int, ...]]] = []  # (doc, window, ids, RNG key)
         seen: dict[int, int] = {}
         for d, toks in enumerate(token_lists):
@@ -337,48 +338,56 @@ class HFMaskedDiffusionLM(Generator):
             occurrence = seen[key] = seen.get(key, -1) + 1  # a repeated document gets fresh noise
             for w, start in enumerate(range(0, len(toks), L)):
                 windows.append((d, w, toks[start: start + L], (key, occurrence, w)))
-        info["windows"] = len(windows)
-        nll_w, se_w = self._score_windows(windows, seed)
-        owner = np.array([d for d, _, _, _ in windows])
-        bad = ~np.isfinite(nll_w)
-        if bad.any():
-            d, w = windows[int(np.argmax(bad))][:2]
-            raise UserError(f"{NAME}: the model gives probability 0 (a logit of -inf) to a token of document {d}, "
-                            f"window {w} ({self.resolved_path}); its NLL bound is infinite: check the weights and "
-                            "that the tokenizer belongs to this model")
-        nll = np.bincount(owner, weights=nll_w, minlength=len(docs))
-        se = np.sqrt(np.bincount(owner, weights=se_w ** 2, minlength=len(docs)))  # windows are independent
+        info = {**self.likelihood_info(), "windows": len(windows)}
         units = np.array([len(t) for t in token_lists], dtype=np.float64)
-        return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.UPPER_BOUND, stderr=se,
-                             mc_samples=self.mc_samples, info=info)
+        owner = np.array([d for d, _, _, _ in windows], dtype=np.int64)
+        blocks, order = self._window_blocks(windows)
+        first_rows = np.cumsum([0] + [len(ids) for ids, _, _ in blocks])  # each block's first grid row
 
-    def _score_windows(self, windows: list[tuple[int, int, list[int], tuple[int, ...]]],
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(nll (W,), stderr (W,)) of each window, windows of one input width scored together."""
+        def finish(nll_b: np.ndarray, se_b: np.ndarray) -> LogLikelihood:
+            nll_w, se_w = np.zeros(len(windows)), np.zeros(len(windows))
+            nll_w[order], se_w[order] = nll_b, se_b
+            if np.isnan(nll_b).any():  # NaN or +inf logits: find and name them with the checked forward
+                r = int(np.argmax(np.isnan(nll_b)))
+                block = int(np.searchsorted(first_rows, r, side="right")) - 1
+                rows, d = blocks[block][0], windows[order[r]][0]
+                where = f"on document {d} (windows of {rows.shape[1]} positions)"
+                self.logits(rows[r - first_rows[block]: r - first_rows[block] + 1], where=where)
+                raise UserError(f"{NAME}: model produced NaN logits {where} for some masked inputs "
+                                f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
+                                "check the weights, or load in float32 (option dtype=\"float32\") if a "
+                                "half-precision model overflows")
+            bad = ~np.isfinite(nll_w)
+            if bad.any():
+                d, w = windows[int(np.argmax(bad))][:2]
+                raise UserError(f"{NAME}: the model gives probability 0 (a logit of -inf) to a token of document {d}, "
+                                f"window {w} ({self.resolved_path}); its NLL bound is infinite: check the weights and "
+                                "that the tokenizer belongs to this model")
+            nll = np.bincount(owner, weights=nll_w, minlength=len(docs))
+            se = np.sqrt(np.bincount(owner, weights=se_w ** 2, minlength=len(docs)))  # windows are independent
+            return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.UPPER_BOUND, stderr=se,
+                                 mc_samples=self.mc_samples, info=info)
+
+        return mdlm.sequences_to_elbo_grid(self._device_logits, blocks, self.mask_id, finish,
+                                           mc_samples=self.mc_samples, seed=seed, timesteps=self.timesteps,
+                                           weight=self.weight, batch_size=self.batch_size)
+
+    def _window_blocks(self, windows: list[tuple[int, int, list[int], tuple[int, ...]]]
+                       ) -> tuple[list[mdlm.ElboBlock], np.ndarray]:
+        """Windows of one input width as one block of rows (ids, lengths, RNG keys), widest
+        first, and each grid row's window index (W,)."""
         L = self.max_length
         width = [L if self.short_window == "mask-padded" else len(ids) for _, _, ids, _ in windows]
-        nll, se = np.zeros(len(windows)), np.zeros(len(windows))
+        blocks, order = [], []
         for n in sorted(set(width), reverse=True):
             idx = [i for i, w in enumerate(width) if w == n]
             rows = torch.full((len(idx), n), self.mask_id, dtype=torch.int64)
             for r, i in enumerate(idx):
                 ids = windows[i][2]
                 rows[r, : len(ids)] = torch.as_tensor(ids, dtype=torch.int64)
-            with torch.inference_mode():  # the sums stay on the device until sequences_to_elbo's one read
-                out = sequences_to_elbo(self._device_logits, rows, self.mask_id,
-                                        mc_samples=self.mc_samples, seed=seed, timesteps=self.timesteps,
-                                        weight=self.weight, lengths=[len(windows[i][2]) for i in idx],
-                                        row_keys=[windows[i][3] for i in idx], batch_size=self.batch_size)
-            nll[idx], se[idx] = out
-            if np.isnan(out[0]).any():  # NaN or +inf logits: find and name them with the checked forward
-                r = int(np.argmax(np.isnan(out[0])))
-                d = windows[idx[r]][0]
-                self.logits(rows[r: r + 1], where=f"on document {d} (windows of {n} positions)")
-                raise UserError(f"{NAME}: model produced NaN logits on document {d} (windows of {n} positions) "
-                                f"for some masked inputs ({self.resolved_path}, dtype "
-                                f"{str(self.model.dtype).removeprefix('torch.')}); check the weights, or load in "
-                                "float32 (option dtype=\"float32\") if a half-precision model overflows")
-        return nll, se
+            blocks.append((rows, [len(windows[i][2]) for i in idx], [windows[i][3] for i in idx]))
+            order += idx
+        return blocks, np.asarray(order, dtype=np.int64)
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,

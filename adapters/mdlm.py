@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -189,6 +190,7 @@ def sequences_to_elbo_terms(
     lengths: Sequence[int] | None = None,
     row_keys: Sequence[Sequence[int]] | None = None,
     batch_size: int = 256,
+    samples: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-timestep ELBO terms: ids (B, L) int64 -> (terms (B, K) nats, t (B, K)).
 
@@ -197,47 +199,64 @@ def sequences_to_elbo_terms(
     beyond ``lengths[b]`` are padding: always masked, never scored (the bound is then on the
     first ``lengths[b]`` ids, the rest left unknown). ``row_keys[b]`` keys row b's RNG
     (default ``(b,)``); ``batch_size`` is rows per forward pass (B*K rows in all).
+
+    samples: a range ``[s0, s1)`` of the row-major flat index ``b * K + k`` of the (B, K) grid:
+    only those forward passes are run and ``(terms (s1 - s0,), t (s1 - s0,))`` come back flat.
+    A row touched by the range still draws all its K timesteps and masks from its keyed
+    generator, so the part equals the same slice of the whole (torchrun ranks split a call so).
     """
     ids = torch.as_tensor(ids, dtype=torch.int64)
     if ids.ndim != 2:
         raise ValueError(f"ids must be (B, L), got {tuple(ids.shape)}")
     b, length = ids.shape
     k = int(mc_samples)
+    s0, s1 = (0, b * k) if samples is None else (int(samples[0]), int(samples[1]))
+    if not 0 <= s0 <= s1 <= b * k:
+        raise ValueError(f"samples must be a range within [0, {b * k}] (B={b} x K={k}), got {samples}")
     lengths_t = torch.full((b,), length) if lengths is None else torch.as_tensor(lengths, dtype=torch.int64)
     keys = [(i,) for i in range(b)] if row_keys is None else [tuple(r) for r in row_keys]
-    w = torch.empty(b, k, dtype=torch.float64)
-    t = torch.empty(b, k, dtype=torch.float64)
-    sums: torch.Tensor | None = None   # (B*K,) float64 on the logits' device, read back once
+    w = torch.empty(s1 - s0, dtype=torch.float64)
+    t_out = torch.empty(s1 - s0, dtype=torch.float64)
+    sums: torch.Tensor | None = None   # (s1 - s0,) float64 on the logits' device, read back once
     # A few sequences at a time, so memory stays at about batch_size rows of masks; the
     # masks are drawn on the CPU (keyed generators) while the device works on the last chunk.
     per_group = max(1, batch_size // k)
-    for g0 in range(0, b, per_group):
-        rows = range(g0, min(b, g0 + per_group))
+    for g0 in range(s0 // k, -(-s1 // k), per_group):
+        rows = range(g0, min(-(-s1 // k), g0 + per_group))
+        t = torch.empty(len(rows), k, dtype=torch.float64)
         us = torch.empty(len(rows), k, length, dtype=torch.float64)
         for i in rows:
             gen = example_generator(seed, keys[i], stream="likelihood")
-            t[i] = draw_timesteps(gen, k, timesteps, eps=eps, replicates=replicates)
+            t[i - g0] = draw_timesteps(gen, k, timesteps, eps=eps, replicates=replicates)
             us[i - g0] = torch.rand(k, length, generator=gen, dtype=torch.float64)
+        # this group's (example, sample) pairs inside [s0, s1), and where they go in the output
+        lo, hi = max(s0, g0 * k) - g0 * k, min(s1, (g0 + len(rows)) * k) - g0 * k
+        at = g0 * k + lo - s0
         x = ids[g0: g0 + len(rows)]
         scored = torch.arange(length)[None, :] < lengths_t[g0: g0 + len(rows), None]   # (g, L)
-        masked = (us < t[g0: g0 + len(rows), :, None]) & scored[:, None]               # (g, K, L)
-        xt = torch.where(masked | ~scored[:, None], mask_id, x[:, None]).reshape(-1, length)
+        masked = (us < t[:, :, None]) & scored[:, None]                                # (g, K, L)
+        xt = torch.where(masked | ~scored[:, None], mask_id, x[:, None]).reshape(-1, length)[lo:hi]
         # padding may hold any id (the mask id included): never gathered as a target
-        flat_x, flat_m = torch.where(scored, x, 0).repeat_interleave(k, 0), masked.reshape(-1, length)
+        flat_x = torch.where(scored, x, 0).repeat_interleave(k, 0)[lo:hi]
+        flat_m = masked.reshape(-1, length)[lo:hi]
         for s in range(0, len(xt), batch_size):
             x_chunk = xt[s: s + batch_size]
             logits = logits_fn(x_chunk)
             if sums is None:
-                sums = torch.empty(b * k, dtype=torch.float64, device=logits.device)
+                sums = torch.empty(s1 - s0, dtype=torch.float64, device=logits.device)
             dev = logits.device
-            sums[g0 * k + s: g0 * k + s + len(x_chunk)] = masked_targets_to_nll(
+            sums[at + s: at + s + len(x_chunk)] = masked_targets_to_nll(
                 logits, to_device(flat_x[s: s + batch_size], dev), to_device(flat_m[s: s + batch_size], dev), mask_id)
         if weight == "rao-blackwell":
-            w[g0: g0 + len(rows)] = mask_count_weights(masked.sum(dim=2), lengths_t[g0: g0 + len(rows), None], eps)
+            w[at: at + hi - lo] = mask_count_weights(masked.sum(dim=2), lengths_t[g0: g0 + len(rows), None],
+                                                     eps).reshape(-1)[lo:hi]
         else:
-            w[g0: g0 + len(rows)] = 1.0 / t[g0: g0 + len(rows)]
+            w[at: at + hi - lo] = (1.0 / t).reshape(-1)[lo:hi]
+        t_out[at: at + hi - lo] = t.reshape(-1)[lo:hi]
     sums_cpu = sums.cpu() if sums is not None else torch.zeros(0, dtype=torch.float64)
-    return sums_cpu.view(b, k) * w, t
+    if samples is None:
+        return sums_cpu.view(b, k) * w.view(b, k), t_out.view(b, k)
+    return sums_cpu * w, t_out
 
 
 def masked_targets_to_nll(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor,
@@ -275,6 +294,15 @@ def sequences_to_elbo(
     ``mc_samples`` forward passes per sequence; ``replicates`` only for ``"systematic"``
     (default: the largest divisor of K up to 8 that leaves at least 2 points per replicate).
     """
+    k, r = check_elbo_options(mc_samples, timesteps, weight, replicates)
+    terms, _ = sequences_to_elbo_terms(logits_fn, ids, mask_id, mc_samples=k, seed=seed, timesteps=timesteps,
+                                       eps=eps, replicates=r, weight=weight, lengths=lengths, row_keys=row_keys,
+                                       batch_size=batch_size)
+    return elbo_terms_to_estimate(terms, timesteps, r)
+
+
+def check_elbo_options(mc_samples: Any, timesteps: str, weight: str, replicates: int | None = None) -> tuple[int, int]:
+    """-> (K, systematic replicates: 1 unless ``timesteps == "systematic"``); a bad option is a UserError."""
     k = check_mc_samples(mc_samples)
     if weight not in WEIGHTS:
         raise UserError(f"weight must be one of {WEIGHTS}, got {weight!r}")
@@ -285,10 +313,78 @@ def sequences_to_elbo(
         r = replicates or max([d for d in range(2, 9) if k % d == 0 and k // d >= 2] or [k])
         if r < 2 or k % r:
             raise UserError(f"systematic timesteps need replicates >= 2 dividing mc_samples={k}; got {r}")
-    terms, _ = sequences_to_elbo_terms(logits_fn, ids, mask_id, mc_samples=k, seed=seed, timesteps=timesteps,
-                                       eps=eps, replicates=r, weight=weight, lengths=lengths, row_keys=row_keys,
-                                       batch_size=batch_size)
-    return elbo_terms_to_estimate(terms, timesteps, r)
+    return k, r
+
+
+#: one block of rows of an ELBO grid: ids (n, L) int64, lengths (n,) (None: all L), row keys (n,)
+ElboBlock = tuple[torch.Tensor, Sequence[int] | None, Sequence[Sequence[int]]]
+
+
+@dataclass
+class ElboGrid:
+    """One ``log_likelihood`` call's Monte Carlo forward passes: the row-major (R, K) grid of
+    (row, sample index) ELBO terms, R the sequences (or windows) scored, K = ``mc_samples``.
+
+    ``terms(s0, s1)`` runs only the forward passes of the flat range ``[s0, s1)`` of the grid
+    (index ``row * K + k``) and returns their terms, (s1 - s0,) float64 nats: every row draws
+    all its K timesteps and masks from its own keyed generator, so parts concatenated equal the
+    whole. ``to_likelihood(terms (R, K))`` makes the call's LogLikelihood through
+    ``elbo_terms_to_estimate``. An adapter's ``log_likelihood`` is ``likelihood_grid(...).whole()``;
+    torchrun ranks each compute a contiguous flat range and gather them (``genbench.distributed``),
+    so one process and N ranks share the combine step exactly.
+    """
+
+    rows: int
+    mc_samples: int
+    terms: Callable[[int, int], np.ndarray]
+    to_likelihood: Callable[[np.ndarray], LogLikelihood]
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.mc_samples
+
+    def whole(self) -> LogLikelihood:
+        return self.to_likelihood(self.terms(0, self.size).reshape(self.rows, self.mc_samples))
+
+
+def sequences_to_elbo_grid(
+    logits_fn: LogitsFn,
+    blocks: Sequence[ElboBlock],
+    mask_id: int,
+    finish: Callable[[np.ndarray, np.ndarray], LogLikelihood],
+    *,
+    mc_samples: int,
+    seed: int,
+    timesteps: str = "antithetic",
+    weight: str = "rao-blackwell",
+    replicates: int | None = None,
+    batch_size: int = 256,
+) -> ElboGrid:
+    """The ELBO grid of rows given as blocks (each of one input width; the grid's rows are the
+    blocks' rows in order), ``finish(nll (R,), stderr (R,))`` turning the rows' estimates into
+    the call's LogLikelihood (a document's windows summed, say)."""
+    k, r = check_elbo_options(mc_samples, timesteps, weight, replicates)
+    counts = [len(ids) for ids, _, _ in blocks]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int) * k
+
+    def terms(s0: int, s1: int) -> np.ndarray:
+        parts = [np.zeros(0)]
+        with torch.inference_mode():  # the sums stay on the device until one read per block
+            for (ids, lengths, keys), o0, o1 in zip(blocks, offsets[:-1], offsets[1:]):
+                lo, hi = max(s0, o0) - o0, min(s1, o1) - o0
+                if hi > lo:
+                    part, _ = sequences_to_elbo_terms(logits_fn, ids, mask_id, mc_samples=k, seed=seed,
+                                                      timesteps=timesteps, replicates=r, weight=weight,
+                                                      lengths=lengths, row_keys=keys, batch_size=batch_size,
+                                                      samples=(lo, hi))
+                    parts.append(part.numpy())
+        return np.concatenate(parts)
+
+    def to_likelihood(grid: np.ndarray) -> LogLikelihood:
+        nll, se = elbo_terms_to_estimate(torch.as_tensor(grid, dtype=torch.float64).reshape(-1, k), timesteps, r)
+        return finish(nll, se)
+
+    return ElboGrid(rows=int(sum(counts)), mc_samples=k, terms=terms, to_likelihood=to_likelihood)
 
 
 def check_mc_samples(mc_samples: Any) -> int:
@@ -548,14 +644,14 @@ class _MaskedModel(Generator):
         unmask_counts(length, s, self.schedule)
         return s
 
-    def _elbo(self, ids: torch.Tensor, seed: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+    def _elbo_grid(self, block: ElboBlock, seed: int,
+                   finish: Callable[[np.ndarray, np.ndarray], LogLikelihood]) -> ElboGrid:
         def device_logits(x: torch.Tensor) -> torch.Tensor:  # left on the device: the ELBO sums there
             return self.model(to_device(x, self.device))
 
-        with torch.inference_mode():
-            return sequences_to_elbo(device_logits, ids, self.mask_id, mc_samples=self.mc_samples, seed=seed,
-                                     timesteps=self.timesteps, weight=self.weight,
-                                     batch_size=self.eval_batch_size, **kw)
+        return sequences_to_elbo_grid(device_logits, [block], self.mask_id, finish, mc_samples=self.mc_samples,
+                                      seed=seed, timesteps=self.timesteps, weight=self.weight,
+                                      batch_size=self.eval_batch_size)
 
 
 @ADAPTERS.register("masked-digits")
@@ -597,16 +693,23 @@ class MaskedDigits(_MaskedModel):
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0) -> LogLikelihood:
         """uint8 images (N, 8, 8, 1) -> ELBO in nats per image over 64 dimensions; image ``i``
         draws from ``example_generator(seed, start + i, stream="likelihood")``."""
+        return self.likelihood_grid(batch, seed=seed, start=start).whole()
+
+    def likelihood_grid(self, batch: Any, *, seed: int = 0, start: int = 0) -> ElboGrid:
+        """``log_likelihood``'s (image, Monte Carlo sample) grid, computed in parts (``ElboGrid``)."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 \
                 or batch.shape[1:] != (8, 8, 1) or len(batch) == 0:
             raise UserError(
                 f"{self.name}: log_likelihood takes a non-empty uint8 array (N, 8, 8, 1); got "
                 f"{type(batch).__name__} {getattr(batch, 'dtype', '')} {getattr(batch, 'shape', '')}")
         levels = torch.from_numpy(data.image_to_levels(batch).reshape(len(batch), 64))
-        nll, se = self._elbo(levels, seed, row_keys=[(start + i,) for i in range(len(batch))])
-        return LogLikelihood(nll=nll, units=np.full(len(batch), 64.0), unit="dimension",
-                             kind=LikelihoodKind.UPPER_BOUND, stderr=se, mc_samples=self.mc_samples,
-                             info=self.likelihood_info())
+
+        def finish(nll: np.ndarray, se: np.ndarray) -> LogLikelihood:
+            return LogLikelihood(nll=nll, units=np.full(len(batch), 64.0), unit="dimension",
+                                 kind=LikelihoodKind.UPPER_BOUND, stderr=se, mc_samples=self.mc_samples,
+                                 info=self.likelihood_info())
+
+        return self._elbo_grid((levels, None, [(start + i,) for i in range(len(batch))]), seed, finish)
 
 
 @ADAPTERS.register("masked-kjv")
@@ -672,6 +775,10 @@ class MaskedText(_MaskedModel):
         """List of documents (str) -> ELBO in nats per document over its UTF-8 bytes; window
         ``c`` of document ``d`` draws from ``example_generator(seed, (start + d, c),
         stream="likelihood")``. Windows of all documents of the call share forward passes."""
+        return self.likelihood_grid(batch, seed=seed, start=start).whole()
+
+    def likelihood_grid(self, batch: Any, *, seed: int = 0, start: int = 0) -> ElboGrid:
+        """``log_likelihood``'s (window, Monte Carlo sample) grid, computed in parts (``ElboGrid``)."""
         if isinstance(batch, str) or not isinstance(batch, (list, tuple)) or len(batch) == 0:
             raise UserError(f"{self.name}: log_likelihood takes a non-empty list of strings")
         window = self.config.seq_len
@@ -691,14 +798,17 @@ class MaskedText(_MaskedModel):
                 lengths.append(len(chunk))
                 keys.append((start + d, c))
                 owner.append(d)
-        nll_c, se_c = self._elbo(torch.from_numpy(np.stack(rows)), seed, lengths=lengths, row_keys=keys)
         owner_a = np.asarray(owner)
-        nll = np.bincount(owner_a, weights=nll_c, minlength=len(batch))
-        se = np.sqrt(np.bincount(owner_a, weights=se_c ** 2, minlength=len(batch)))  # chunks are independent
         info = {**self.likelihood_info(), "window_bytes": window, "windows": "disjoint, no context across windows",
                 "short_window": "padded with the mask id, padding never unmasked nor scored", "chunks": len(rows)}
-        return LogLikelihood(nll=nll, units=units, unit="byte", kind=LikelihoodKind.UPPER_BOUND, stderr=se,
-                             mc_samples=self.mc_samples, info=info)
+
+        def finish(nll_c: np.ndarray, se_c: np.ndarray) -> LogLikelihood:
+            nll = np.bincount(owner_a, weights=nll_c, minlength=len(batch))
+            se = np.sqrt(np.bincount(owner_a, weights=se_c ** 2, minlength=len(batch)))  # chunks are independent
+            return LogLikelihood(nll=nll, units=units, unit="byte", kind=LikelihoodKind.UPPER_BOUND, stderr=se,
+                                 mc_samples=self.mc_samples, info=info)
+
+        return self._elbo_grid((torch.from_numpy(np.stack(rows)), lengths, keys), seed, finish)
 
 
 # --------------------------------------------------------------------------------------

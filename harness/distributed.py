@@ -9,15 +9,54 @@ the index of its first sample, so each sample keeps its own random stream), and 
 gathered in rank order, so every rank holds exactly the samples and per-example values one
 process would have, and computes the same metrics from them; rank 0 alone writes the store.
 An adapter that takes no ``start`` runs whole on every rank (same result, no speed-up).
+An adapter with a Monte Carlo likelihood that offers ``likelihood_grid`` (the masked diffusion
+ones: ``genbench.adapters.mdlm.ElboGrid``) is split finer, by (example, sample index): each rank
+runs a contiguous range of the call's (example x K) forward passes, and every rank turns the
+gathered (B, K) terms into the estimates with the adapter's own combine step, the one a single
+process uses.
+
+A rank whose part raises does not leave the others waiting: the exception is caught, the rank
+joins the gather with a failure marker, and every rank raises the same ``RankFailed`` naming the
+rank (``rank 1: ValueError: ...``), so the cell fails everywhere (rank 0 records it) and the run
+goes on to its next cell. A rank that is lost or stuck makes the others' next collective fail
+after ``GENBENCH_DIST_TIMEOUT_S`` seconds (default 1800): ``RankLost``, which ends the job.
 gloo on CPUs, NCCL on GPUs (each rank on ``cuda:LOCAL_RANK``).
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import inspect
 import os
-from typing import Any
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from genbench.errors import UserError
+
+#: seconds a rank waits at a collective (a gather of parts) before the job is declared lost
+TIMEOUT_ENV = "GENBENCH_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 1800.0
+
+
+class RankFailed(RuntimeError):
+    """Raised on every rank when some rank's part of a call raised; the message names the rank(s)."""
+
+
+class RankLost(Exception):
+    """A collective failed (a rank died, or did not arrive within the timeout): the job cannot go on.
+    Not a cell failure: the runner lets it end the run (``--resume`` continues it)."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What a rank whose part raised sends in the gather instead of its part."""
+
+    rank: int
+    message: str
 
 
 def world_size() -> int:
@@ -50,8 +89,25 @@ def init_from_env(device: str) -> str:
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(torch.device(device))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s()))
     return device
+
+
+def timeout_s() -> float:
+    """Seconds a collective may wait for the other ranks: env ``GENBENCH_DIST_TIMEOUT_S``, default 1800.
+
+    Long enough for ranks whose parts take unequal time, short enough that a lost rank ends the job."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"environment variable {TIMEOUT_ENV}={raw!r} is not a number of seconds > 0; set it to e.g. "
+                        f"{DEFAULT_TIMEOUT_S:.0f} (how long a rank waits for the others) or unset it")
+    return value
 
 
 def finish() -> None:
@@ -74,7 +130,8 @@ def gather_in_rank_order(obj: Any) -> list[Any]:
     import torch.distributed as dist
 
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    with _collective("gather"):
+        dist.all_gather_object(out, obj)
     return out
 
 
@@ -83,8 +140,44 @@ def broadcast_from_rank0(obj: Any) -> Any:
     import torch.distributed as dist
 
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    with _collective("broadcast"):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextlib.contextmanager
+def _collective(what: str) -> Iterator[None]:
+    """A collective's failure (a peer gone, the timeout passed) as ``RankLost``, naming this rank."""
+    try:
+        yield
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise RankLost(f"rank {rank()}: the ranks' {what} failed ({type(e).__name__}: {first}); a rank died or did "
+                       f"not arrive within {TIMEOUT_ENV}={timeout_s():g} s") from e
+
+
+def gather_parts(compute: Callable[[], Any], *, share: bool = True) -> list[Any]:
+    """Every rank's part in rank order, this rank's being ``compute()`` (its share of the call).
+
+    If ``compute`` raised on any rank, every rank raises the same ``RankFailed`` naming the
+    rank(s) and their errors, instead of the others waiting for a part that never comes.
+    share=False: the part stays on this rank (a call run whole on every rank): only whether it
+    succeeded is gathered, and the list holds this rank's part alone."""
+    try:
+        part, error = compute(), None
+    except Exception as e:  # sent to the other ranks; raised below on every rank alike
+        part, error = None, e
+        print(f"genbench rank {rank()}: its part raised:\n{traceback.format_exc(limit=8)}", file=sys.stderr)
+    mine = _Failure(rank(), f"{type(error).__name__}: {error}") if error is not None else (part if share else None)
+    parts = gather_in_rank_order(mine)
+    failures = [p for p in parts if isinstance(p, _Failure)]
+    if failures:
+        ranks: dict[str, list[int]] = {}  # the same error on several ranks is said once
+        for f in failures:
+            ranks.setdefault(f.message, []).append(f.rank)
+        raise RankFailed("; ".join(f"rank{'s' * (len(r) > 1)} {', '.join(map(str, r))}: {m}"
+                                   for m, r in ranks.items())) from error
+    return parts if share else [part]
 
 
 def _takes(fn: Any, name: str) -> bool:
@@ -102,8 +195,10 @@ def _concat(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-#: calls split across the ranks and calls run whole on every rank (no ``start``), by method
-CALLS: dict[str, int] = {"sample split": 0, "sample whole": 0, "likelihood split": 0, "likelihood whole": 0}
+#: calls split across the ranks and calls run whole on every rank (no ``start``), by method; a
+#: likelihood "split by (example, sample)" spread its Monte Carlo forward passes (``likelihood_grid``)
+CALLS: dict[str, int] = {"sample split": 0, "sample whole": 0, "likelihood split": 0,
+                         "likelihood split by (example, sample)": 0, "likelihood whole": 0}
 
 
 def calls_summary() -> str:
@@ -114,7 +209,9 @@ def calls_summary() -> str:
 class RankSharded:
     """An adapter whose ``sample`` and ``log_likelihood`` calls are split across the ranks.
 
-    Everything else (names, options, ``describe``, ``likelihood_kind``...) is the adapter's own."""
+    Everything else (names, options, ``describe``, ``likelihood_kind``...) is the adapter's own.
+    Each call computes this rank's part in one step (the callable given to ``gather_parts``),
+    then gathers the parts in rank order."""
 
     def __init__(self, inner: Any):
         self._inner = inner
@@ -128,13 +225,14 @@ class RankSharded:
 
         if not _takes(self._inner.sample, "start"):
             CALLS["sample whole"] += 1
-            return self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps,
-                                      **sample_start_kwargs(self._inner, start))
+            kw = sample_start_kwargs(self._inner, start)  # a chunk from start > 0 it cannot draw: refused alike
+            return gather_parts(lambda: self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition,
+                                                           steps=steps, **kw), share=False)[0]
         CALLS["sample split"] += 1
         a, b = rank_range(n)
-        part = self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a, steps=steps,
-                                  condition=None if condition is None else condition[a:b])
-        parts = gather_in_rank_order(part)
+        parts = gather_parts(lambda: self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a,
+                                                        steps=steps,
+                                                        condition=None if condition is None else condition[a:b]))
         return Samples(images=_concat([p.images for p in parts]), tokens=_concat([p.tokens for p in parts]),
                        texts=_concat([p.texts for p in parts]), nfe=sum(int(p.nfe) for p in parts),
                        nfe_per_sample=parts[0].nfe_per_sample, info=parts[0].info)
@@ -143,16 +241,25 @@ class RankSharded:
         from genbench.interfaces import LikelihoodKind, LogLikelihood
 
         takes_start = _takes(self._inner.log_likelihood, "start")
-        if not isinstance(batch, (list, np.ndarray)) or \
-                (not takes_start and self._inner.likelihood_kind != LikelihoodKind.EXACT):
+        sliceable = isinstance(batch, (list, np.ndarray))
+        if sliceable and callable(getattr(self._inner, "likelihood_grid", None)):
+            CALLS["likelihood split by (example, sample)"] += 1
+            # every rank lays out the same grid (it checks the batch: a bad one fails alike everywhere)
+            grid = self._inner.likelihood_grid(batch, seed=seed, start=start)
+            a, b = rank_range(grid.size)
+            terms = np.concatenate(gather_parts(lambda: grid.terms(a, b)))
+            return grid.to_likelihood(terms.reshape(grid.rows, grid.mc_samples))
+        if not sliceable or (not takes_start and self._inner.likelihood_kind != LikelihoodKind.EXACT):
             CALLS["likelihood whole"] += 1
             # its draws are keyed by position in the batch (or the batch cannot be sliced): whole on every rank
-            return self._inner.log_likelihood(batch, seed=seed, **({"start": start} if takes_start else {}))
+            return gather_parts(lambda: self._inner.log_likelihood(batch, seed=seed,
+                                                                   **({"start": start} if takes_start else {})),
+                                share=False)[0]
         CALLS["likelihood split"] += 1
         a, b = rank_range(len(batch))
         kw = {"start": start + a} if takes_start else {}
-        part = self._inner.log_likelihood(batch[a:b], seed=seed, **kw) if b > a else None
-        parts = [p for p in gather_in_rank_order(part) if p is not None]
+        parts = [p for p in gather_parts(lambda: self._inner.log_likelihood(batch[a:b], seed=seed, **kw)
+                                         if b > a else None) if p is not None]
         first = parts[0]
         stderr = None if first.stderr is None else np.concatenate([p.stderr for p in parts])
         return LogLikelihood(nll=np.concatenate([p.nll for p in parts]),
@@ -161,4 +268,5 @@ class RankSharded:
 
 
 __all__ = ["init_from_env", "finish", "world_size", "rank", "rank_range", "gather_in_rank_order",
-           "broadcast_from_rank0", "RankSharded", "CALLS", "calls_summary"]
+           "broadcast_from_rank0", "gather_parts", "timeout_s", "RankSharded", "RankFailed", "RankLost", "CALLS",
+           "calls_summary"]

@@ -549,7 +549,7 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
                             "artifacts": str(artifacts.relative_to(root))})
             t_last = now
         status, message = "ok", None
-    except StoreWriteError:
+    except (StoreWriteError, distributed.RankLost):  # the run cannot go on (a lost rank: --resume later)
         raise
     except Exception as e:  # a failed cell is recorded; the run goes on
         message = f"{type(e).__name__}: {e}"

@@ -200,6 +200,24 @@ def test_long_document_is_cut_into_disjoint_windows(ckpt, reference, short_windo
     assert len(_encode(tok, LONG)) > POSITIONS
 
 
+def test_likelihood_grid_in_parts_keeps_windows_and_blocks(ckpt):
+    """The (window, sample) grid split anywhere, across blocks of different widths, gives the
+    whole call's per-document values (torchrun ranks split it so)."""
+    from tests.adapters.test_mdlm import grid_in_parts
+
+    lm = HFMaskedDiffusionLM(str(ckpt), max_length=5, mc_samples=4)
+    grid = lm.likelihood_grid([MID, SHORT, MID], seed=2)  # MID: 5 + 5 + 2 tokens (twice), SHORT: 5 + 3
+    want = lm.log_likelihood([MID, SHORT, MID], seed=2)
+    assert grid.rows == want.info["windows"] and grid.size == 4 * grid.rows
+    cuts = sorted({0, 3, 4 * 4 + 1, 4 * 6 + 2, grid.size - 1, grid.size})  # across rows and width blocks
+    # BERT's float32 forward on the CPU depends on the batch's shape (~1e-7 relative, as batch_size
+    # changes it in one process); the draws, windows and owner sums are the whole call's exactly
+    _, ll = grid_in_parts(grid, cuts, rtol=1e-6)
+    np.testing.assert_allclose(ll.nll, want.nll, rtol=1e-6)
+    np.testing.assert_allclose(ll.stderr, want.stderr, rtol=1e-5)
+    assert ll.info == want.info and ll.nll[0] != ll.nll[2]  # a repeated document draws fresh noise
+
+
 def test_shift_logits_moves_the_logits_one_position_right(ckpt, lm):
     shifted = HFMaskedDiffusionLM(str(ckpt), shift_logits=True)
     ids = torch.tensor([_encode(lm.tokenizer, SHORT)])

@@ -185,6 +185,47 @@ def test_text_likelihood_per_document_bytes(text_model):
     assert text_model.log_likelihood([docs[0]], seed=0).nll[0] == ll.nll[0]
 
 
+def grid_in_parts(grid, cuts, rtol=1e-12):
+    """A likelihood grid computed as the flat ranges between ``cuts`` (what torchrun ranks do),
+    concatenated; checked against the whole, returns (whole terms, LogLikelihood of the parts)."""
+    whole = grid.terms(0, grid.size)
+    parts = [grid.terms(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    assert [len(p) for p in parts] == list(np.diff(cuts)) and cuts[0] == 0 and cuts[-1] == grid.size
+    # the same draws and the same rows' forward passes, only grouped into other batches: the
+    # zoo models' come out bit for bit equal here (1e-12 relative is the promise)
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=rtol, atol=0)
+    return whole, grid.to_likelihood(np.concatenate(parts).reshape(grid.rows, grid.mc_samples))
+
+
+def test_likelihood_grid_in_parts_equals_the_whole(digits_model, text_model):
+    """Monte Carlo forward passes split by (example, sample index): any contiguous flat ranges of
+    the (rows, K) grid, concatenated, give the whole call's terms and the same estimates."""
+    images = data.digits_arrays("test")[0][:5]
+    grid = digits_model.likelihood_grid(images, seed=1, start=3)
+    assert (grid.rows, grid.mc_samples, grid.size) == (5, 16, 80)
+    _, ll = grid_in_parts(grid, [0, 7, 16, 33, 33, 79, 80])  # across rows, an empty part, one pass
+    want = digits_model.log_likelihood(images, seed=1, start=3)
+    np.testing.assert_array_equal(ll.nll, want.nll)
+    np.testing.assert_array_equal(ll.stderr, want.stderr)
+    book = data.kjv_texts("test")[0]
+    grid = text_model.likelihood_grid([book[:100], book[1000:1600]], seed=0)  # windows 1 + 3, K = 8
+    assert grid.size == 4 * 8
+    _, ll = grid_in_parts(grid, [0, 5, 16, 30, 32])
+    want = text_model.log_likelihood([book[:100], book[1000:1600]], seed=0)
+    np.testing.assert_array_equal(ll.nll, want.nll)
+    assert ll.info == want.info and ll.info["chunks"] == 4
+    # the part function itself: a range of the flat (B, K) index, checked
+    ids = torch.from_numpy(data.image_to_levels(images).reshape(5, 64))
+    full, t = mdlm.sequences_to_elbo_terms(digits_model.logits, ids, digits_model.mask_id, mc_samples=4, seed=0)
+    part, t_part = mdlm.sequences_to_elbo_terms(digits_model.logits, ids, digits_model.mask_id, mc_samples=4,
+                                                seed=0, samples=(6, 13))
+    np.testing.assert_allclose(part.numpy(), full.reshape(-1)[6:13].numpy(), rtol=1e-12, atol=0)
+    assert torch.equal(t_part, t.reshape(-1)[6:13])
+    with pytest.raises(ValueError, match=r"within \[0, 20\]"):
+        mdlm.sequences_to_elbo_terms(digits_model.logits, ids, digits_model.mask_id, mc_samples=4, seed=0,
+                                     samples=(3, 21))
+
+
 def test_describe_names_the_options(digits_model, text_model):
     d = digits_model.describe()
     assert d["name"] == "masked-digits" and d["paradigm"] == "masked" and len(d["weights_sha256"]) == 64
