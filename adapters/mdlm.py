@@ -15,6 +15,9 @@ whose input may contain a mask id):
   and rescales the rest by ``1/(1 - eps)``. Near t = 0 the integrand is the NLL of tokens
   given almost all others, normally its smallest value, so this errs upwards (the bound
   stays a bound); either way the change is at most ``eps`` times the integrand's range.
+* ``sequences_to_elbo_grid`` -- the same estimate as an ``ElboGrid``: the (rows x K) forward
+  passes computable in contiguous flat ranges (torchrun ranks split a call by (example, sample)),
+  combined by ``elbo_terms_to_estimate`` whether computed whole or in parts.
 * ``masked_sample`` -- MaskGIT/LLaDA-style sampling: start fully masked, and at each of
   ``steps`` steps draw a token for every masked position, then commit the most confident
   ones; a cosine or linear schedule says how many. One forward pass per step.

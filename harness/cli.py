@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from genbench.distributed import RankLost
+
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc, which reruns the command
     try:
@@ -337,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genbench: interrupted; finished cells are in the records file (use --resume)", file=sys.stderr)
         return 130
+    except RankLost as e:  # torchrun: another rank died or never arrived
+        print(f"genbench: error: {e}; finished cells are in the records file (use --resume)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -257,13 +257,82 @@ def test_torchrun_two_ranks_equal_one_process(runfile, reference_process, tmp_pa
                           capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "launch: -m torch.distributed.run --standalone --nproc_per_node 2 -m genbench.cli run" in proc.stdout
-    # the work was split: both image_quality cells' sampling, ar-digits' exact likelihood and
-    # masked-digits' Monte Carlo ELBO (its draws keyed by the example's index in the run, start + i)
-    assert "torchrun: 2 ranks; sample split 2, sample whole 0, likelihood split 2, likelihood whole 0" \
-        in proc.stdout, proc.stdout
+    # the work was split: both image_quality cells' sampling, ar-digits' exact likelihood by example,
+    # masked-digits' Monte Carlo ELBO by (example, sample): 8 images x 32 forward passes, 128 a rank
+    # (its draws keyed by the example's index in the run, start + i)
+    assert "torchrun: 2 ranks; sample split 2, sample whole 0, likelihood split 1, " \
+           "likelihood split by (example, sample) 1, likelihood whole 0" in proc.stdout, proc.stdout
     assert proc.stdout.count("records:") == 1  # rank 0 alone reports (and writes)
     assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
     records = _same(out)
     assert len(records) == len(reference)
     for got, want in zip(records, reference):
         assert _close(got, want), (got, want)
+
+
+def _torchrun(args: list[str], tmp_path, **env) -> tuple[subprocess.CompletedProcess, float]:
+    """``genbench run ... --nproc 2`` on the rank_fakes plugin (tiny: a toy suite of 4 samples)."""
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "run", "--suite", "toy", "--set",
+                           "toy.n_samples=4", "--plugin", "tests.harness.rank_fakes", *args, "--nproc", "2",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=240,
+                          env={**ONE_THREAD, "PYTHONPATH": os.getcwd(), **env})
+    return proc, time.perf_counter() - t0
+
+
+def test_a_cell_failing_on_one_rank_fails_on_all_and_the_run_goes_on(tmp_path):
+    """Rank 1's sampling raises, rank 0's does not: both raise RankFailed at the gather (no hang),
+    rank 0 records the cell failed naming rank 1, and both go on to the next cell."""
+    proc, wall = _torchrun(["--adapter", "fake-fails-on-rank-1", "--adapter", "fake-ar"], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # a failed cell, and nothing else
+    assert "records:" in proc.stdout and "(2 cells run, 1 failed)" in proc.stdout, proc.stdout
+    records = _records(tmp_path / "run")
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["adapter"] == "fake-fails-on-rank-1"
+    assert failed[0]["error"] == "RankFailed: rank 1: ValueError: sampling broke on this rank only"
+    ok = [r for r in records if r["status"] == "ok"]
+    assert ok and {r["adapter"] for r in ok} == {"fake-ar"} and {r["metric"] for r in ok} >= {"mean_pixel"}
+    assert "genbench rank 1: its part raised" in proc.stderr  # the failing rank's own traceback
+    print(f"torchrun with a failing rank: {wall:.1f} s")
+
+
+def test_a_stuck_rank_ends_the_job_after_the_timeout(tmp_path):
+    """Rank 1 never reaches the gather: rank 0 gives up after GENBENCH_DIST_TIMEOUT_S and ends the
+    job (RankLost, not a recorded cell), and torchrun stops rank 1."""
+    proc, wall = _torchrun(["--adapter", "fake-stuck-on-rank-1"], tmp_path, GENBENCH_DIST_TIMEOUT_S="4")
+    assert proc.returncode != 0
+    assert "genbench: error: rank 0: the ranks' gather failed" in proc.stderr, proc.stderr[-3000:]
+    assert "GENBENCH_DIST_TIMEOUT_S=4 s; finished cells are in the records file (use --resume)" in proc.stderr
+    assert wall < 200  # not rank 1's 300 s sleep
+    assert not (tmp_path / "run" / "cells.jsonl").exists() or not (tmp_path / "run" / "cells.jsonl").read_text()
+
+
+def test_a_part_that_raises_is_raised_on_every_rank_and_the_timeout_is_checked(monkeypatch):
+    """``gather_parts`` (two ranks simulated): a part's exception becomes a marker in the gather,
+    and every rank raises one RankFailed naming the rank(s); GENBENCH_DIST_TIMEOUT_S is checked."""
+    from genbench import distributed
+
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    others = [distributed._Failure(1, "ValueError: boom")]
+    monkeypatch.setattr(distributed, "gather_in_rank_order", lambda part: [part, *others])
+    with pytest.raises(distributed.RankFailed, match=r"^rank 1: ValueError: boom$"):
+        distributed.gather_parts(lambda: np.arange(3))  # rank 0's part was fine
+
+    def broken():
+        raise ValueError("boom")
+
+    with pytest.raises(distributed.RankFailed, match=r"^ranks 0, 1: ValueError: boom$"):
+        distributed.gather_parts(broken)
+    others[:] = [np.arange(2)]
+    assert [list(p) for p in distributed.gather_parts(lambda: np.arange(3))] == [[0, 1, 2], [0, 1]]
+    assert list(distributed.gather_parts(lambda: np.arange(3), share=False)[0]) == [0, 1, 2]
+    monkeypatch.delenv("GENBENCH_DIST_TIMEOUT_S", raising=False)
+    assert distributed.timeout_s() == distributed.DEFAULT_TIMEOUT_S == 1800
+    monkeypatch.setenv("GENBENCH_DIST_TIMEOUT_S", "2.5")
+    assert distributed.timeout_s() == 2.5
+    for bad in ("0", "-3", "soon", "inf"):
+        monkeypatch.setenv("GENBENCH_DIST_TIMEOUT_S", bad)
+        with pytest.raises(UserError, match=f"GENBENCH_DIST_TIMEOUT_S='{bad}' is not a number of seconds > 0"):
+            distributed.timeout_s()
