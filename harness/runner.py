@@ -518,7 +518,7 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
     try:
         generator = adapters.get(variant)
         if distributed.world_size() > 1 and isinstance(generator, Generator):
-            generator = distributed.RankSharded(generator)
+            generator = distributed.RankSharded(generator, cell=(suite_name, adapter_spec, seed))
         if not suite.applies_to(generator):
             log(f"n/a   {suite_name} x {adapter_spec}: {suite.why_not(generator)}")
             return None

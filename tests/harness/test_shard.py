@@ -311,23 +311,26 @@ def test_a_stuck_rank_ends_the_job_after_the_timeout(tmp_path):
 
 def test_a_part_that_raises_is_raised_on_every_rank_and_the_timeout_is_checked(monkeypatch):
     """``gather_parts`` (two ranks simulated): a part's exception becomes a marker in the gather,
-    and every rank raises one RankFailed naming the rank(s); GENBENCH_DIST_TIMEOUT_S is checked."""
+    and every rank raises one RankFailed naming the rank(s); ranks at different steps are lost,
+    never joined; GENBENCH_DIST_TIMEOUT_S is checked."""
     from genbench import distributed
 
     monkeypatch.setattr(distributed, "rank", lambda: 0)
-    others = [distributed._Failure(1, "ValueError: boom")]
-    monkeypatch.setattr(distributed, "gather_in_rank_order", lambda part: [part, *others])
+    others = [(("cell", 1), distributed._Failure(1, "ValueError: boom"))]  # rank 1's (step, part)
+    monkeypatch.setattr(distributed, "gather_in_rank_order", lambda mine: [mine, *others])
     with pytest.raises(distributed.RankFailed, match=r"^rank 1: ValueError: boom$"):
-        distributed.gather_parts(lambda: np.arange(3))  # rank 0's part was fine
+        distributed.gather_parts(lambda: np.arange(3), step=("cell", 1))  # rank 0's part was fine
 
     def broken():
         raise ValueError("boom")
 
     with pytest.raises(distributed.RankFailed, match=r"^ranks 0, 1: ValueError: boom$"):
-        distributed.gather_parts(broken)
-    others[:] = [np.arange(2)]
-    assert [list(p) for p in distributed.gather_parts(lambda: np.arange(3))] == [[0, 1, 2], [0, 1]]
-    assert list(distributed.gather_parts(lambda: np.arange(3), share=False)[0]) == [0, 1, 2]
+        distributed.gather_parts(broken, step=("cell", 1))
+    others[:] = [(("cell", 1), np.arange(2))]
+    assert [list(p) for p in distributed.gather_parts(lambda: np.arange(3), step=("cell", 1))] == [[0, 1, 2], [0, 1]]
+    assert list(distributed.gather_parts(lambda: np.arange(3), share=False, step=("cell", 1))[0]) == [0, 1, 2]
+    with pytest.raises(distributed.RankLost, match=r"out of step \(rank 0 at \('cell', 2\); rank 1 at \('cell', 1\)"):
+        distributed.gather_parts(lambda: np.arange(3), step=("cell", 2))
     monkeypatch.delenv("GENBENCH_DIST_TIMEOUT_S", raising=False)
     assert distributed.timeout_s() == distributed.DEFAULT_TIMEOUT_S == 1800
     monkeypatch.setenv("GENBENCH_DIST_TIMEOUT_S", "2.5")
