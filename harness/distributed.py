@@ -125,14 +125,33 @@ def rank_range(n: int, r: int | None = None, size: int | None = None) -> tuple[i
     return r * n // size, (r + 1) * n // size
 
 
+#: where this rank is: the cell it runs (``begin_cell``) and how many gathers it has made in it
+_STEP: dict[str, Any] = {"cell": None, "gathers": 0}
+
+
+def begin_cell(cell: Any) -> None:
+    """Every rank enters ``cell`` (the runner calls this): the gathers inside it are numbered from 1."""
+    _STEP.update(cell=cell, gathers=0)
+
+
 def gather_in_rank_order(obj: Any) -> list[Any]:
-    """Every rank's ``obj``, in rank order, on every rank (pickled through the process group)."""
+    """Every rank's ``obj``, in rank order, on every rank (pickled through the process group).
+
+    Each rank sends its step along (cell, number of this gather in the cell): ranks at different
+    steps (one left a cell early, raising outside the split calls) raise ``RankLost`` rather than
+    join parts of different calls."""
     import torch.distributed as dist
 
+    _STEP["gathers"] += 1
+    step = (_STEP["cell"], _STEP["gathers"])
     out: list[Any] = [None] * world_size()
     with _collective("gather"):
-        dist.all_gather_object(out, obj)
-    return out
+        dist.all_gather_object(out, (step, obj))
+    steps = [repr(s) for s, _ in out]
+    if len(set(steps)) > 1:
+        raise RankLost("ranks out of step (" + "; ".join(f"rank {r} at gather {s}" for r, s in enumerate(steps))
+                       + "): a cell raised on some ranks only, outside the split calls")
+    return [o for _, o in out]
 
 
 def broadcast_from_rank0(obj: Any) -> Any:
@@ -156,25 +175,20 @@ def _collective(what: str) -> Iterator[None]:
                        f"not arrive within {TIMEOUT_ENV}={timeout_s():g} s") from e
 
 
-def gather_parts(compute: Callable[[], Any], *, share: bool = True, step: Any = None) -> list[Any]:
+def gather_parts(compute: Callable[[], Any], *, share: bool = True) -> list[Any]:
     """Every rank's part in rank order, this rank's being ``compute()`` (its share of the call).
 
     If ``compute`` raised on any rank, every rank raises the same ``RankFailed`` naming the
     rank(s) and their errors, instead of the others waiting for a part that never comes.
     share=False: the part stays on this rank (a call run whole on every rank): only whether it
-    succeeded is gathered, and the list holds this rank's part alone. step: where this rank is
-    (cell, call number), sent along: ranks at different steps (one left a cell early, raising
-    outside these calls) are ``RankLost``, never parts of different calls joined."""
+    succeeded is gathered, and the list holds this rank's part alone."""
     try:
         part, error = compute(), None
     except Exception as e:  # sent to the other ranks; raised below on every rank alike
         part, error = None, e
         print(f"genbench rank {rank()}: its part raised:\n{traceback.format_exc(limit=8)}", file=sys.stderr)
     mine = _Failure(rank(), f"{type(error).__name__}: {error}") if error is not None else (part if share else None)
-    steps, parts = zip(*gather_in_rank_order((step, mine)))
-    if len(set(map(repr, steps))) > 1:
-        raise RankLost("ranks out of step (" + "; ".join(f"rank {r} at {s}" for r, s in enumerate(steps))
-                       + "): a cell raised on some ranks only, outside the split calls")
+    parts = gather_in_rank_order(mine)
     failures = [p for p in parts if isinstance(p, _Failure)]
     if failures:
         ranks: dict[str, list[int]] = {}  # the same error on several ranks is said once
@@ -182,7 +196,7 @@ def gather_parts(compute: Callable[[], Any], *, share: bool = True, step: Any = 
             ranks.setdefault(f.message, []).append(f.rank)
         raise RankFailed("; ".join(f"rank{'s' * (len(r) > 1)} {', '.join(map(str, r))}: {m}"
                                    for m, r in ranks.items())) from error
-    return list(parts) if share else [part]
+    return parts if share else [part]
 
 
 def _takes(fn: Any, name: str) -> bool:
@@ -218,14 +232,8 @@ class RankSharded:
     Each call computes this rank's part in one step (the callable given to ``gather_parts``),
     then gathers the parts in rank order."""
 
-    def __init__(self, inner: Any, cell: Any = None):
+    def __init__(self, inner: Any):
         self._inner = inner
-        self._cell, self._calls = cell, 0
-
-    def _step(self) -> tuple[Any, int]:
-        """(cell, number of this call in the cell): the same on every rank while they keep in step."""
-        self._calls += 1
-        return self._cell, self._calls
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -238,14 +246,12 @@ class RankSharded:
             CALLS["sample whole"] += 1
             kw = sample_start_kwargs(self._inner, start)  # a chunk from start > 0 it cannot draw: refused alike
             return gather_parts(lambda: self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition,
-                                                           steps=steps, **kw), share=False,
-                                step=self._step())[0]
+                                                           steps=steps, **kw), share=False)[0]
         CALLS["sample split"] += 1
         a, b = rank_range(n)
         parts = gather_parts(lambda: self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a,
                                                         steps=steps,
-                                                        condition=None if condition is None else condition[a:b]),
-                             step=self._step())
+                                                        condition=None if condition is None else condition[a:b]))
         return Samples(images=_concat([p.images for p in parts]), tokens=_concat([p.tokens for p in parts]),
                        texts=_concat([p.texts for p in parts]), nfe=sum(int(p.nfe) for p in parts),
                        nfe_per_sample=parts[0].nfe_per_sample, info=parts[0].info)
@@ -260,19 +266,19 @@ class RankSharded:
             # every rank lays out the same grid (it checks the batch: a bad one fails alike everywhere)
             grid = self._inner.likelihood_grid(batch, seed=seed, start=start)
             a, b = rank_range(grid.size)
-            terms = np.concatenate(gather_parts(lambda: grid.terms(a, b), step=self._step()))
+            terms = np.concatenate(gather_parts(lambda: grid.terms(a, b)))
             return grid.to_likelihood(terms.reshape(grid.rows, grid.mc_samples))
         if not sliceable or (not takes_start and self._inner.likelihood_kind != LikelihoodKind.EXACT):
             CALLS["likelihood whole"] += 1
             # its draws are keyed by position in the batch (or the batch cannot be sliced): whole on every rank
             return gather_parts(lambda: self._inner.log_likelihood(batch, seed=seed,
                                                                    **({"start": start} if takes_start else {})),
-                                share=False, step=self._step())[0]
+                                share=False)[0]
         CALLS["likelihood split"] += 1
         a, b = rank_range(len(batch))
         kw = {"start": start + a} if takes_start else {}
         parts = [p for p in gather_parts(lambda: self._inner.log_likelihood(batch[a:b], seed=seed, **kw)
-                                         if b > a else None, step=self._step()) if p is not None]
+                                         if b > a else None) if p is not None]
         first = parts[0]
         stderr = None if first.stderr is None else np.concatenate([p.stderr for p in parts])
         return LogLikelihood(nll=np.concatenate([p.nll for p in parts]),
@@ -281,5 +287,5 @@ class RankSharded:
 
 
 __all__ = ["init_from_env", "finish", "world_size", "rank", "rank_range", "gather_in_rank_order",
-           "broadcast_from_rank0", "gather_parts", "timeout_s", "RankSharded", "RankFailed", "RankLost", "CALLS",
+           "broadcast_from_rank0", "begin_cell", "gather_parts", "timeout_s", "RankSharded", "RankFailed", "RankLost", "CALLS",
            "calls_summary"]

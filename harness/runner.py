@@ -516,9 +516,11 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
             f"({adapters.failed(variant)}); recorded once")
         return None
     try:
+        if distributed.world_size() > 1:  # the cell's gathers are numbered from here, alike on every rank
+            distributed.begin_cell((suite_name, adapter_spec, seed))
         generator = adapters.get(variant)
         if distributed.world_size() > 1 and isinstance(generator, Generator):
-            generator = distributed.RankSharded(generator, cell=(suite_name, adapter_spec, seed))
+            generator = distributed.RankSharded(generator)
         if not suite.applies_to(generator):
             log(f"n/a   {suite_name} x {adapter_spec}: {suite.why_not(generator)}")
             return None

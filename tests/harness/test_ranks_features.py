@@ -173,7 +173,8 @@ kid_subset_size = 1000
     (one, _), (two, stdout) = outs[1], outs[2]
     # the digits path: samples, reference and train features (3); the reference path: its 3 chunks
     # drawn by range, their features gathered (1), the reference's rows and the train folder's sums (2)
-    assert ("torchrun: 2 ranks; sample split 4, sample whole 0, likelihood split 0, likelihood whole 0; "
+    assert ("torchrun: 2 ranks; sample split 4, sample whole 0, likelihood split 0, "
+            "likelihood split by (example, sample) 0, likelihood whole 0; "
             "features split 4, statistics reduced 2") in stdout, stdout
     want, got = _records(one), _records(two)
     assert len(got) == len(want) > 10 and {r["suite"] for r in got} == {"image_quality", "image_quality_reference"}

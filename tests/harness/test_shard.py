@@ -313,24 +313,37 @@ def test_a_part_that_raises_is_raised_on_every_rank_and_the_timeout_is_checked(m
     """``gather_parts`` (two ranks simulated): a part's exception becomes a marker in the gather,
     and every rank raises one RankFailed naming the rank(s); ranks at different steps are lost,
     never joined; GENBENCH_DIST_TIMEOUT_S is checked."""
+    import torch.distributed as dist
+
     from genbench import distributed
 
     monkeypatch.setattr(distributed, "rank", lambda: 0)
-    others = [(("cell", 1), distributed._Failure(1, "ValueError: boom"))]  # rank 1's (step, part)
-    monkeypatch.setattr(distributed, "gather_in_rank_order", lambda mine: [mine, *others])
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    others = [distributed._Failure(1, "ValueError: boom")]  # rank 1's part
+    ahead = [0]  # how many gathers rank 1 is ahead of rank 0
+
+    def all_gather_object(out, sent):  # rank 0 sends (step, part); rank 1 sends its own
+        (cell, n), _ = sent
+        out[:] = [sent, ((cell, n + ahead[0]), others[0])]
+
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(distributed, "_STEP", {"cell": None, "gathers": 0})
+    distributed.begin_cell(("toy", "fake-ar", 0))
     with pytest.raises(distributed.RankFailed, match=r"^rank 1: ValueError: boom$"):
-        distributed.gather_parts(lambda: np.arange(3), step=("cell", 1))  # rank 0's part was fine
+        distributed.gather_parts(lambda: np.arange(3))  # rank 0's part was fine
 
     def broken():
         raise ValueError("boom")
 
     with pytest.raises(distributed.RankFailed, match=r"^ranks 0, 1: ValueError: boom$"):
-        distributed.gather_parts(broken, step=("cell", 1))
-    others[:] = [(("cell", 1), np.arange(2))]
-    assert [list(p) for p in distributed.gather_parts(lambda: np.arange(3), step=("cell", 1))] == [[0, 1, 2], [0, 1]]
-    assert list(distributed.gather_parts(lambda: np.arange(3), share=False, step=("cell", 1))[0]) == [0, 1, 2]
-    with pytest.raises(distributed.RankLost, match=r"out of step \(rank 0 at \('cell', 2\); rank 1 at \('cell', 1\)"):
-        distributed.gather_parts(lambda: np.arange(3), step=("cell", 2))
+        distributed.gather_parts(broken)
+    others[:] = [np.arange(2)]
+    assert [list(p) for p in distributed.gather_parts(lambda: np.arange(3))] == [[0, 1, 2], [0, 1]]
+    assert list(distributed.gather_parts(lambda: np.arange(3), share=False)[0]) == [0, 1, 2]
+    ahead[0] = 1  # rank 1 left a cell early: its gathers are not rank 0's
+    with pytest.raises(distributed.RankLost, match=r"out of step \(rank 0 at gather \(\('toy', 'fake-ar', 0\), 5\); "
+                                                   r"rank 1 at gather \(\('toy', 'fake-ar', 0\), 6\)"):
+        distributed.gather_in_rank_order(None)
     monkeypatch.delenv("GENBENCH_DIST_TIMEOUT_S", raising=False)
     assert distributed.timeout_s() == distributed.DEFAULT_TIMEOUT_S == 1800
     monkeypatch.setenv("GENBENCH_DIST_TIMEOUT_S", "2.5")
