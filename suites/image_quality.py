@@ -95,10 +95,14 @@ class ImageQuality(Suite):
         n = int(o["n_samples"])
         # under torchrun each rank draws and measures its range of the samples (and of the
         # reference and train images); the features are gathered in rank order (features.ranks)
-        samples, a, b = ranks.draw_rank_part(generator, n, seed=ctx.seed, batch_size=int(o["batch_size"]),
-                                             steps=o["steps"])
-        if samples is not None:
-            samples.validate(b - a, "image")
+        def draw() -> tuple[Any, int, int]:
+            s, i, j = ranks.draw_rank_part(generator, n, seed=ctx.seed, batch_size=int(o["batch_size"]),
+                                           steps=o["steps"])
+            if s is not None:
+                s.validate(j - i, "image")
+            return s, i, j
+
+        samples, a, b = ranks.checked(draw)  # a rank's error fails the cell on every rank
         grid = ranks.images_on_rank0(None if samples is None else samples.images, a, 128)
         if grid is not None:
             images_to_grid_png(grid, ctx.artifacts / "samples.png")
@@ -106,7 +110,7 @@ class ImageQuality(Suite):
             (None if samples is None else samples.nfe_per_sample, b - a)))
 
         f_ref = ranks.rank_range_to_features(lambda i, j: extractor.features(reference[i:j]), len(reference))
-        f_gen = ranks.rows_in_rank_order(None if samples is None else extractor.features(samples.images))
+        f_gen = ranks.rows_in_rank_order(lambda: None if samples is None else extractor.features(samples.images))
         train = subset(reference_images(o["dataset"], "train"), len(reference), seed=0)
         f_train = ranks.rank_range_to_features(lambda i, j: extractor.features(train[i:j]), len(train))
         mu_r, sigma_r = image_metrics.features_to_statistics(f_ref)
@@ -380,10 +384,20 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
     for k, start in enumerate(range(0, n, chunk)):
         size = min(chunk, n - start)
         condition = None if labels is None else labels[start: start + size]
-        s, a, b = ranks.draw_rank_part(generator, size, seed=ctx.seed, start=start, batch_size=int(o["batch_size"]),
-                                       condition=condition, steps=o["steps"])
+
+        def draw_and_measure() -> tuple[Any, int, int, list]:
+            """This rank's part of the chunk and its outputs under every extractor."""
+            s, i, j = ranks.draw_rank_part(generator, size, seed=ctx.seed, start=start,
+                                           batch_size=int(o["batch_size"]), condition=condition, steps=o["steps"])
+            if s is None:
+                return s, i, j, [None] * len(extractors)
+            s.validate(j - i, "image")
+            return s, i, j, [ex.outputs(s.images, spatial=spatial) if hasattr(ex, "outputs")
+                             else {"features": np.asarray(ex.features(s.images), dtype=np.float64)}
+                             for ex, spatial in zip(extractors, spatials)]
+
+        s, a, b, outputs = ranks.checked(draw_and_measure)  # a rank's error fails the cell on every rank
         if s is not None:
-            s.validate(b - a, "image")
             nfe += s.nfe_per_sample * (b - a)
             rule = s.info.get("quantisation") if isinstance(s.info, dict) else None
             if rule is not None:
@@ -395,13 +409,8 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
                 images_to_grid_png(images[:32], ctx.artifacts / "samples.png", columns=8, scale=max(1, 32 // h))
             if images is not None and png_dir is not None:
                 label_lines += _save_pngs(images, png_dir, start, condition)
-        for ex, spatial, own in zip(extractors, spatials, parts):
-            if s is None:
-                own.append(None)
-            elif hasattr(ex, "outputs"):
-                own.append(ex.outputs(s.images, spatial=spatial))
-            else:
-                own.append({"features": np.asarray(ex.features(s.images), dtype=np.float64)})
+        for own, out in zip(parts, outputs):
+            own.append(out)
     if png_dir is not None and labels is not None and ranks.is_writer():
         (png_dir / "labels.csv").write_text("\n".join(label_lines) + "\n")
     # every rank's parts, in image order: chunk by chunk, rank by rank (one process: its own)

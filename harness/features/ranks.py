@@ -58,13 +58,28 @@ def parts_in_rank_order(obj: Any) -> list[Any]:
     return [obj] if world_size() == 1 else gather_in_rank_order(obj)
 
 
-def rows_in_rank_order(part: np.ndarray | None) -> np.ndarray | None:
-    """(n, ...) on every rank: the ranks' (n_r, ...) parts (None: an empty range) concatenated in
-    rank order; ``part`` itself outside torchrun."""
+def checked(compute: Callable[[], Any]) -> Any:
+    """``compute()``, this rank's own work; under torchrun every rank then learns whether every
+    other rank's succeeded, and if one raised, all raise the same ``RankFailed`` naming it
+    (``distributed.gather_parts``): the cell fails on every rank instead of the others waiting
+    in the next collective for a rank that left the cell."""
     if world_size() == 1:
-        return part
+        return compute()
+    from genbench.distributed import gather_parts
+
+    return gather_parts(compute, share=False)[0]
+
+
+def rows_in_rank_order(compute: Callable[[], np.ndarray | None]) -> np.ndarray | None:
+    """(n, ...) on every rank: the ranks' (n_r, ...) parts ``compute()`` (None: an empty range)
+    concatenated in rank order; ``compute()`` itself outside torchrun. A part that raised on
+    some rank raises ``RankFailed`` on every rank."""
+    if world_size() == 1:
+        return compute()
+    from genbench.distributed import gather_parts
+
     COUNTS["features split"] += 1
-    parts = [p for p in gather_in_rank_order(part) if p is not None]
+    parts = [p for p in gather_parts(compute) if p is not None]
     return np.concatenate(parts) if parts else None
 
 
@@ -74,7 +89,7 @@ def rank_range_to_features(fn: Callable[[int, int], np.ndarray], n: int) -> np.n
     if world_size() == 1:
         return fn(0, n)
     a, b = rank_range(n)
-    return rows_in_rank_order(fn(a, b) if b > a else None)
+    return rows_in_rank_order(lambda: fn(a, b) if b > a else None)
 
 
 def unwrapped(generator: Any) -> Any:
@@ -199,5 +214,5 @@ def source_rank_part(src: Any, lengths: list[int]) -> Any:
 
 
 __all__ = ["COUNTS", "counts_summary", "is_writer", "all_ranks", "gather_to_rank0", "parts_in_rank_order",
-           "rows_in_rank_order", "rank_range_to_features", "unwrapped", "draw_rank_part", "images_on_rank0", "nfe_per_sample_of_parts",
+           "checked", "rows_in_rank_order", "rank_range_to_features", "unwrapped", "draw_rank_part", "images_on_rank0", "nfe_per_sample_of_parts",
            "reduce_accumulators", "splits_accumulation", "source_rank_part"]

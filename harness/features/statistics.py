@@ -199,14 +199,18 @@ def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool,
     from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
 
     split, lengths = ranks.splits_accumulation(keep), []
-    acc = {"features": FeatureAccumulator(keep, seed)}
-    for part in source_to_output_parts(ex, ranks.source_rank_part(src, lengths) if split else src, batch_size,
-                                       spatial, rows=STREAM_IMAGES, workers=workers):
-        _check_features(part["features"], 2, src)
-        for key, value in part.items():
-            acc.setdefault(key, FeatureAccumulator(0)).add(value)
-    if split:
-        acc = ranks.reduce_accumulators(acc, keep, lengths)
+
+    def stream() -> dict[str, Any]:
+        acc = {"features": FeatureAccumulator(keep, seed)}
+        for part in source_to_output_parts(ex, ranks.source_rank_part(src, lengths) if split else src, batch_size,
+                                           spatial, rows=STREAM_IMAGES, workers=workers):
+            _check_features(part["features"], 2, src)
+            for key, value in part.items():
+                acc.setdefault(key, FeatureAccumulator(0)).add(value)
+        return acc
+
+    # under torchrun a rank's error (an unreadable image in its range) fails the cell on every rank
+    acc = ranks.reduce_accumulators(ranks.checked(stream), keep, lengths) if split else stream()
     _check_features(np.zeros((acc["features"].n, 1)), acc["features"].n, src)
     return acc
 

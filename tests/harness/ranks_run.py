@@ -35,12 +35,27 @@ class RGBDigits(Generator):
         return Samples(images=x, nfe=4 * n, nfe_per_sample=4.0, info={"quantisation": "round"})
 
 
+class RGBDigitsFailingOnRank1(RGBDigits):
+    """RGBDigits whose sampling raises on torchrun rank 1 only: the cell must fail on every rank
+    (``features.ranks.checked``), not leave rank 0 waiting in the next gather."""
+
+    name = "fake-rgb-digits-fails-on-rank-1"
+
+    def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
+        from genbench import distributed
+
+        if distributed.rank() == 1:
+            raise ValueError("sampling broke on rank 1 only")
+        return super().sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps, start=start)
+
+
 class ImageQualityReference(ImageQuality):
     name = "image_quality_reference"
 
 
 def register() -> None:
     ADAPTERS.register(RGBDigits.name, RGBDigits)
+    ADAPTERS.register(RGBDigitsFailingOnRank1.name, RGBDigitsFailingOnRank1)
     SUITES.register(ImageQualityReference.name, ImageQualityReference)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,7 @@ def _two_ranks(monkeypatch, src: ImageSource, keep) -> dict:
     monkeypatch.setattr(ranks, "world_size", lambda: 2)
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     monkeypatch.setattr(ranks, "reduce_accumulators", lambda acc, keep, lengths: made.append((acc, lengths)) or acc)
+    monkeypatch.setattr(ranks, "checked", lambda compute: compute())  # no other rank to hear from
     for r in (0, 1):
         monkeypatch.setattr(distributed, "rank", lambda r=r: r)
         source_to_accumulators(_Flatten(), src, 4, False, keep=keep)
@@ -111,7 +113,7 @@ def test_a_source_split_by_image_ranges_gives_one_process_statistics(monkeypatch
 
 def test_outside_torchrun_every_helper_is_the_one_process_path():
     f = np.arange(6.0).reshape(3, 2)
-    assert ranks.rows_in_rank_order(f) is f and ranks.parts_in_rank_order(f) == [f]
+    assert ranks.rows_in_rank_order(lambda: f) is f and ranks.parts_in_rank_order(f) == [f]
     assert ranks.rank_range_to_features(lambda a, b: f[a:b], 3).tolist() == f.tolist()
     assert ranks.images_on_rank0(f, 0, 2).tolist() == f[:2].tolist()
     acc = {"features": FeatureAccumulator(0)}
@@ -166,17 +168,27 @@ kid_subset_size = 1000
         out = tmp_path / f"run{nproc}"
         env = {**ONE_THREAD, "GENBENCH_STATS_CACHE": str(tmp_path / f"cache{nproc}")}
         launch = [] if nproc == 1 else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        proc = subprocess.run([sys.executable, *launch, str(SCRIPT), "run", str(runfile), "--out", str(out)],
+        # two ranks also run an adapter whose sampling raises on rank 1 only, after the others
+        failing = [] if nproc == 1 else ["--adapter", "fake-rgb-digits", "--adapter", "fake-rgb-digits-fails-on-rank-1"]
+        proc = subprocess.run([sys.executable, *launch, str(SCRIPT), "run", str(runfile), *failing, "--out", str(out)],
                               capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == (0 if nproc == 1 else 1), proc.stderr[-3000:]
         outs[nproc] = (out, proc.stdout)
     (one, _), (two, stdout) = outs[1], outs[2]
     # the digits path: samples, reference and train features (3); the reference path: its 3 chunks
-    # drawn by range, their features gathered (1), the reference's rows and the train folder's sums (2)
-    assert ("torchrun: 2 ranks; sample split 4, sample whole 0, likelihood split 0, "
-            "likelihood split by (example, sample) 0, likelihood whole 0; "
-            "features split 4, statistics reduced 2") in stdout, stdout
-    want, got = _records(one), _records(two)
+    # drawn by range, their features gathered (1), the reference's rows and the train folder's sums
+    # (2); the failing adapter's two cells each drew once (rank 1 raising) and measured no sample
+    summary = re.search(r"torchrun: 2 ranks; sample split (\d+), sample whole 0, likelihood split 0, "
+                        r"likelihood split by \(example, sample\) 0, likelihood whole 0; "
+                        r"features split (\d+), statistics reduced (\d+)", stdout)
+    assert summary, stdout
+    assert (int(summary[1]), int(summary[2])) == (4 + 2, 4) and int(summary[3]) >= 2, summary[0]
+    # both of the failing adapter's cells failed on every rank, naming rank 1, and the run finished
+    failed = [r for r in _records(two) if r["adapter"] == "fake-rgb-digits-fails-on-rank-1"]
+    assert [(r["suite"], r["status"]) for r in failed] == [("image_quality", "failed"),
+                                                           ("image_quality_reference", "failed")], failed
+    assert {r["error"] for r in failed} == {"RankFailed: rank 1: ValueError: sampling broke on rank 1 only"}
+    want, got = _records(one), [r for r in _records(two) if r["adapter"] == "fake-rgb-digits"]
     assert len(got) == len(want) > 10 and {r["suite"] for r in got} == {"image_quality", "image_quality_reference"}
     assert {r["metric"] for r in got} >= {"fid", "fid_train_floor", "kid", "precision", "density"}
     for g, w in zip(got, want):
