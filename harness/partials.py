@@ -254,7 +254,7 @@ class PartCache:
         return None
 
     def _write(self, key: str, fields: dict[str, Any], value: Any) -> None:
-        from genbench.store import write_bytes_atomic
+        from genbench.store import StoreWriteError, write_bytes_atomic
 
         try:
             data = value_to_npz(value, fields)
@@ -263,10 +263,11 @@ class PartCache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(self.dir / f"{key}.{hashlib.sha256(data).hexdigest()}.npz", data)
-        except OSError as e:  # a cache that cannot be written costs a rerun its reuse, not the run
+        except (OSError, StoreWriteError) as e:  # a part not kept costs a rerun its reuse, not this run
             if not self._write_failed:
-                warnings.warn(f"{self.dir}: cannot write parts ({e}); this cell's parts are not kept for a rerun",
-                              stacklevel=3)
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else "a short write: is the disk full?"
+                warnings.warn(f"{self.dir}: cannot write parts ({reason}); this cell's parts are not kept for a "
+                              "rerun", stacklevel=3)
             self._write_failed = True
 
 

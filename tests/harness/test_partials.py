@@ -103,6 +103,16 @@ def test_a_corrupted_or_foreign_part_is_recomputed_with_a_warning(tmp_path):
     assert counting.calls == 1
 
 
+def test_a_part_that_cannot_be_written_warns_once_and_the_call_still_answers(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    wrapped, counting = _cached(tmp_path / "file" / "cell", FakeAR())
+    with pytest.warns(UserWarning, match=r"cannot write parts \(.*\); this cell's parts are not kept") as caught:
+        first = wrapped.sample(3, seed=0, start=0)
+        wrapped.sample(3, seed=0, start=3)
+    assert len(caught) == 1 and counting.calls == 2
+    assert np.array_equal(first.images, FakeAR().sample(3, seed=0).images)
+
+
 def hashlib_key(cache: PartCache, method, args, index_range) -> str:
     import hashlib
 
