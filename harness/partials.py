@@ -60,13 +60,17 @@ def cell_dirname(suite: str, adapter: str, seed: int) -> str:
 
 
 def remove_cell(run_dir: Path, suite: str, adapter: str, seed: int) -> None:
-    """Delete a committed cell's parts (and the ``partials`` folder once it is empty)."""
-    root = Path(run_dir) / PARTIALS
-    shutil.rmtree(root / cell_dirname(suite, adapter, seed), ignore_errors=True)
+    """Delete a committed cell's parts."""
+    shutil.rmtree(Path(run_dir) / PARTIALS / cell_dirname(suite, adapter, seed), ignore_errors=True)
+
+
+def remove_empty(run_dir: Path) -> None:
+    """Delete the ``partials`` folder when no cell has parts left (at the end of a run: earlier,
+    another rank may be creating its next cell's folder in it)."""
     try:
-        root.rmdir()
+        (Path(run_dir) / PARTIALS).rmdir()
     except OSError:
-        pass  # absent, or other cells' parts are still there
+        pass  # absent, or a failed cell's parts are still there
 
 
 class _NotCacheable(Exception):
@@ -196,7 +200,9 @@ class PartCache:
         """What a part's value depends on (raises ``_NotCacheable`` for an argument it cannot hash)."""
         return {"format": FORMAT, "config_hash": self.config_hash, "cell_seed": self.seed, "call": self.calls,
                 "method": method, "range": [int(index_range[0]), int(index_range[1])],
-                "args": fingerprint({k: v for k, v in args.items() if k not in NOT_IN_KEY})}
+                # a digest: a likelihood batch of documents would otherwise be copied into every key
+                "args": hashlib.sha256(json.dumps(fingerprint({k: v for k, v in args.items() if k not in NOT_IN_KEY}),
+                                                  sort_keys=True).encode()).hexdigest()}
 
     def get_or_compute(self, method: str, args: dict[str, Any], index_range: tuple[int, int],
                        compute: Callable[[], Any]) -> Any:
@@ -304,5 +310,6 @@ class PartCached:
         return getattr(self._inner, name)
 
 
-__all__ = ["PARTIALS", "STATS", "PartCache", "PartCached", "cell_dirname", "remove_cell", "stats_summary",
+__all__ = ["PARTIALS", "STATS", "PartCache", "PartCached", "cell_dirname", "remove_cell", "remove_empty",
+           "stats_summary",
            "fingerprint", "value_to_npz", "npz_to_value"]

@@ -409,6 +409,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
             distributed.broadcast_from_rank0((run_id, done, str(store.dir.resolve())))
         results = _run_cells(store, spec, run_id, done, cells, adapters, log,
                              parts_dir=store.dir / partials.PARTIALS)
+        partials.remove_empty(store.dir)
         store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results
 

@@ -169,6 +169,8 @@ def test_parts_go_when_the_cell_commits_and_stay_for_a_failed_one(tmp_path):
     assert len(list(cells["b"].glob("*.npz"))) == 1  # kept for the --resume that runs it again
     for s in ("a", "b"):
         store.commit_cell([], {"suite": s, "adapter": "fake-ar[steps=2]", "seed": 0, "status": "ok", "attempt": "2"})
+    assert not any(d.exists() for d in cells.values())
+    partials.remove_empty(store.dir)  # the run's end
     assert not (store.dir / "partials").exists()
 
 
