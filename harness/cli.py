@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         shard = parse_shard(args.shard)
         out = Path(args.out) if args.out else Path(f"{out}-shard{shard[0]}of{shard[1]}")
-    from genbench import distributed
+    from genbench import distributed, partials
 
     lead = True
     try:
@@ -126,10 +126,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         lead = distributed.rank() == 0
         if distributed.world_size() > 1:  # rank 0 alone knows the outcome; every rank exits with it
             results = distributed.broadcast_from_rank0(results)
+            part_stats = distributed.gather_in_rank_order(dict(partials.STATS))
             if lead:
                 from genbench.features.ranks import counts_summary
 
                 print(f"{distributed.calls_summary()}; {counts_summary()}")
+                print(partials.stats_summary(part_stats))
+        elif partials.STATS["reused"] or partials.STATS["rejected"]:
+            print(partials.stats_summary())
     finally:
         distributed.finish()
     failed = [r for r in results if r.status == "failed"]

@@ -363,7 +363,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     shard: (K, N) runs only shard K of N's cells (``genbench.shard.shard_cells``) into a shard
     store, which carries the run's config_hash and its cell list for ``genbench merge``.
     """
-    from genbench import distributed, shard as sharding
+    from genbench import distributed, partials, shard as sharding
 
     spec.validate()
     store = RunStore(Path(out_dir))
@@ -382,8 +382,9 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
         sharding.check_shard_store(store, shard_info)
     device = adapters.device
     if world > 1 and distributed.rank() != 0:
-        run_id, done = distributed.broadcast_from_rank0(None)
-        _run_cells(None, spec, run_id, done, cells, adapters, lambda message: None)
+        run_id, done, run_dir = distributed.broadcast_from_rank0(None)
+        _run_cells(None, spec, run_id, done, cells, adapters, lambda message: None,
+                   parts_dir=_shared_parts_dir(Path(run_dir), run_id))
         return []
     with store.lock():
         existing = store.check_can_open(chash, resume=resume)  # again, now that no one else can write
@@ -404,22 +405,46 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
         done, dropped = store.reconcile()
         if dropped:
             log(f"resume: removed {dropped} record(s) of cells that had not finished; they run again")
-        if world > 1:
-            distributed.broadcast_from_rank0((run_id, done))
-        results = _run_cells(store, spec, run_id, done, cells, adapters, log)
+        if world > 1:  # the other ranks keep their parts in rank 0's run directory (a shared filesystem)
+            distributed.broadcast_from_rank0((run_id, done, str(store.dir.resolve())))
+        results = _run_cells(store, spec, run_id, done, cells, adapters, log,
+                             parts_dir=store.dir / partials.PARTIALS)
+        partials.remove_empty(store.dir)
         store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results
 
 
+def _shared_parts_dir(run_dir: Path, run_id: str) -> Path | None:
+    """Rank 0's ``RUN/partials`` as another rank sees it, or None (with a warning) when this rank
+    cannot see rank 0's run directory (nodes without a shared filesystem): its parts are then not
+    kept, and a rerun recomputes them."""
+    import json
+    import warnings
+
+    from genbench import distributed, partials
+
+    try:
+        seen = json.loads((run_dir / "manifest.json").read_text()).get("run_id")
+    except (OSError, ValueError):
+        seen = None
+    if seen != run_id:
+        warnings.warn(f"rank {distributed.rank()}: rank 0's run directory {run_dir} is not visible here (no shared "
+                      "filesystem?); this rank's parts are not kept, a rerun recomputes them")
+        return None
+    return run_dir / partials.PARTIALS
+
+
 def _run_cells(store: RunStore | None, spec: RunSpec, run_id: str, done: set, cells: list,
-               adapters: "AdapterCache", log) -> list[CellResult]:
-    """The cells not in ``done``, in order; store None: a torchrun rank other than 0 (writes nothing)."""
+               adapters: "AdapterCache", log, parts_dir: Path | None = None) -> list[CellResult]:
+    """The cells not in ``done``, in order; store None: a torchrun rank other than 0 (writes nothing).
+    parts_dir: where cells keep their finished parts (``genbench.partials``); None: nowhere."""
     results: list[CellResult] = []
     for i, (seed, variant, suite_name) in enumerate(cells):
         if (suite_name, variant.label, seed) in done:
             log(f"skip  {suite_name} x {variant.label} (seed {seed}): already recorded")
         else:
-            result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, adapters.device, log)
+            result = _run_cell(store, spec, run_id, seed, variant, suite_name, adapters, adapters.device, log,
+                               parts_dir)
             if result is not None:
                 results.append(result)
         if i + 1 == len(cells) or adapters.key(cells[i + 1][1]) != adapters.key(variant):
@@ -492,11 +517,15 @@ class AdapterCache:
 
 
 def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, variant: Variant,
-              suite_name: str, adapters: AdapterCache, device: str, log) -> CellResult | None:
-    """Run one cell and commit its records and marker together (``RunStore.commit_cell``)."""
+              suite_name: str, adapters: AdapterCache, device: str, log,
+              parts_dir: Path | None = None) -> CellResult | None:
+    """Run one cell and commit its records and marker together (``RunStore.commit_cell``).
+
+    Its ``sample`` / ``log_likelihood`` results are kept in ``parts_dir`` as they finish
+    (``genbench.partials``; under torchrun each rank's part), so a rerun after a kill reuses them."""
     import uuid
 
-    from genbench import distributed
+    from genbench import distributed, partials
     from genbench.interfaces import Generator
 
     suite: Suite = SUITES.get(suite_name)()
@@ -509,6 +538,7 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
             "attempt": attempt}
     t0 = time.perf_counter()
     generator = None
+    parts: "partials.PartCache | None" = None
     root: Path | None = None
     records: list[dict[str, Any]] = []
     if adapters.failed(variant) is not None:
@@ -519,13 +549,17 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
         if distributed.world_size() > 1:  # the cell's gathers are numbered from here, alike on every rank
             distributed.begin_cell((suite_name, adapter_spec, seed))
         generator = adapters.get(variant)
-        if distributed.world_size() > 1 and isinstance(generator, Generator):
-            generator = distributed.RankSharded(generator)
         if not suite.applies_to(generator):
             log(f"n/a   {suite_name} x {adapter_spec}: {suite.why_not(generator)}")
             return None
         chash = provenance.config_hash({"suite": suite_name, "options": options, "adapter": adapter_spec,
                                         "adapter_options": adapter_opts, "model": generator.describe()})
+        if isinstance(generator, Generator) and parts_dir is not None and suite.keeps_parts:
+            parts = partials.PartCache(parts_dir / partials.cell_dirname(suite_name, adapter_spec, seed),
+                                       config_hash=chash, seed=seed)
+            generator = partials.PartCached(generator, parts)
+        if distributed.world_size() > 1 and isinstance(generator, (Generator, partials.PartCached)):
+            generator = distributed.RankSharded(generator)
         base.update(paradigm=getattr(generator, "paradigm", None), modality=getattr(generator, "modality", None),
                     config_hash=chash)
         safe = "".join(c if c.isalnum() or c in "-_=," else "_" for c in adapter_spec)
@@ -550,6 +584,9 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
                             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "artifacts": str(artifacts.relative_to(root))})
             t_last = now
+        if parts is not None and parts.reused:
+            log(f"      reused {parts.reused} of the cell's {parts.calls} part(s) from an earlier attempt"
+                + (" (rank 0's; see the run's `parts:` line for all ranks)" if distributed.world_size() > 1 else ""))
         status, message = "ok", None
     except (StoreWriteError, distributed.RankLost):  # the run cannot go on (a lost rank: --resume later)
         raise

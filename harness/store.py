@@ -228,8 +228,9 @@ class RunStore:
         return manifest
 
     def _leftovers(self) -> list[Path]:
-        """Temporary files a kill can leave behind (they never hold committed data)."""
-        return [p for p in self.dir.glob("*.tmp") if p.is_file()]
+        """Temporary files a kill can leave behind (they never hold committed data), the parts'
+        (``partials/<cell>/*.tmp``, ``genbench.partials``) included."""
+        return [p for p in [*self.dir.glob("*.tmp"), *self.dir.glob("partials/*/*.tmp")] if p.is_file()]
 
     def check_can_open(self, config_hash: str, *, resume: bool) -> dict[str, Any] | None:
         """Validate before anything is written; returns the existing manifest when resuming."""
@@ -332,10 +333,17 @@ class RunStore:
         append_lines(self.records_path, [record])
 
     def commit_cell(self, records: list[dict[str, Any]], marker: dict[str, Any]) -> None:
-        """A cell's records in one checked write, then its marker: the cell counts only once both landed."""
+        """A cell's records in one checked write, then its marker: the cell counts only once both landed.
+
+        A finished cell's parts (``genbench.partials``) are deleted then; a failed cell's are kept
+        for the ``--resume`` that runs it again."""
         if records:
             append_lines(self.records_path, records)
         append_lines(self.cells_path, [marker])
+        if marker.get("status") == "ok":
+            from genbench import partials
+
+            partials.remove_cell(self.dir, marker["suite"], marker["adapter"], marker["seed"])
 
     def reconcile(self) -> tuple[set[tuple[str, str, int]], int]:
         """Make the files whole again after a kill, before the next append.

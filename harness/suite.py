@@ -104,6 +104,9 @@ class Suite(abc.ABC):
     options: dict[str, Any] = {}
     count_options: frozenset[str] = frozenset()
     option_choices: dict[str, tuple] = {}
+    #: whether the runner keeps the cell's sample / likelihood results on disk as they finish, for a
+    #: rerun after a kill (``genbench.partials``); False for a suite that times those calls
+    keeps_parts: bool = True
 
     @classmethod
     def check_options(cls, given: dict[str, Any], where: str) -> None:

@@ -134,6 +134,7 @@ def count_flops(fn: Callable[[], Any]) -> float | None:
 class Speed(Suite):
     name = "speed"
     description = "samples/s at a batch size, batch-1 latency, NFE/sample, peak memory, FLOPs/sample"
+    keeps_parts = False  # it times sample(): a part read back from disk (or written in a timed call) is no time
     options = {"batch_size": 64, "repeats": 5, "warmup": 1, "stable_tolerance": 0.1, "min_repeat_s": 0.5,
                # on an accelerator a call is short and jittery: on an H200, ar-digits cells of
                # identical cost spread 1.43x median to median with 0.5 s repeats, 1.07x with 1.5 s

@@ -10,6 +10,10 @@ N-th store call of one kind, to land kills at exact points no timer can hit:
 - ``append:N``  right after the N-th append (a cell's records written, its marker not yet)
 - ``tear:N``    in the middle of the N-th write (half its bytes on disk: a torn line)
 - ``atomic:N``  after the N-th atomic file's temporary is written, before its rename
+- ``part:R:N``  on torchrun rank R, just before it writes its N-th part (``genbench.partials``),
+  once every other rank has written its part of that call: a rank lost mid-cell, with the parts
+  of every earlier call and the other ranks' parts of this one on disk (run the script under
+  ``python -m torch.distributed.run``)
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ def _install_kill(spec: str) -> None:
     from genbench import store
 
     what, _, n = spec.partition(":")
+    if what == "part":
+        _install_part_kill(*map(int, n.split(":")))
+        return
     left = {"n": int(n)}
 
     def due() -> bool:
@@ -60,6 +67,28 @@ def _install_kill(spec: str) -> None:
         store.os.replace = replace  # the store's view of os only matters through this name
     else:
         raise SystemExit(f"unknown kill point {spec!r}")
+
+
+def _install_part_kill(rank: int, n: int) -> None:
+    from genbench import partials
+
+    if int(os.environ.get("RANK", "0")) != rank:
+        return
+    world = int(os.environ["WORLD_SIZE"])
+    original = partials.PartCache._write
+    left = {"n": n}
+
+    def write(self, key, fields, value):
+        left["n"] -= 1
+        if left["n"] == 0:
+            # this call's part is computed; wait for the other ranks' parts of it, then die unwritten
+            deadline = time.monotonic() + 60
+            while len(list(self.dir.glob("*.npz"))) < world * self.calls - 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, key, fields, value)
+
+    partials.PartCache._write = write
 
 
 def _register_ticks() -> None:
