@@ -63,15 +63,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import math
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from genbench.adapters import hf, mdlm
-from genbench.adapters.mdlm import (ORDERS, SAMPLING_EPS, SCHEDULES, TIMESTEPS, WEIGHTS, check_mc_samples,
-                                    masked_sample, unmask_counts)
+from genbench.adapters.mdlm import (SAMPLING_EPS, TIMESTEPS, WEIGHTS, check_masked_sampler_options,
+                                    check_mc_samples, masked_sample, unmask_counts)
 from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -158,27 +157,18 @@ class HFMaskedDiffusionLM(Generator):
         with _as_this_adapter("mc_samples"):
             self.mc_samples = check_mc_samples(mc_samples)
         for option, value, allowed in (("timesteps", timesteps, TIMESTEPS), ("weight", weight, WEIGHTS),
-                                       ("schedule", schedule, SCHEDULES), ("short_window", short_window,
-                                                                           tuple(SHORT_WINDOWS))):
+                                       ("short_window", short_window, tuple(SHORT_WINDOWS))):
             if value not in allowed:
                 raise UserError(f"{NAME}: option {option}={value!r} is not one of {', '.join(allowed)} "
                                 f'([adapter."{NAME}"] {option} in the run file)')
-        self.timesteps, self.weight, self.schedule, self.short_window = timesteps, weight, schedule, short_window
+        self.timesteps, self.weight, self.short_window = timesteps, weight, short_window
         with _as_this_adapter("length"):
             self.length = hf._positive_int("length", length)
-        self.steps = self.length if steps is None else steps
-        with _as_this_adapter("steps"):
-            self.steps = hf._positive_int("steps", self.steps)
-            unmask_counts(self.length, self.steps, self.schedule)
-        self.temperature, self.choice_temperature = float(temperature), float(choice_temperature)
-        if order not in ORDERS:
-            raise UserError(f'{NAME}: option order={order!r} must be one of {", ".join(ORDERS)}; set '
-                            f'[adapter."{NAME}"] order in the run file')
-        self.order = order
-        for option, value in (("temperature", self.temperature), ("choice_temperature", self.choice_temperature)):
-            if not value >= 0 or math.isinf(value):
-                raise UserError(f"{NAME}: option {option}={value!r} must be a finite number >= 0 "
-                                f'(temperature 0 = argmax); set [adapter."{NAME}"] {option} in the run file')
+        sampler = check_masked_sampler_options(NAME, self.length, steps=self.length if steps is None else steps,
+                                               schedule=schedule, order=order, temperature=temperature,
+                                               choice_temperature=choice_temperature)
+        self.steps, self.schedule, self.order = sampler.steps, sampler.schedule, sampler.order
+        self.temperature, self.choice_temperature = sampler.temperature, sampler.choice_temperature
 
         # --- the checkpoint -----------------------------------------------------------
         self.model, self.tokenizer, self.resolved_path = hf._load(

@@ -418,6 +418,41 @@ def unmask_counts(length: int, steps: int, schedule: str = "cosine") -> list[int
     return [a - b for a, b in zip(remaining[:-1], remaining[1:])]
 
 
+@dataclass(frozen=True)
+class MaskedSamplerOptions:
+    """The masked sampler's settings, checked (``check_masked_sampler_options``)."""
+
+    steps: int
+    schedule: str
+    order: str
+    temperature: float
+    choice_temperature: float
+
+
+def check_masked_sampler_options(name: str, length: int, *, steps: Any, schedule: Any, order: Any,
+                                 temperature: Any, choice_temperature: Any,
+                                 run_file: bool = True) -> MaskedSamplerOptions:
+    """The one check of ``masked_sample``'s options for every masked adapter: ``steps`` an
+    integer in 1..length, ``schedule`` and ``order`` known, temperatures finite numbers >= 0
+    (temperature 0 is argmax). A bad value is a one-line ``UserError`` naming ``name`` and, with
+    ``run_file``, the adapter's run-file option."""
+    def bad(option: str, value: Any, what: str) -> UserError:
+        where = f'; set [adapter."{name}"] {option} in the run file' if run_file else ""
+        return UserError(f"{name}: option {option}={value!r} {what}{where}")
+
+    for option, value, allowed in (("schedule", schedule, SCHEDULES), ("order", order, ORDERS)):
+        if value not in allowed:
+            raise bad(option, value, f"is not one of {', '.join(allowed)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= length:
+        raise bad("steps", steps, f"must be an integer between 1 and the sequence length {length}")
+    temps = {}
+    for option, value in (("temperature", temperature), ("choice_temperature", choice_temperature)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < math.inf:
+            raise bad(option, value, "must be a finite number >= 0 (temperature 0 is argmax)")
+        temps[option] = float(value)
+    return MaskedSamplerOptions(int(steps), schedule, order, temps["temperature"], temps["choice_temperature"])
+
+
 @torch.no_grad()
 def masked_sample(
     logits_fn: LogitsFn,
@@ -452,11 +487,9 @@ def masked_sample(
     depend on ``batch_size`` nor on how a run is split into calls (up to floating-point differences
     between batched matmuls); ``rows`` count from 0 within the call.
     """
+    check_masked_sampler_options("masked_sample", length, steps=steps, schedule=schedule, order=order,
+                                 temperature=temperature, choice_temperature=choice_temperature, run_file=False)
     counts = unmask_counts(length, steps, schedule)
-    if order not in ORDERS:
-        raise UserError(f"order must be one of {ORDERS}, got {order!r}")
-    if temperature < 0 or choice_temperature < 0:
-        raise UserError(f"temperature and choice_temperature must be >= 0, got {temperature}, {choice_temperature}")
     out = torch.empty(n, length, dtype=torch.int64)
     nfe = 0
     for start in range(0, n, batch_size):
@@ -588,27 +621,19 @@ class _MaskedModel(Generator):
         self.config = self.model.cfg
         self.mask_id = int(self.meta["config"]["mask_id"])
         self.device = torch.device(device)
-        self.steps = int(steps if steps is not None else self.default_steps)
-        self.schedule = schedule
-        self.temperature = float(temperature)
-        self.choice_temperature = float(choice_temperature)
-        self.order = order
-        if order not in ORDERS:
-            raise UserError(f"{self.name}: order must be one of {ORDERS}, got {order!r}")
+        sampler = check_masked_sampler_options(
+            self.name, self.config.seq_len, steps=self.default_steps if steps is None else steps, schedule=schedule,
+            order=order, temperature=temperature, choice_temperature=choice_temperature)
+        self.steps, self.schedule, self.order = sampler.steps, sampler.schedule, sampler.order
+        self.temperature, self.choice_temperature = sampler.temperature, sampler.choice_temperature
         self.mc_samples = check_mc_samples(mc_samples)
         self.timesteps = timesteps
         self.weight = weight
         self.eval_batch_size = int(eval_batch_size)
-        if schedule not in SCHEDULES:
-            raise UserError(f"{self.name}: schedule must be one of {SCHEDULES}, got {schedule!r}")
         if weight not in WEIGHTS:
             raise UserError(f"{self.name}: weight must be one of {WEIGHTS}, got {weight!r}")
         if timesteps not in TIMESTEPS:
             raise UserError(f"{self.name}: timesteps must be one of {TIMESTEPS}, got {timesteps!r}")
-        unmask_counts(self.config.seq_len, self.steps, schedule)  # validates steps
-        if self.temperature < 0 or self.choice_temperature < 0:
-            raise UserError(f"{self.name}: temperature and choice_temperature must be >= 0, "
-                            f"got {temperature}, {choice_temperature}")
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) with mask id -> logits (B, L, V) over real ids (the mask id is not an output)."""

@@ -314,15 +314,11 @@ class TokenMasked(_TokenModel):
                   order=order, guidance_scale=guidance_scale)
 
     def _set(self, **o: Any) -> None:
-        if o["schedule"] not in mdlm.SCHEDULES or o["order"] not in mdlm.ORDERS:
-            raise UserError(f"{self.label}: options schedule={o['schedule']!r} / order={o['order']!r} must be one of "
-                            f"{mdlm.SCHEDULES} / {mdlm.ORDERS}")
-        mdlm.unmask_counts(self.length, int(o["steps"]), o["schedule"])  # checks steps
-        for key in ("temperature", "choice_temperature"):
-            if not isinstance(o[key], (int, float)) or o[key] < 0:
-                raise UserError(f"{self.label}: option {key}={o[key]!r} must be a number >= 0")
-        self.steps, self.schedule, self.order = int(o["steps"]), o["schedule"], o["order"]
-        self.temperature, self.choice_temperature = float(o["temperature"]), float(o["choice_temperature"])
+        sampler = mdlm.check_masked_sampler_options(self.name, self.length, steps=o["steps"], schedule=o["schedule"],
+                                                    order=o["order"], temperature=o["temperature"],
+                                                    choice_temperature=o["choice_temperature"])
+        self.steps, self.schedule, self.order = sampler.steps, sampler.schedule, sampler.order
+        self.temperature, self.choice_temperature = sampler.temperature, sampler.choice_temperature
         self.guidance_scale = check_guidance(self.label, o["guidance_scale"], self.null_class,
                                              self.num_classes is not None)
 

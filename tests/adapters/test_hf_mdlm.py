@@ -310,8 +310,9 @@ def test_a_checkpoint_without_mask_token_names_the_field_and_the_fix(ckpt, tmp_p
     ({"batch_size": 0}, r"hf-masked-diffusion-lm: option batch_size=0 must be a positive integer"),
     ({"dtype": "float8"}, "hf-masked-diffusion-lm: option dtype='float8' is not a dtype"),
     ({"max_length": POSITIONS + 1}, f"max_length={POSITIONS + 1} exceeds the {POSITIONS} positions"),
-    ({"length": 8, "steps": 9}, "steps must be between 1 and the sequence length 8; got 9"),
-    ({"temperature": -1}, "option temperature=-1.0 must be a finite number >= 0"),
+    ({"length": 8, "steps": 9}, "option steps=9 must be an integer between 1 and the sequence length 8"),
+    ({"temperature": -1}, "option temperature=-1 must be a finite number >= 0"),
+    ({"order": "raster"}, r"option order='raster' is not one of confidence, random; set \[adapter"),
 ])
 def test_bad_options_are_user_errors(ckpt, options, match):
     with pytest.raises(UserError, match=match):

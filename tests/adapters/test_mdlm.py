@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from genbench import data
 from genbench.adapters import mdlm
 from genbench.errors import UserError
 from genbench.interfaces import LikelihoodKind
-from genbench.registry import ADAPTERS
+from genbench.registry import ADAPTERS, build_adapter
 
 
 @pytest.fixture(scope="module")
@@ -260,10 +261,35 @@ def test_random_order_commits_uniformly_random_positions():
     a, _ = mdlm.masked_sample(logits_fn, 5, length, mask_id, steps=2, seed=3, order="random", batch_size=2)
     b, _ = mdlm.masked_sample(logits_fn, 5, length, mask_id, steps=2, seed=3, order="random", batch_size=5)
     assert torch.equal(a, b)
-    with pytest.raises(UserError, match="order must be one of"):
+    with pytest.raises(UserError, match=r"^masked_sample: option order='left-to-right' is not one of confidence, random$"):
         mdlm.masked_sample(logits_fn, 1, length, mask_id, steps=2, seed=0, order="left-to-right")
-    with pytest.raises(UserError, match="order must be one of"):
+    with pytest.raises(UserError, match=r"masked-digits: option order='raster' is not one of confidence, random; set "
+                                        r"\[adapter.\"masked-digits\"\] order in the run file"):
         mdlm.MaskedDigits(order="raster")
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("steps", 0, "steps=0 must be an integer between 1 and the sequence length"),
+    ("steps", 2.5, "steps=2.5 must be an integer"),
+    ("schedule", "exp", "schedule='exp' is not one of cosine, linear"),
+    ("temperature", -1.0, "temperature=-1.0 must be a finite number >= 0"),
+    ("temperature", float("inf"), "temperature=inf must be a finite number >= 0"),
+    ("choice_temperature", float("nan"), "choice_temperature=nan must be a finite number >= 0"),
+    ("choice_temperature", "4.5", "choice_temperature='4.5' must be a finite number >= 0"),
+])
+def test_every_masked_adapter_checks_its_sampler_options_alike(option, value, says, tmp_path_factory):
+    """One check (``check_masked_sampler_options``) for the zoo, token-masked and the sampler
+    itself: the same value is refused by each, in one line naming the adapter's option."""
+    from tests.adapters import image_checkpoints as ic
+
+    with pytest.raises(UserError, match=f"^masked-digits: option {re.escape(says)}"):
+        mdlm.MaskedDigits(**{option: value})
+    tm = ic.token_masked(tmp_path_factory.mktemp("tm") / "ck")
+    with pytest.raises(UserError, match=f'^token-masked: option {re.escape(says)}.*\\[adapter."token-masked"\\]'):
+        build_adapter(f"token-masked:{tm}", **{option: value})
+    kw = dict(steps=2, schedule="cosine", order="confidence", temperature=1.0, choice_temperature=0.0)
+    with pytest.raises(UserError, match=f"^masked_sample: option {re.escape(says)}"):
+        mdlm.masked_sample(lambda x: torch.zeros(*x.shape, 3), 1, 4, 2, seed=0, **{**kw, option: value})
 
 
 def test_random_order_one_position_per_step_draws_exactly_from_the_joint():
