@@ -378,20 +378,29 @@ class TokenMasked(_TokenModel):
         """uint8 images (N, H, W, C) -> the MDLM ELBO in nats of each image's h*w VQ codes."""
         if self.likelihood_unavailable_reason:
             return LogLikelihood.unavailable(len(batch), "token")
+        return self.likelihood_grid(batch, seed=seed, start=start).whole()
+
+    def likelihood_grid(self, batch: Any, *, seed: int = 0, start: int = 0) -> mdlm.ElboGrid:
+        """``log_likelihood``'s (image, Monte Carlo sample) grid, computed in parts (``mdlm.ElboGrid``:
+        torchrun ranks split its forward passes); image i's draws are keyed by ``start + i``."""
+        if self.likelihood_unavailable_reason:
+            raise UserError(f"{self.label}: {self.likelihood_unavailable_reason}")
         codes = self.images_to_codes(batch)
         prefix = self.null_prefix(1) if self.num_classes is not None else self.prefix(None, 1)
+        info = {**self._likelihood_info(batch), "estimator": "MDLM ELBO over the codes (log-linear schedule, SUBS)",
+                "timesteps": "antithetic", "weight": "rao-blackwell"}
 
         def logits_fn(ids: torch.Tensor) -> torch.Tensor:
             return self._logits(ids, prefix.expand(len(ids), -1))
 
-        with torch.inference_mode():
-            nll, se = mdlm.sequences_to_elbo(logits_fn, codes, self.mask_token, mc_samples=self.mc_samples, seed=seed,
-                                             row_keys=[(start + i,) for i in range(len(codes))],
-                                             batch_size=self.batch_size)
-        info = {**self._likelihood_info(batch), "estimator": "MDLM ELBO over the codes (log-linear schedule, SUBS)",
-                "timesteps": "antithetic", "weight": "rao-blackwell"}
-        return LogLikelihood(nll=nll, units=np.full(len(codes), float(self.length)), unit="token",
-                             kind=LikelihoodKind.UPPER_BOUND, stderr=se, mc_samples=self.mc_samples, info=info)
+        def finish(nll: np.ndarray, se: np.ndarray) -> LogLikelihood:
+            return LogLikelihood(nll=np.asarray(nll), units=np.full(len(codes), float(self.length)), unit="token",
+                                 kind=LikelihoodKind.UPPER_BOUND, stderr=np.asarray(se), mc_samples=self.mc_samples,
+                                 info=info)
+
+        block = (codes, None, [(start + i,) for i in range(len(codes))])
+        return mdlm.sequences_to_elbo_grid(logits_fn, [block], self.mask_token, finish, mc_samples=self.mc_samples,
+                                           seed=seed, batch_size=self.batch_size)
 
 
 __all__ = ["TokenAR", "TokenMasked", "Rope2D", "read_layout"]

@@ -93,6 +93,28 @@ def test_token_masked_elbo_is_mdlms_and_batch_independent(ck):
     assert s.nfe_per_sample == 2 and s.info["sampler"].startswith("genbench.adapters.mdlm.masked_sample")
 
 
+def test_token_masked_likelihood_grid_in_parts_is_its_elbo(ck):
+    """Split across torchrun ranks by (image, Monte Carlo sample), the parts of token-masked's
+    grid give its log_likelihood, which is mdlm.sequences_to_elbo of its codes."""
+    from genbench.adapters import mdlm
+
+    g = build_adapter(f"token-masked:{ck['tmask']}", mc_samples=4)
+    images = np.random.default_rng(5).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    ll = g.log_likelihood(images, seed=1, start=7)
+    grid = g.likelihood_grid(images, seed=1, start=7)
+    assert (grid.rows, grid.mc_samples) == (3, 4)
+    parts = np.concatenate([grid.terms(a, b) for a, b in [(0, 5), (5, 6), (6, 6), (6, 12)]])  # cuts across rows
+    split = grid.to_likelihood(parts.reshape(3, 4))
+    np.testing.assert_allclose(split.nll, ll.nll, rtol=1e-6)  # float32 forwards of other batch shapes
+    np.testing.assert_allclose(split.stderr, ll.stderr, rtol=1e-5)
+    prefix = g.null_prefix(1)
+    want, want_se = mdlm.sequences_to_elbo(lambda ids: g._logits(ids, prefix.expand(len(ids), -1)),
+                                           g.images_to_codes(images), g.mask_token, mc_samples=4, seed=1,
+                                           row_keys=[(7 + i,) for i in range(3)])
+    np.testing.assert_allclose(ll.nll, want, rtol=1e-6)
+    np.testing.assert_allclose(ll.stderr, want_se, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["token-ar", "token-masked"])
 def test_a_vq_that_decodes_from_indices_gives_the_same_images(kind, tmp_path):
     """aMUSEd's VQ decodes code indices itself (``lookup_from_codebook``); the adapters must hand
