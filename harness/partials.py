@@ -124,7 +124,8 @@ def _array(x: Any, field: str) -> np.ndarray:
 
 
 def value_to_npz(value: Any, key_fields: dict[str, Any]) -> bytes:
-    """A ``Samples`` or ``LogLikelihood`` (and the key it answers) as the bytes of one ``.npz``."""
+    """A ``Samples``, a ``LogLikelihood`` or a dict of (n, ...) arrays (a suite's own part, e.g. a
+    chunk's features: ``SuiteContext.kept``), and the key it answers, as the bytes of one ``.npz``."""
     from genbench.interfaces import LikelihoodKind, LogLikelihood, Samples
 
     arrays: dict[str, np.ndarray] = {}
@@ -141,6 +142,10 @@ def value_to_npz(value: Any, key_fields: dict[str, Any]) -> bytes:
         meta = {"type": "LogLikelihood", "unit": _exact_json(value.unit),
                 "kind": LikelihoodKind(value.kind).value, "kind_is_enum": isinstance(value.kind, LikelihoodKind),
                 "mc_samples": _exact_json(value.mc_samples), "info": _exact_json(value.info)}
+    elif isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        for name, x in value.items():  # a suite's own arrays of the range (features of a chunk)
+            arrays[name] = _array(x, name)
+        meta = {"type": "arrays"}
     else:
         raise _NotCacheable(f"cannot store a {type(value).__name__}")
     meta.update(format=FORMAT, key=key_fields, arrays=sorted(arrays))
@@ -151,7 +156,7 @@ def value_to_npz(value: Any, key_fields: dict[str, Any]) -> bytes:
 
 
 def npz_to_value(data: bytes) -> tuple[Any, dict[str, Any]]:
-    """The bytes of a part file -> (its ``Samples`` or ``LogLikelihood``, its meta)."""
+    """The bytes of a part file -> (its ``Samples``, ``LogLikelihood`` or dict of arrays, its meta)."""
     from genbench.interfaces import LikelihoodKind, LogLikelihood, Samples
 
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
@@ -165,6 +170,8 @@ def npz_to_value(data: bytes) -> tuple[Any, dict[str, Any]]:
         value = LogLikelihood(nll=arrays["nll"], units=arrays["units"], stderr=arrays.get("stderr"),
                               unit=meta["unit"], kind=kind if meta["kind_is_enum"] else kind.value,
                               mc_samples=meta["mc_samples"], info=meta["info"])
+    elif meta["type"] == "arrays":
+        value = arrays
     else:
         raise ValueError(f"unknown part type {meta['type']!r}")
     return value, meta
@@ -176,6 +183,8 @@ def _lengths(value: Any) -> set[int]:
 
     if isinstance(value, Samples):
         fields = [value.images, value.tokens, value.texts]
+    elif isinstance(value, dict):
+        fields = list(value.values())
     else:
         fields = [value.nll, value.units, value.stderr]
     return {len(f) for f in fields if f is not None}

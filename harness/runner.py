@@ -572,7 +572,7 @@ def _run_cell(store: RunStore | None, spec: RunSpec, run_id: str, seed: int, var
         artifacts = root / "artifacts" / f"{suite_name}__{safe}__seed{seed}"
         artifacts.mkdir(parents=True, exist_ok=True)
         ctx = SuiteContext(seed=seed, options=options, artifacts=artifacts, device=device,
-                           progress=_progress if store is not None else (lambda it, **kw: it))
+                           progress=_progress if store is not None else (lambda it, **kw: it), parts=parts)
         log(f"run   {suite_name} x {adapter_spec} (seed {seed})")
         t_last = t0
         for metric in suite.run(generator, ctx):

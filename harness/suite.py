@@ -44,6 +44,7 @@ class SuiteContext:
     options:    the suite's table from the run file (e.g. ``n_samples``).
     artifacts:  a directory for the cell's files (sample grids, text samples).
     progress:   ``progress(iterable, desc=..., total=...)`` wraps long loops in a bar.
+    parts:      the cell's ``genbench.partials.PartCache`` (None: results are not kept), see ``kept``.
     """
 
     seed: int
@@ -51,9 +52,20 @@ class SuiteContext:
     artifacts: Path
     device: str = "cpu"
     progress: Callable[..., Iterable] = lambda it, **kw: it
+    parts: Any = None
 
     def option(self, key: str, default: Any) -> Any:
         return self.options.get(key, default)
+
+    def kept(self, what: str, args: dict[str, Any], index_range: tuple[int, int],
+             compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``compute()``, a dict of arrays with one row per item of ``index_range`` ([start, stop)),
+        kept as a part of the cell until it commits: a rerun of a killed cell reads it back (after
+        checking its sha256 and its key: ``what``, ``args`` hashed by content, the range, the
+        cell's config and seed) instead of computing it again (``genbench.partials``)."""
+        if self.parts is None:
+            return compute()
+        return self.parts.get_or_compute(what, args, index_range, compute)
 
 
 #: options that count something, wherever a suite declares them: a positive integer (or None)

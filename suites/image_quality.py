@@ -373,6 +373,8 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
     Chunk ``[start, start + size)`` is ``sample(size, seed=cell seed, start=start)``: sample ``j``
     draws from its own stream ``(seed, j)`` and gets label ``labels[j]``, so the sample set is
     the same whatever ``sample_chunk`` (and ``sample(n, seed)`` in one call)."""
+    from genbench.features.build import extractor_identity
+
     o = ctx.options
     chunk = max(1, int(o["sample_chunk"]))
     png_dir = ctx.artifacts / "samples" if o["save_png"] else None
@@ -392,8 +394,16 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
             if s is None:
                 return s, i, j, [None] * len(extractors)
             s.validate(j - i, "image")
-            return s, i, j, [ex.outputs(s.images, spatial=spatial) if hasattr(ex, "outputs")
-                             else {"features": np.asarray(ex.features(s.images), dtype=np.float64)}
+
+            def measure(ex, spatial: bool) -> dict[str, np.ndarray]:
+                return ex.outputs(s.images, spatial=spatial) if hasattr(ex, "outputs") \
+                    else {"features": np.asarray(ex.features(s.images), dtype=np.float64)}
+
+            # each extractor's outputs of these images kept as a part of the cell (a rerun after
+            # a kill reads them back), keyed by the extractor's identity and the images' bytes
+            return s, i, j, [ctx.kept("features", {"extractor": extractor_identity(ex), "spatial": spatial,
+                                                   "images": s.images}, (start + i, start + j),
+                                      lambda ex=ex, spatial=spatial: measure(ex, spatial))
                              for ex, spatial in zip(extractors, spatials)]
 
         s, a, b, outputs = ranks.checked(draw_and_measure)  # a rank's error fails the cell on every rank

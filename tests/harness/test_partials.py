@@ -207,6 +207,44 @@ def test_a_run_killed_before_its_cell_commits_resumes_from_its_parts(tmp_path, m
     assert same == [deterministic_fields(r) for r in RunStore(reference).records()]
 
 
+def test_a_killed_image_quality_cell_reads_back_its_samples_and_features(tmp_path, monkeypatch):
+    """The reference path samples in chunks and measures each: both the chunks' samples and each
+    chunk's features are kept, so the resumed cell draws and extracts nothing again."""
+    from genbench import store as store_module
+    from genbench.registry import ADAPTERS
+    from tests.harness import ranks_run
+    from tests.harness.features.helpers import digit_images, tiny_torchscript, write_pngs
+
+    monkeypatch.setitem(ADAPTERS._entries, ranks_run.RGBDigits.name, ranks_run.RGBDigits)  # this test's only
+    reference = write_pngs(tmp_path / "ref", digit_images(0, 12))
+    net = tiny_torchscript(tmp_path / "tiny.pt")
+    spec = dict(suites=["image_quality"], adapters=["fake-rgb-digits"], suite_options={"image_quality": {
+        "reference": str(reference), "extractor": f"torchscript:{net}", "extractor_mode": "clean", "n_samples": 6,
+        "sample_chunk": 3, "fid_bootstrap": 0, "kid_subset_size": 100}})
+    monkeypatch.setenv("GENBENCH_STATS_CACHE", str(tmp_path / "cache"))
+    whole = tmp_path / "whole"
+    runner.run(runner.RunSpec(**spec), whole, log=lambda m: None)
+    out = tmp_path / "run"
+    original = store_module.append_lines
+
+    def killed(path, objs):  # the cell's records land, its marker never does
+        if Path(path).name == store_module.CELLS:
+            raise KeyboardInterrupt
+        original(path, objs)
+
+    monkeypatch.setattr(store_module, "append_lines", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(runner.RunSpec(**spec), out, log=lambda m: None)
+    monkeypatch.setattr(store_module, "append_lines", original)
+    kinds = [json.loads(np.load(p)["meta"].tobytes())["type"] for p in sorted(out.glob("partials/*/*.npz"))]
+    assert sorted(kinds) == ["Samples", "Samples", "arrays", "arrays"]  # 2 chunks, drawn and measured
+    before = dict(partials.STATS)
+    runner.run(runner.RunSpec(**spec), out, resume=True, log=lambda m: None)
+    assert partials.STATS["reused"] - before["reused"] == 4 and partials.STATS["computed"] == before["computed"]
+    same = [deterministic_fields(r) for r in RunStore(out).records()]
+    assert same == [deterministic_fields(r) for r in RunStore(whole).records()] and len(same) > 3
+
+
 RUN = """name = "parts"
 seeds = [0]
 suites = ["image_quality", "likelihood"]
