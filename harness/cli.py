@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     spec.validate()
     out = Path(args.out) if args.out else default_out(spec.name)
+    if args.no_parts:  # through the environment, so that torchrun's ranks and submitit's jobs inherit it
+        os.environ["GENBENCH_PARTS"] = "off"
     if args.nproc is not None:
         return _launch_torchrun(args, out)
     if args.slurm is not None or args.executor is not None:
@@ -288,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "LocalExecutor)")
     run.add_argument("--nproc", type=int, metavar="N", help="split each cell's sampling and likelihood across N "
                      "local processes (runs this command under torchrun --nproc_per_node N; gloo on CPU, NCCL on GPU)")
+    run.add_argument("--no-parts", action="store_true", help="keep no parts of unfinished cells on disk "
+                     "(genbench.partials; sets GENBENCH_PARTS=off for torchrun ranks and Slurm jobs too): a killed "
+                     "cell then reruns whole")
     run.add_argument("--timeout-min", type=int, default=240, help="--slurm: time limit per shard job, minutes")
     run.add_argument("--gpus-per-node", type=int, help="--slurm: GPUs per shard job")
     run.set_defaults(func=cmd_run)

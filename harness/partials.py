@@ -35,6 +35,22 @@ PARTIALS = "partials"
 FORMAT = 1
 #: parts of this process: reused from disk, computed (and written), rejected (failed a check)
 STATS: dict[str, int] = {"reused": 0, "computed": 0, "rejected": 0}
+#: GENBENCH_PARTS=off (``genbench run --no-parts``): keep no parts (a killed cell reruns whole)
+ENV = "GENBENCH_PARTS"
+
+
+def enabled() -> bool:
+    """Whether runs keep parts (``GENBENCH_PARTS`` unset or ``on``); any other value is refused."""
+    import os
+
+    from genbench.errors import UserError
+
+    value = os.environ.get(ENV, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise UserError(f"{ENV}={os.environ[ENV]!r}: use on or off (off: genbench run --no-parts)")
+    return value == "on"
+
+
 #: call arguments that must not change a result, so are left out of a part's key
 NOT_IN_KEY = frozenset({"batch_size"})
 
@@ -319,6 +335,6 @@ class PartCached:
         return getattr(self._inner, name)
 
 
-__all__ = ["PARTIALS", "STATS", "PartCache", "PartCached", "cell_dirname", "remove_cell", "remove_empty",
+__all__ = ["PARTIALS", "STATS", "ENV", "enabled", "PartCache", "PartCached", "cell_dirname", "remove_cell", "remove_empty",
            "stats_summary",
            "fingerprint", "value_to_npz", "npz_to_value"]

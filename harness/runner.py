@@ -366,6 +366,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     from genbench import distributed, partials, shard as sharding
 
     spec.validate()
+    keep_parts = partials.enabled()  # GENBENCH_PARTS: checked before anything is written
     store = RunStore(Path(out_dir))
     chash = spec.config_hash()
     # before anything is written (under torchrun every rank checks before the process group's
@@ -384,7 +385,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
     if world > 1 and distributed.rank() != 0:
         run_id, done, run_dir = distributed.broadcast_from_rank0(None)
         _run_cells(None, spec, run_id, done, cells, adapters, lambda message: None,
-                   parts_dir=_shared_parts_dir(Path(run_dir), run_id))
+                   parts_dir=_shared_parts_dir(Path(run_dir), run_id) if keep_parts else None)
         return []
     with store.lock():
         existing = store.check_can_open(chash, resume=resume)  # again, now that no one else can write
@@ -408,7 +409,7 @@ def run(spec: RunSpec, out_dir: str | Path, *, resume: bool = False,
         if world > 1:  # the other ranks keep their parts in rank 0's run directory (a shared filesystem)
             distributed.broadcast_from_rank0((run_id, done, str(store.dir.resolve())))
         results = _run_cells(store, spec, run_id, done, cells, adapters, log,
-                             parts_dir=store.dir / partials.PARTIALS)
+                             parts_dir=store.dir / partials.PARTIALS if keep_parts else None)
         partials.remove_empty(store.dir)
         store.update_manifest(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return results

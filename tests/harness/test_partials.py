@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,32 @@ def test_a_run_killed_before_its_cell_commits_resumes_from_its_parts(tmp_path, m
     assert not (out / "partials").exists()
     same = [deterministic_fields(r) for r in RunStore(out).records()]
     assert same == [deterministic_fields(r) for r in RunStore(reference).records()]
+
+
+def test_no_parts_keeps_none_and_a_bad_setting_is_one_line(tmp_path, monkeypatch, capsys):
+    """``genbench run --no-parts`` (GENBENCH_PARTS=off, inherited by torchrun ranks and Slurm jobs):
+    a killed cell leaves no parts; a value other than on/off is refused before anything is written."""
+    from genbench import store as store_module
+    from genbench.cli import main
+    from genbench.errors import UserError
+
+    monkeypatch.setenv("GENBENCH_PARTS", "maybe")
+    with pytest.raises(UserError, match="GENBENCH_PARTS='maybe': use on or off"):
+        runner.run(runner.RunSpec(**LIKELIHOOD), tmp_path / "bad", log=lambda m: None)
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setenv("GENBENCH_PARTS", "on")  # the flag below turns it off (restored after the test)
+    original = store_module.append_lines
+
+    def killed(path, objs):
+        if Path(path).name == store_module.CELLS:
+            raise KeyboardInterrupt
+        original(path, objs)
+
+    monkeypatch.setattr(store_module, "append_lines", killed)
+    assert main(["run", "--suite", "likelihood", "--adapter", "ar-digits", "--set", "likelihood.max_examples=8",
+                 "--no-parts", "--out", str(tmp_path / "run")]) != 0  # interrupted
+    assert os.environ["GENBENCH_PARTS"] == "off"
+    assert (tmp_path / "run" / "records.jsonl").exists() and not list((tmp_path / "run").glob("partials/*/*"))
 
 
 def test_a_killed_image_quality_cell_reads_back_its_samples_and_features(tmp_path, monkeypatch):
