@@ -304,6 +304,9 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
         "b_statistics": statistics_origin(b),
         "identity": ident,
     })
+    layout = ex.describe().get("layout") if hasattr(ex, "describe") else None
+    if layout:  # only when asked for: results stay as they were
+        out["layout"] = layout
     return out
 
 

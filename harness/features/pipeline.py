@@ -11,10 +11,16 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
    gets shapes back. ``workers=0`` runs the same work on a thread pool in this process (the
    default for small jobs and on machines with at most 2 cores: starting processes costs more
    there than it saves). ``GENBENCH_DECODE_WORKERS`` overrides the automatic choice.
-2. **Batches prefetched and double-buffered.** While the network runs on batch k, the workers
-   fill batches k+1 and k+2 (``PREFETCH``); on CUDA the host copies each batch into one of two
-   pinned staging buffers and ships it with a non-blocking copy, and the features stay on the
-   device until the end (no synchronisation per batch).
+2. **Batches prefetched and double-buffered, one session for many sources.** While the network
+   runs on batch k, the workers fill batches k+1 and k+2 (``PREFETCH``); on CUDA the host
+   copies each batch into one of two pinned staging buffers and ships it with a non-blocking
+   copy, and the features stay on the device until the end (no synchronisation per batch).
+   ``loader_groups_to_outputs`` runs every group of images (the pieces of both sources of an
+   FID) through one session: the next group's first batches decode while this group's last
+   ones run through the network, and the groups are read lazily (a folder listed, an npz
+   chunk loaded) while the workers decode. For statistics on CUDA the features never leave
+   the device: the float64 sums are accumulated there (``statistics_on_device``) and read back
+   once per source.
 3. **The resize on the accelerator.** On CUDA the ``clean`` and ``legacy_pytorch`` resizes run
    on the device (``genbench.features.resize.TENSOR_RESIZERS``: Pillow's float bicubic as two
    float64 matrix products; the same numbers as the host path to float32 rounding, tested
@@ -23,14 +29,19 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
 4. **Precision: the Inception convention is float32.** The network runs with TF32 off for
    convolutions and matrix products (PyTorch lets cuDNN use TF32 by default on Ampere and
    later GPUs, which rounds inputs to a 10-bit mantissa and moves pool_3 features far more than
-   float32 rounding). ``channels_last`` is not used: it changes no number, but it pays only for
-   tensor-core precisions (TF32, half), which the convention rules out.
+   float32 rounding). ``channels_last`` (NHWC inputs and weights) is opt-in
+   (``ResizingExtractor.set_channels_last``, ``--channels-last``): still float32, but the
+   features move by float32 rounding (on the CPU an Inception-v3 with random weights: 6e-6 of
+   their largest, about as far from float64 as NCHW's own 4e-6; not within 1e-6), and cuDNN
+   skips the layout conversions around each convolution; recorded as ``layout`` in
+   ``describe()`` and in compute_fid's result.
 
 Batches are those of the earlier in-process pipeline: ``batch_size`` consecutive images of a
 chunk, one network call per batch (per run of one image size for ``legacy_tensorflow``), so the
 numbers on a CPU do not change with the number of workers.
 
-Entry points: ``loaders_to_outputs`` (extractors), ``loaders_to_images`` (decoding only) and
+Entry points: ``loaders_to_outputs`` (extractors), ``loader_groups_to_outputs`` (many groups, one
+session), ``loaders_to_images`` (decoding only) and
 ``time_fid`` (FID end to end against the network alone and against decoding and resizing
 alone, in images per second; for ``benchmarks/device_check.sh`` and ``bench_fid.py``).
 """
@@ -444,6 +455,13 @@ def float32_convention(device):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
+def statistics_on_device(extractor) -> bool:
+    """Whether streamed statistics keep their float64 sums on the extractor's device: on CUDA
+    (``device_statistics`` on the extractor forces it either way, e.g. for tests)."""
+    forced = getattr(extractor, "device_statistics", None)
+    return _is_cuda(extractor.device) if forced is None else bool(forced)
+
+
 def resize_on_device(extractor) -> bool:
     """Whether the extractor's resize runs on its device: on CUDA for the modes that have a
     tensor resize (``device_resize`` on the extractor forces it either way, e.g. for tests)."""
@@ -652,7 +670,7 @@ def _sync(device) -> None:
 
 def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, device: str | None = "auto",
              batch_size: int = 64, workers: int | None = None, repeats: int = 3, trust_unknown: bool = False,
-             center_crop: int | None = None) -> dict[str, Any]:
+             center_crop: int | None = None, channels_last: bool = False) -> dict[str, Any]:
     """FID between two sources end to end, against its parts, in images per second.
 
     * ``end_to_end``: ``genbench.features.fid.compute_fid(path_a, path_b, ..., use_cache=False)``
@@ -675,6 +693,8 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
     from genbench.features.statistics import resolve_extractor
 
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
+    if channels_last:
+        ex.set_channels_last()
     sources = []
     for path in (path_a, path_b):
         src = path_to_image_source(path, grey="error", alpha="error")
@@ -696,7 +716,7 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
 
     n_batches = sum(math.ceil(len(c) / batch_size) for c in chunks)
     side = ex.size if ex.mode != "legacy_tensorflow" else 256
-    x = torch.rand(batch_size, 3, side, side, device=ex.device) * 255
+    x = _layout(ex, torch.rand(batch_size, 3, side, side, device=ex.device) * 255)
 
     def network():
         with float32_convention(ex.device), torch.inference_mode():
@@ -728,10 +748,12 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
         "device": str(ex.device), "workers": effective_workers,
         "decode": "processes" if effective_workers else "threads",
         "resize_on": "device" if resize_on_device(ex) else "host",
-        "precision": "float32, TF32 off" if getattr(ex.device, "type", "cpu") == "cuda" else "float32",
+        "precision": ("float32, TF32 off" if getattr(ex.device, "type", "cpu") == "cuda" else "float32")
+                     + (", channels_last" if ex.channels_last else ""),
+        "statistics_on": "device" if statistics_on_device(ex) else "host",
         "extractor": ex.describe(),
     }
 
 
-__all__ = ["loaders_to_outputs", "loader_groups_to_outputs", "loaders_to_images", "time_fid", "default_workers", "resize_on_device",
+__all__ = ["loaders_to_outputs", "loader_groups_to_outputs", "statistics_on_device", "loaders_to_images", "time_fid", "default_workers", "resize_on_device",
            "float32_convention", "check_image", "prepare_image", "WORKERS_ENV", "DecodePool"]

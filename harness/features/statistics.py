@@ -4,6 +4,7 @@ which record the extractor that made them: a file from another extractor is refu
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -195,13 +196,6 @@ def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool,
     return out
 
 
-def device_statistics(ex) -> bool | None:
-    """Whether the streamed sums stay on the extractor's device (``device_statistics`` on the
-    extractor forces it either way, e.g. for tests; None: on CUDA)."""
-    forced = getattr(ex, "device_statistics", None)
-    return None if forced is None else bool(forced)
-
-
 def sources_to_accumulators(ex, sources: Sequence[ImageSource], batch_size: int, spatial: Sequence[bool],
                             keeps: Sequence[int | None], seed: int = 0,
                             workers: int | None = None) -> list[dict[str, Any]]:
@@ -230,12 +224,14 @@ def sources_to_accumulators(ex, sources: Sequence[ImageSource], batch_size: int,
                     accs[i].setdefault(key, FeatureAccumulator(0)).add(value)
 
         if isinstance(ex, ResizingExtractor):
-            from genbench.features.pipeline import loader_groups_to_outputs
+            from genbench.features.pipeline import loader_groups_to_outputs, statistics_on_device
 
             groups = ((i, src.label, piece) for i, src in enumerate(parts_of) for piece in _pieces(src, STREAM_IMAGES))
-            for i, part in loader_groups_to_outputs(ex, groups, batch_size=batch_size, spatial=any(spatial),
-                                                    workers=workers, on_device=device_statistics(ex)):
-                add(i, part)
+            # closing: on an error here the session (and its pool's lock) is given back at once
+            with closing(loader_groups_to_outputs(ex, groups, batch_size=batch_size, spatial=any(spatial),
+                                                  workers=workers, on_device=statistics_on_device(ex))) as parts:
+                for i, part in parts:
+                    add(i, part)
         else:
             for i, src in enumerate(parts_of):
                 for part in source_to_output_parts(ex, src, batch_size, spatial[i], rows=STREAM_IMAGES,
@@ -430,5 +426,5 @@ def path_to_features(path: str | Path, extractor="inception", mode: str | None =
 
 __all__ = ["Statistics", "path_to_statistics", "path_to_features", "resolve_extractor", "spatial_status",
            "logits_status", "source_to_outputs", "source_to_output_parts", "source_to_accumulators",
-           "sources_to_accumulators", "paths_to_statistics", "device_statistics",
+           "sources_to_accumulators", "paths_to_statistics",
            "npz_to_statistics"]
