@@ -14,8 +14,11 @@ table). ``--quick``: tiny sizes, any device, a smoke test of the script itself.
 * speed: five ar-digits cells of identical cost and the first again, with every call of the
   suite's timer counted, then three with a longer ``min_repeat_s`` (noise or not);
 * FID (``--fid-sizes``, default 2 x 10,000 at 64x64 and 2 x 5,000 at 256x256, PNGs written by
-  a process pool): end to end, the network alone (TF32 off as genbench runs it, and torch's
-  defaults), preprocessing alone, statistics + Fréchet, clean-fid's feature extraction + FD.
+  a process pool): end to end (both folders in one decode session, float64 sums on the
+  device), again with the sums on the host (the path before 2026-11-30) and with channels_last
+  (``--no-channels-last`` skips it), the network alone (TF32 off as genbench runs it, torch's
+  defaults, channels_last), preprocessing alone, statistics + Fréchet, clean-fid's feature
+  extraction + FD.
 
 Run: benchmarks/device_check.sh [--quick] [--device cuda] [--skip fid] [--with-f32]
 """
@@ -489,10 +492,25 @@ def fid_section(args) -> None:
             rates["e2e"] = 2 * n / t
             row("fid", f"{tag}: genbench end to end", f"{2 * n / t:,.0f} img/s",
                 f"{t:.2f} s; FID {res.get('fid', float('nan')):.4f}; clean resize on the {where}; decode "
-                f"{f'{workers} worker processes' if workers else 'threads'}; batch {batch}; float32, TF32 off")
+                f"{f'{workers} worker processes' if workers else 'threads'}, one session for both folders; "
+                f"float64 sums on the {'device' if pipeline.statistics_on_device(ex) else 'host'}; batch {batch}; "
+                f"float32, TF32 off")
             if args.profile_fid:  # where the end-to-end time goes: GPU busy share, host waits, top ops
                 profile_rows(f"{tag} genbench FID", lambda: compute_fid(a, b, ex, batch_size=batch, use_cache=False),
                              args.device, top=8, section="fid")
+            # the options next to the default: the float64 sums on the host (as before 2026-11-30), NHWC
+            for name, setup in (("statistics on the host", lambda e: setattr(e, "device_statistics", False)),
+                                ("channels_last", lambda e: e.set_channels_last())):
+                if over_budget(args) or (name == "channels_last" and not args.channels_last):
+                    continue
+                other = resolve_extractor(f"torchscript:{net_file}", "clean", args.device, True)
+                setup(other)
+                compute_fid(wa, wb, other, batch_size=batch, use_cache=False)  # warm-up (cuDNN plans for NHWC)
+                t2, res2 = once(lambda: compute_fid(a, b, other, batch_size=batch, use_cache=False), args.device)
+                rates[f"e2e {name}"] = 2 * n / t2
+                row("fid", f"{tag}: genbench end to end, {name}", f"{2 * n / t2:,.0f} img/s",
+                    f"{t2:.2f} s; {t / t2:.3f}x the default's rate; FID {res2.get('fid', float('nan')):.6f} "
+                    f"(default {res.get('fid', float('nan')):.6f})")
 
         def network() -> None:
             n_batches = 2 * math.ceil(n / batch)
@@ -503,13 +521,25 @@ def fid_section(args) -> None:
                     for _ in range(k):
                         ex._tensor_outputs(x, False)
 
+            nhwc = resolve_extractor(f"torchscript:{net_file}", "clean", args.device, True)
+            nhwc.set_channels_last()
+            x_nhwc = x.contiguous(memory_format=torch.channels_last)
+
+            def off_channels_last(k: int) -> None:  # genbench's --channels-last: NHWC inputs and weights
+                with pipeline.float32_convention(ex.device), torch.inference_mode():
+                    for _ in range(k):
+                        nhwc._tensor_outputs(x_nhwc, False)
+
             @torch.inference_mode()
             def default_precision(k: int) -> None:  # torch's defaults: cuDNN may use TF32 (as clean-fid runs)
                 for _ in range(k):
                     net(x)
 
-            for name, fn, conv in (("net", off, "float32, TF32 off (genbench's convention)"),
-                                   ("net_tf32", default_precision, "torch defaults (cuDNN TF32 allowed)")):
+            variants = [("net", off, "float32, TF32 off (genbench's convention)"),
+                        ("net_tf32", default_precision, "torch defaults (cuDNN TF32 allowed)")]
+            if args.channels_last:
+                variants.append(("net_channels_last", off_channels_last, "float32, TF32 off, channels_last"))
+            for name, fn, conv in variants:
                 fn(3)  # warm-up: TorchScript profiling runs, cuDNN autotuning
                 t, _ = once(lambda: fn(n_batches), args.device)
                 rates[name] = n_batches * batch / t
@@ -519,9 +549,10 @@ def fid_section(args) -> None:
         def preprocess() -> None:
             chunks = [c for p in (a, b) for c in path_to_image_source(p, grey="error", alpha="error").chunks()]
 
-            def go() -> None:
-                for chunk in chunks:
-                    pipeline.loaders_to_outputs(ex, chunk, batch_size=batch, run_network=False)
+            def go() -> None:  # one decode session over both folders, as compute_fid runs them
+                for _ in pipeline.loader_groups_to_outputs(ex, [(None, None, c) for c in chunks], batch_size=batch,
+                                                           run_network=False):
+                    pass
                 sync(args.device)
 
             t, _ = once(go, args.device)  # no warm-up: the end-to-end run warmed the page cache and the pool
@@ -595,6 +626,8 @@ def main() -> None:
     ap.add_argument("--with-f32", action="store_true", help="also the float32 likelihood pair (before bfloat16)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the likelihood breakdown (plain + log-softmax, torch.profiler rows)")
+    ap.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                    help="skip the FID rows with channels_last (NHWC) inputs and weights")
     ap.add_argument("--profile-fid", action="store_true",
                     help="also one end-to-end FID call under torch.profiler (GPU busy share, host waits, top ops)")
     ap.add_argument("--fid-sizes", nargs="+", default=["64:10000", "256:5000"], metavar="SIZE:N",

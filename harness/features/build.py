@@ -39,8 +39,9 @@ def _call_factory(factory, base: str, **options):
     return factory(**options)
 
 
-#: describe() keys that only label or explain, and do not change the features
-_LABEL_KEYS = ("weights", "weights_path", "input")
+#: describe() keys that only label or explain, and do not change the features (``layout``:
+#: channels_last changes them by float32 rounding only, as the resize on the device does)
+_LABEL_KEYS = ("weights", "weights_path", "input", "layout")
 
 
 def extractor_identity(extractor: FeatureExtractor) -> dict[str, Any]:

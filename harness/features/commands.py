@@ -38,6 +38,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="ADM's ImageNet preprocessing of the images first (BOX halvings, BICUBIC, centre crop)")
     p.add_argument("--trust-unknown", action="store_true",
                    help="accept Inception or DINOv2 weights whose sha256 is not known")
+    p.add_argument("--channels-last", action="store_true",
+                   help="run the network on channels_last (NHWC) inputs and weights (inception, torchscript; faster "
+                        "convolutions on a GPU, float32 all the same: features equal to rounding; recorded as layout)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="decode in N worker processes (0: threads in this process; default: every core for "
                         f"large jobs on machines with more than 2 cores, or ${WORKERS_ENV})")
@@ -96,8 +99,19 @@ def _headline(fd_name: str) -> str:
     return {"fid": "FID", "fd_dinov2": "FD_DINOv2", "fd_clip": "FD_CLIP"}.get(fd_name, fd_name.upper())
 
 
+def _extractor(args: argparse.Namespace):
+    """The extractor the options name (``--channels-last`` applied)."""
+    ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
+    if args.channels_last:
+        ex_set = getattr(ex, "set_channels_last", None)
+        if ex_set is None:
+            raise UserError(f"--channels-last: extractor {args.extractor!r} has no channels_last option")
+        ex_set()
+    return ex
+
+
 def cmd_fid(args: argparse.Namespace) -> int:
-    result = compute_fid(args.path_a, args.path_b, args.extractor, args.mode, batch_size=args.batch_size,
+    result = compute_fid(args.path_a, args.path_b, _extractor(args), args.mode, batch_size=args.batch_size,
                          device=args.device, grey=args.grey, alpha=args.alpha, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, trust_unknown=args.trust_unknown, sqrtm=args.sqrtm,
                          npz_prefer=args.npz_prefer, metrics=parse_metrics(args.metrics), bootstrap=args.bootstrap,
@@ -113,7 +127,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
 
 
 def cmd_is(args: argparse.Namespace) -> int:
-    result = compute_inception_score(args.path, args.extractor, args.mode, batch_size=args.batch_size,
+    result = compute_inception_score(args.path, _extractor(args), args.mode, batch_size=args.batch_size,
                                      device=args.device, grey=args.grey, alpha=args.alpha,
                                      trust_unknown=args.trust_unknown, splits=args.splits, rule=args.rule,
                                      order=args.order, center_crop=args.center_crop, workers=args.workers)
@@ -130,7 +144,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from genbench.store import ensure_parent_dir
 
     ensure_parent_dir(Path(args.out))  # before the pass over the images, not after
-    ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
+    ex = _extractor(args)
     stats = path_to_statistics(args.path, ex, batch_size=args.batch_size, grey=args.grey, alpha=args.alpha,
                                cache_dir=args.cache_dir, use_cache=not args.no_cache, npz_prefer=args.npz_prefer,
                                center_crop=args.center_crop, workers=args.workers)

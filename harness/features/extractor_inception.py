@@ -101,6 +101,7 @@ class InceptionExtractor(ResizingExtractor):
 
     name = "inception"
     dim = 2048
+    channels_last_ok = True
 
     def __init__(self, path: str | Path | None = None, *, mode: str = "clean", device: str = "cpu",
                  trust_unknown: bool = False, threads: int | None = None):
@@ -261,7 +262,7 @@ class InceptionExtractor(ResizingExtractor):
     def describe(self) -> dict[str, Any]:
         return {"extractor": "inception", "weights": self.info.label, "weights_sha256": self.weights_sha256,
                 "resize": self.mode, "dim": self.dim, "layer": "pool_3",
-                "input_scaling": self.info.input_scaling}
+                "input_scaling": self.info.input_scaling, **self._layout_words()}
 
 
 __all__ = ["InceptionExtractor", "INCEPTION_LAYER_NAMES", "SPATIAL_BLOCK", "SPATIAL_CHANNELS", "SPATIAL_LAYER",

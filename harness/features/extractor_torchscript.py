@@ -21,6 +21,7 @@ class TorchScriptExtractor(ResizingExtractor):
     extractor file, it runs only when trusted (``weights.check_trusted``)."""
 
     name = "torchscript"
+    channels_last_ok = True
 
     def __init__(self, path: str | Path | None = None, *, mode: str = "clean", device: str = "cpu",
                  threads: int | None = None, dim: int | None = None, trust_unknown: bool = False):
@@ -52,7 +53,8 @@ class TorchScriptExtractor(ResizingExtractor):
     def describe(self) -> dict[str, Any]:
         return {"extractor": f"torchscript:{self.path.name}", "weights_sha256": self.weights_sha256,
                 "resize": self.mode, "dim": self.dim,
-                "input": "float32 (N, 3, 299, 299) in [0, 255] (clean-fid custom_feat_extractor)"}
+                "input": "float32 (N, 3, 299, 299) in [0, 255] (clean-fid custom_feat_extractor)",
+                **self._layout_words()}
 
 
 __all__ = ["TorchScriptExtractor"]

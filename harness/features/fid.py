@@ -23,7 +23,7 @@ import numpy as np
 
 from genbench.errors import UserError
 from genbench.features.build import extractor_identity
-from genbench.features.statistics import (Statistics, logits_status, path_to_features, path_to_statistics,
+from genbench.features.statistics import (Statistics, logits_status, path_to_features, paths_to_statistics,
                                           resolve_extractor, spatial_status)
 
 #: the metrics ``compute_fid`` knows (sFID comes with FID whenever both sides allow it; ``fd`` is
@@ -280,9 +280,10 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
               npz_prefer=npz_prefer, center_crop=center_crop, workers=workers)
     # the samples' rows are capped while they stream in, unless IS or the bootstrap needs all
     a_cap = None if bootstrap or "is" in metrics else feature_cap
-    a = path_to_statistics(path_a, ex, keep_features=both or bool(bootstrap) or bool({"is", "vendi"} & set(metrics)),
-                           feature_cap=a_cap, **kw)
-    b = path_to_statistics(path_b, ex, keep_features=both, feature_cap=feature_cap, **kw)
+    # both sources in one streamed pass (one decode session: b's first batches decode while a's last run)
+    a, b = paths_to_statistics([path_a, path_b], ex,
+                               keep_features=[both or bool(bootstrap) or bool({"is", "vendi"} & set(metrics)), both],
+                               feature_cap=[a_cap, feature_cap], **kw)
     if a.dim != b.dim:
         raise UserError(f"{path_a} has {a.dim}-d statistics but {path_b} has {b.dim}-d; use one extractor for both")
     out = statistics_to_metrics(a, b, ex, metrics, sqrtm=sqrtm, bootstrap=bootstrap, prdc_k=prdc_k,
@@ -303,6 +304,9 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
         "b_statistics": statistics_origin(b),
         "identity": ident,
     })
+    layout = ex.describe().get("layout") if hasattr(ex, "describe") else None
+    if layout:  # only when asked for: results stay as they were
+        out["layout"] = layout
     return out
 
 

@@ -11,10 +11,16 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
    gets shapes back. ``workers=0`` runs the same work on a thread pool in this process (the
    default for small jobs and on machines with at most 2 cores: starting processes costs more
    there than it saves). ``GENBENCH_DECODE_WORKERS`` overrides the automatic choice.
-2. **Batches prefetched and double-buffered.** While the network runs on batch k, the workers
-   fill batches k+1 and k+2 (``PREFETCH``); on CUDA the host copies each batch into one of two
-   pinned staging buffers and ships it with a non-blocking copy, and the features stay on the
-   device until the end (no synchronisation per batch).
+2. **Batches prefetched and double-buffered, one session for many sources.** While the network
+   runs on batch k, the workers fill batches k+1 and k+2 (``PREFETCH``); on CUDA the host
+   copies each batch into one of two pinned staging buffers and ships it with a non-blocking
+   copy, and the features stay on the device until the end (no synchronisation per batch).
+   ``loader_groups_to_outputs`` runs every group of images (the pieces of both sources of an
+   FID) through one session: the next group's first batches decode while this group's last
+   ones run through the network, and the groups are read lazily (a folder listed, an npz
+   chunk loaded) while the workers decode. For statistics on CUDA the features never leave
+   the device: the float64 sums are accumulated there (``statistics_on_device``) and read back
+   once per source.
 3. **The resize on the accelerator.** On CUDA the ``clean`` and ``legacy_pytorch`` resizes run
    on the device (``genbench.features.resize.TENSOR_RESIZERS``: Pillow's float bicubic as two
    float64 matrix products; the same numbers as the host path to float32 rounding, tested
@@ -23,20 +29,26 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
 4. **Precision: the Inception convention is float32.** The network runs with TF32 off for
    convolutions and matrix products (PyTorch lets cuDNN use TF32 by default on Ampere and
    later GPUs, which rounds inputs to a 10-bit mantissa and moves pool_3 features far more than
-   float32 rounding). ``channels_last`` is not used: it changes no number, but it pays only for
-   tensor-core precisions (TF32, half), which the convention rules out.
+   float32 rounding). ``channels_last`` (NHWC inputs and weights) is opt-in
+   (``ResizingExtractor.set_channels_last``, ``--channels-last``): still float32, but the
+   features move by float32 rounding (on the CPU an Inception-v3 with random weights: 6e-6 of
+   their largest, about as far from float64 as NCHW's own 4e-6; not within 1e-6), and cuDNN
+   skips the layout conversions around each convolution; recorded as ``layout`` in
+   ``describe()`` and in compute_fid's result.
 
 Batches are those of the earlier in-process pipeline: ``batch_size`` consecutive images of a
 chunk, one network call per batch (per run of one image size for ``legacy_tensorflow``), so the
 numbers on a CPU do not change with the number of workers.
 
-Entry points: ``loaders_to_outputs`` (extractors), ``loaders_to_images`` (decoding only) and
+Entry points: ``loaders_to_outputs`` (extractors), ``loader_groups_to_outputs`` (many groups, one
+session), ``loaders_to_images`` (decoding only) and
 ``time_fid`` (FID end to end against the network alone and against decoding and resizing
 alone, in images per second; for ``benchmarks/device_check.sh`` and ``bench_fid.py``).
 """
 from __future__ import annotations
 
 import atexit
+import itertools
 import math
 import mmap
 import os
@@ -48,7 +60,7 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -443,6 +455,13 @@ def float32_convention(device):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
+def statistics_on_device(extractor) -> bool:
+    """Whether streamed statistics keep their float64 sums on the extractor's device: on CUDA
+    (``device_statistics`` on the extractor forces it either way, e.g. for tests)."""
+    forced = getattr(extractor, "device_statistics", None)
+    return _is_cuda(extractor.device) if forced is None else bool(forced)
+
+
 def resize_on_device(extractor) -> bool:
     """Whether the extractor's resize runs on its device: on CUDA for the modes that have a
     tensor resize (``device_resize`` on the extractor forces it either way, e.g. for tests)."""
@@ -465,48 +484,120 @@ def loaders_to_outputs(extractor, loaders: Sequence[Callable[[], np.ndarray]], *
         returns empty dicts: the preprocessing alone, for ``time_fid``.
     progress: a label for a progress bar (shown on a terminal only).
     """
+    if len(loaders) == 0:
+        raise UserError("no images to extract features from")
+    for _, out in loader_groups_to_outputs(extractor, [(None, progress, loaders)], batch_size=batch_size,
+                                           spatial=spatial, workers=workers, run_network=run_network,
+                                           on_device=False):
+        return out
+    raise AssertionError("one group in, one out")  # pragma: no cover
+
+
+def loader_groups_to_outputs(extractor, groups: Iterable[tuple[Any, str | None, Sequence]], *, batch_size: int = 64,
+                             spatial: bool = False, workers: int | None = None, run_network: bool = True,
+                             on_device: bool | None = None) -> Iterator[tuple[Any, dict]]:
+    """``(tag, outputs)`` for each ``(tag, label, loaders)`` group, in order, all through ONE
+    decode session: the next group's first batches decode while this group's last ones run
+    through the network, and the groups are pulled from ``groups`` lazily (a folder listed,
+    an npz chunk read, while the workers decode what was submitted before).
+
+    outputs: ``features`` (N, D), and ``spatial`` (N, Ds) when ``spatial``, of the group's
+    images, batched within the group exactly as ``loaders_to_outputs`` batches them (so the
+    same numbers). ``on_device`` False: float64 numpy arrays, checked finite group by group;
+    True: float32 tensors on the extractor's device, no copy to the host and no
+    synchronisation (finiteness is checked once, when the stream ends, before it returns);
+    None: True on CUDA. label: a progress bar's label per group (None: no bar). Empty groups
+    are skipped. The session's workers are decided by the first group's size, as
+    ``loaders_to_outputs`` decides them."""
     import torch
 
     if batch_size < 1:
         raise UserError(f"batch_size={batch_size}: must be >= 1")
-    if len(loaders) == 0:
-        raise UserError("no images to extract features from")
     if spatial and extractor.spatial_status() is not None:
         raise UserError(extractor.spatial_status())
     device, mode, size = extractor.device, extractor.mode, extractor.size
-    on_device = resize_on_device(extractor)
-    host_resize = None if on_device or mode == "legacy_tensorflow" else mode
+    on_device = _is_cuda(device) if on_device is None else bool(on_device)
+    resize_here = resize_on_device(extractor)
+    host_resize = None if resize_here or mode == "legacy_tensorflow" else mode
     staging = _Staging(device) if _is_cuda(device) else None
-    keep_on_device = staging is not None
-    batches = [loaders[s: s + batch_size] for s in range(0, len(loaders), batch_size)]
-    parts: dict[str, list] = {}
-    bar = _progress(len(loaders), progress)
+    groups = (g for g in groups if len(g[2]) > 0)
+    first = next(groups, None)
+    if first is None:
+        return
+    finite: list = []  # 0-d bool tensors on the device, read once at the end (on_device)
+
+    def batches():
+        for tag, label, loaders in itertools.chain([first], groups):
+            group = _Group(tag, label, len(loaders))
+            for s in range(0, len(loaders), batch_size):
+                yield group, loaders[s: s + batch_size]
+
+    group, parts, bar = None, {}, None
     try:
-        with _session(extractor, len(loaders), batch_size, host_resize, size, workers) as session, \
-                float32_convention(device), torch.inference_mode(), \
-                closing(_decoded_batches(session, batches)) as decoded:
-            for k, batch in decoded:
-                inputs = _network_inputs(batch, mode, size, device, staging, on_device)
-                if run_network:
-                    for x in inputs:
-                        for key, y in extractor._tensor_outputs(x, spatial).items():
-                            parts.setdefault(key, []).append(y if keep_on_device else
-                                                             y.to("cpu", torch.float64).numpy())
+        with _session(extractor, len(first[2]), batch_size, host_resize, size, workers) as session, \
+                closing(_decoded_batches(session, batches())) as decoded:
+            for (g, loaders), batch in decoded:
+                if g is not group:
+                    group, parts, bar = g, {}, _progress(g.n, g.label)
+                with float32_convention(device), torch.inference_mode():
+                    inputs = _network_inputs(batch, mode, size, device, staging, resize_here)
+                    if run_network:
+                        for x in inputs:
+                            for key, y in extractor._tensor_outputs(_layout(extractor, x), spatial).items():
+                                parts.setdefault(key, []).append(y if staging is not None or on_device else
+                                                                 y.to("cpu", torch.float64).numpy())
                 del batch, inputs  # views of the slot that is refilled next
+                group.done += len(loaders)
                 if bar is not None:
-                    bar.update(len(batches[k]))
+                    bar.update(len(loaders))
+                if group.done < group.n:
+                    continue
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                yield group.tag, _group_outputs(extractor, parts, on_device, finite)
+                parts = {}
     finally:
         if bar is not None:
             bar.close()
+    if finite:
+        with torch.inference_mode():
+            if not bool(torch.stack(finite).all()):  # the stream's one synchronisation
+                raise UserError(f"extractor {extractor.name!r} returned NaN or inf features")
+
+
+@dataclass
+class _Group:
+    tag: Any
+    label: str | None
+    n: int
+    done: int = 0
+
+
+def _group_outputs(extractor, parts: dict[str, list], on_device: bool, finite: list) -> dict:
+    """One group's per-batch outputs -> one array (host) or tensor (device) per key."""
+    import torch
+
     with torch.inference_mode():
-        if keep_on_device:
-            out = {key: torch.cat(v).to("cpu", torch.float64).numpy() for key, v in parts.items()}
-        else:
-            out = {key: np.concatenate(v) for key, v in parts.items()}
+        if on_device:
+            out = {key: torch.cat(v) if len(v) > 1 else v[0] for key, v in parts.items()}
+            finite.extend(torch.isfinite(t).all() for t in out.values())
+            return out
+        out = {key: (torch.cat(v).to("cpu", torch.float64).numpy() if isinstance(v[0], torch.Tensor)
+                     else np.concatenate(v)) for key, v in parts.items()}
     for key, value in out.items():
         if not np.all(np.isfinite(value)):
             raise UserError(f"extractor {extractor.name!r} returned NaN or inf {key}")
     return out
+
+
+def _layout(extractor, x):
+    """The network's input in the extractor's memory format (``channels_last`` when it asks)."""
+    if getattr(extractor, "channels_last", False):
+        import torch
+
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def loaders_to_images(loaders: Sequence[Callable[[], np.ndarray]], *, workers: int | None = None,
@@ -516,32 +607,40 @@ def loaders_to_images(loaders: Sequence[Callable[[], np.ndarray]], *, workers: i
     batches = [loaders[s: s + batch_size] for s in range(0, len(loaders), batch_size)]
     out: list[np.ndarray] = []
     with _session(None, len(loaders), batch_size, None, 299, workers) as session, \
-            closing(_decoded_batches(session, batches)) as decoded:
+            closing(_decoded_batches(session, ((None, b) for b in batches))) as decoded:
         for _, batch in decoded:
             out.extend(np.array(img) for img in batch.images)
     return out
 
 
-def _decoded_batches(session, batches: list):
-    """(k, DecodedBatch) for each batch, in order, PREFETCH batches decoding ahead; a batch's
+def _decoded_batches(session, batches: Iterable):
+    """((tag, loaders), DecodedBatch) for each (tag, loaders) of ``batches``, in order, pulled lazily, PREFETCH batches decoding ahead; a batch's
     slot is refilled once the consumer asks for the next one. On an error (or an early exit)
     every task still running is cancelled or waited for, so none writes into a slot later."""
+    items = iter(batches)
     inflight: deque = deque()
     current = None
+    submitted = 0
+
+    def submit_next() -> None:
+        nonlocal submitted
+        item = next(items, None)
+        if item is not None:
+            inflight.append((item, session.submit(item[1], submitted % session.slots)))
+            submitted += 1
+
     try:
-        for k in range(min(session.slots, len(batches))):
-            inflight.append(session.submit(batches[k], k % session.slots))
-        for k in range(len(batches)):
-            current = inflight.popleft()
+        for _ in range(session.slots):
+            submit_next()
+        while inflight:
+            item, current = inflight.popleft()
             batch = session.collect(current)
             current = None
-            yield k, batch
+            yield item, batch
             del batch
-            nxt = k + session.slots
-            if nxt < len(batches):
-                inflight.append(session.submit(batches[nxt], nxt % session.slots))
+            submit_next()
     finally:
-        pending = [f for job in ([current] if current is not None else []) + list(inflight)
+        pending = [f for job in ([current] if current is not None else []) + [job for _, job in inflight]
                    for f in session.futures(job)]
         for f in pending:
             f.cancel()
@@ -571,7 +670,7 @@ def _sync(device) -> None:
 
 def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, device: str | None = "auto",
              batch_size: int = 64, workers: int | None = None, repeats: int = 3, trust_unknown: bool = False,
-             center_crop: int | None = None) -> dict[str, Any]:
+             center_crop: int | None = None, channels_last: bool = False) -> dict[str, Any]:
     """FID between two sources end to end, against its parts, in images per second.
 
     * ``end_to_end``: ``genbench.features.fid.compute_fid(path_a, path_b, ..., use_cache=False)``
@@ -594,6 +693,8 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
     from genbench.features.statistics import resolve_extractor
 
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
+    if channels_last:
+        ex.set_channels_last()
     sources = []
     for path in (path_a, path_b):
         src = path_to_image_source(path, grey="error", alpha="error")
@@ -608,13 +709,14 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
                            workers=workers)["fid"]
 
     def preprocess():
-        for chunk in chunks:
-            loaders_to_outputs(ex, chunk, batch_size=batch_size, workers=workers, run_network=False)
+        for _ in loader_groups_to_outputs(ex, [(None, None, chunk) for chunk in chunks], batch_size=batch_size,
+                                          workers=workers, run_network=False):
+            pass
         _sync(ex.device)
 
     n_batches = sum(math.ceil(len(c) / batch_size) for c in chunks)
     side = ex.size if ex.mode != "legacy_tensorflow" else 256
-    x = torch.rand(batch_size, 3, side, side, device=ex.device) * 255
+    x = _layout(ex, torch.rand(batch_size, 3, side, side, device=ex.device) * 255)
 
     def network():
         with float32_convention(ex.device), torch.inference_mode():
@@ -646,10 +748,12 @@ def time_fid(path_a, path_b, extractor="inception", *, mode: str | None = None, 
         "device": str(ex.device), "workers": effective_workers,
         "decode": "processes" if effective_workers else "threads",
         "resize_on": "device" if resize_on_device(ex) else "host",
-        "precision": "float32, TF32 off" if getattr(ex.device, "type", "cpu") == "cuda" else "float32",
+        "precision": ("float32, TF32 off" if getattr(ex.device, "type", "cpu") == "cuda" else "float32")
+                     + (", channels_last" if ex.channels_last else ""),
+        "statistics_on": "device" if statistics_on_device(ex) else "host",
         "extractor": ex.describe(),
     }
 
 
-__all__ = ["loaders_to_outputs", "loaders_to_images", "time_fid", "default_workers", "resize_on_device",
+__all__ = ["loaders_to_outputs", "loader_groups_to_outputs", "statistics_on_device", "loaders_to_images", "time_fid", "default_workers", "resize_on_device",
            "float32_convention", "check_image", "prepare_image", "WORKERS_ENV", "DecodePool"]

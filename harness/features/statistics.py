@@ -4,9 +4,10 @@ which record the extractor that made them: a file from another extractor is refu
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -144,6 +145,14 @@ def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[s
                       sigma_s=sigma_s)
 
 
+def _pieces(src: ImageSource, rows: int | None):
+    """A source's loaders, chunk by chunk, in pieces of at most ``rows`` (None: whole chunks)."""
+    for chunk in src.chunks():
+        step = rows or max(1, len(chunk))
+        for start in range(0, len(chunk), step):
+            yield chunk[start: start + step]
+
+
 def source_to_output_parts(ex, src: ImageSource, batch_size: int, spatial: bool, rows: int | None = None,
                            workers: int | None = None):
     """Yield ``features`` (B, D) float64 (and ``spatial`` (B, Ds) when asked) of a source's images,
@@ -152,29 +161,27 @@ def source_to_output_parts(ex, src: ImageSource, batch_size: int, spatial: bool,
     from genbench.features.pipeline import loaders_to_images
 
     first_shape: list[tuple] = []
-    for chunk in src.chunks():
-        step = rows or max(1, len(chunk))
-        for start in range(0, len(chunk), step):
-            piece = chunk[start: start + step]
-            if hasattr(ex, "outputs_from_loaders"):
-                yield ex.outputs_from_loaders(piece, batch_size=batch_size, spatial=spatial, workers=workers,
-                                              progress=src.label)
-                continue
-            # any FeatureExtractor: a stacked array (the images must share one size)
-            images = loaders_to_images(piece, workers=workers)
-            shapes = sorted({tuple(im.shape) for im in images} | set(first_shape[:1]))
-            if len(shapes) > 1:
-                raise UserError(f"{src.label}: images of different sizes ({', '.join(map(str, shapes[:4]))}), and "
-                                f"extractor {getattr(ex, 'name', type(ex).__name__)!r} does not resize; resize them "
-                                "to one size first, or use an extractor that resizes (inception, torchscript:FILE)")
-            first_shape[:1] = shapes
-            feats = ex.features(np.stack(images), batch_size=batch_size)
-            yield {"features": np.asarray(feats, dtype=np.float64)}
+    for piece in _pieces(src, rows):
+        if hasattr(ex, "outputs_from_loaders"):
+            yield ex.outputs_from_loaders(piece, batch_size=batch_size, spatial=spatial, workers=workers,
+                                          progress=src.label)
+            continue
+        # any FeatureExtractor: a stacked array (the images must share one size)
+        images = loaders_to_images(piece, workers=workers)
+        shapes = sorted({tuple(im.shape) for im in images} | set(first_shape[:1]))
+        if len(shapes) > 1:
+            raise UserError(f"{src.label}: images of different sizes ({', '.join(map(str, shapes[:4]))}), and "
+                            f"extractor {getattr(ex, 'name', type(ex).__name__)!r} does not resize; resize them "
+                            "to one size first, or use an extractor that resizes (inception, torchscript:FILE)")
+        first_shape[:1] = shapes
+        feats = ex.features(np.stack(images), batch_size=batch_size)
+        yield {"features": np.asarray(feats, dtype=np.float64)}
 
 
-def _check_features(feats: np.ndarray, n: int, src: ImageSource) -> None:
+def _check_features(feats, n: int, src: ImageSource) -> None:
     if feats.ndim != 2 or n == 0:
-        raise UserError(f"{src.label}: the extractor returned features of shape {feats.shape}; expected (N, D)")
+        raise UserError(f"{src.label}: the extractor returned features of shape {tuple(feats.shape)}; "
+                        f"expected (N, D)")
     if n < 2:
         raise UserError(f"{src.label}: one image is not enough for a covariance; FID needs at least 2 (50,000 "
                         f"by convention)")
@@ -189,36 +196,80 @@ def source_to_outputs(ex, src: ImageSource, batch_size: int, spatial: bool,
     return out
 
 
+def sources_to_accumulators(ex, sources: Sequence[ImageSource], batch_size: int, spatial: Sequence[bool],
+                            keeps: Sequence[int | None], seed: int = 0,
+                            workers: int | None = None) -> list[dict[str, Any]]:
+    """One streamed pass over several sources: per source, ``FeatureAccumulator``s of
+    ``features`` (keeping rows as its ``keeps`` entry says) and, where its ``spatial`` entry
+    asks, ``spatial`` (keeping none). For a ``ResizingExtractor`` every source goes through ONE
+    decode session (``pipeline.loader_groups_to_outputs``: the next source's first batches
+    decode while this one's last run through the network; on CUDA the sums stay on the device
+    until ``statistics()``), in pieces of ``STREAM_IMAGES`` as one source alone would be."""
+    from genbench.features import ranks
+    from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
+    from genbench.features.extractor_base import ResizingExtractor
+
+    # under torchrun each rank streams its range of each source whose rows can be merged back
+    splits = [ranks.splits_accumulation(keep) for keep in keeps]
+    lengths: list[list[int]] = [[] for _ in sources]
+    parts_of = [ranks.source_rank_part(src, n) if split else src for src, split, n in zip(sources, splits, lengths)]
+
+    def stream() -> list[dict[str, Any]]:
+        accs: list[dict[str, Any]] = [{"features": FeatureAccumulator(keep, seed)} for keep in keeps]
+
+        def add(i: int, part: dict) -> None:
+            _check_features(part["features"], 2, sources[i])
+            for key, value in part.items():
+                if key == "features" or spatial[i]:
+                    accs[i].setdefault(key, FeatureAccumulator(0)).add(value)
+
+        if isinstance(ex, ResizingExtractor):
+            from genbench.features.pipeline import loader_groups_to_outputs, statistics_on_device
+
+            groups = ((i, src.label, piece) for i, src in enumerate(parts_of) for piece in _pieces(src, STREAM_IMAGES))
+            # closing: on an error here the session (and its pool's lock) is given back at once
+            with closing(loader_groups_to_outputs(ex, groups, batch_size=batch_size, spatial=any(spatial),
+                                                  workers=workers, on_device=statistics_on_device(ex))) as parts:
+                for i, part in parts:
+                    add(i, part)
+        else:
+            for i, src in enumerate(parts_of):
+                for part in source_to_output_parts(ex, src, batch_size, spatial[i], rows=STREAM_IMAGES,
+                                                   workers=workers):
+                    add(i, part)
+        return accs
+
+    # under torchrun a rank's error (an unreadable image in its range) fails the cell on every rank
+    accs = ranks.checked(stream) if any(splits) else stream()
+    accs = [ranks.reduce_accumulators(acc, keep, n) if split else acc
+            for acc, keep, split, n in zip(accs, keeps, splits, lengths)]
+    for acc, src in zip(accs, sources):
+        _check_features(np.zeros((acc["features"].n, 1)), acc["features"].n, src)
+    return accs
+
+
 def source_to_accumulators(ex, src: ImageSource, batch_size: int, spatial: bool, keep: int | None = 0,
                            seed: int = 0, workers: int | None = None) -> dict[str, Any]:
     """One streamed pass: ``FeatureAccumulator``s of ``features`` (keeping rows as ``keep`` says)
     and, when asked, ``spatial`` (keeping none): never all features in memory unless kept.
     Under torchrun each rank streams its range of the images and the accumulators are merged
     (``genbench.features.ranks``)."""
-    from genbench.features import ranks
-    from genbench.features.accumulate import STREAM_IMAGES, FeatureAccumulator
-
-    split, lengths = ranks.splits_accumulation(keep), []
-
-    def stream() -> dict[str, Any]:
-        acc = {"features": FeatureAccumulator(keep, seed)}
-        for part in source_to_output_parts(ex, ranks.source_rank_part(src, lengths) if split else src, batch_size,
-                                           spatial, rows=STREAM_IMAGES, workers=workers):
-            _check_features(part["features"], 2, src)
-            for key, value in part.items():
-                acc.setdefault(key, FeatureAccumulator(0)).add(value)
-        return acc
-
-    # under torchrun a rank's error (an unreadable image in its range) fails the cell on every rank
-    acc = ranks.reduce_accumulators(ranks.checked(stream), keep, lengths) if split else stream()
-    _check_features(np.zeros((acc["features"].n, 1)), acc["features"].n, src)
-    return acc
+    return sources_to_accumulators(ex, [src], batch_size, [spatial], [keep], seed, workers)[0]
 
 
-def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, cache_dir, use_cache: bool,
-             spatial: bool, keep_features: bool, feature_cap: int | None = None,
-             workers: int | None = None) -> Statistics:
-    """A source's statistics from the cache, or from one pass over its images (then cached)."""
+@dataclass
+class _Pass:
+    """A source still to be measured, and what its accumulators become."""
+
+    src: ImageSource
+    keep: int | None
+    spatial: bool
+    finish: Callable[[dict[str, Any]], Statistics]
+
+
+def _plan_measure(src: ImageSource, identity: dict[str, Any], cache_dir, use_cache: bool, spatial: bool,
+                  keep_features: bool, feature_cap: int | None = None) -> Statistics | _Pass:
+    """A source's statistics from the cache, or the pass over its images that gives them (then cached)."""
     data_hash = src.hash_data() if use_cache else None
     key = cache_key(data_hash, identity, src.preprocessing) if use_cache else None
     target = cache_file_path(Path(cache_dir) if cache_dir else default_cache_dir(), key) if use_cache else None
@@ -234,20 +285,59 @@ def _measure(src: ImageSource, ex, identity: dict[str, Any], batch_size: int, ca
                               sigma_s=hit.get("sigma_s") if spatial else None, **common)
     from genbench.features.ranks import is_writer
 
-    acc = source_to_accumulators(ex, src, batch_size, spatial, keep=feature_cap if keep_features else 0,
-                                 workers=workers)
-    mu, sigma = acc["features"].statistics(src.label)
-    mu_s = sigma_s = None
-    if "spatial" in acc:
-        mu_s, sigma_s = acc["spatial"].statistics(f"{src.label} (spatial)")
-    n = acc["features"].n
-    if target is not None and is_writer():  # only after the whole pass succeeded; rank 0 alone under torchrun
-        write_statistics_npz(target, mu, sigma, n=n, identity=identity, mu_s=mu_s, sigma_s=sigma_s,
-                             extra={"genbench_key": key, "genbench_source": src.label,
-                                    "genbench_data_hash": data_hash, "genbench_preprocessing": src.preprocessing})
-    return Statistics(mu=mu, sigma=sigma, n=n, cache_file=str(target) if target else None, from_cache=False,
-                      mu_s=mu_s, sigma_s=sigma_s, features=acc["features"].rows() if keep_features else None,
-                      **common)
+    def finish(acc: dict[str, Any]) -> Statistics:
+        mu, sigma = acc["features"].statistics(src.label)
+        mu_s = sigma_s = None
+        if "spatial" in acc:
+            mu_s, sigma_s = acc["spatial"].statistics(f"{src.label} (spatial)")
+        n = acc["features"].n
+        if target is not None and is_writer():  # only after the whole pass succeeded; rank 0 alone under torchrun
+            write_statistics_npz(target, mu, sigma, n=n, identity=identity, mu_s=mu_s, sigma_s=sigma_s,
+                                 extra={"genbench_key": key, "genbench_source": src.label,
+                                        "genbench_data_hash": data_hash,
+                                        "genbench_preprocessing": src.preprocessing})
+        return Statistics(mu=mu, sigma=sigma, n=n, cache_file=str(target) if target else None, from_cache=False,
+                          mu_s=mu_s, sigma_s=sigma_s, features=acc["features"].rows() if keep_features else None,
+                          **common)
+
+    return _Pass(src, feature_cap if keep_features else 0, spatial, finish)
+
+
+def _plan_path(path, ex, identity: dict[str, Any], *, grey: str, alpha: str, cache_dir, use_cache: bool,
+               npz_prefer: str, center_crop: int | None, spatial: bool | None, want_spatial: bool,
+               keep_features: bool, feature_cap: int | None) -> Statistics | _Pass:
+    """What ``path_to_statistics`` does for one path, short of the pass over images."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() != ".npz":
+            raise UserError(f"{p}: a source must be a folder of images, a .npz of statistics or images, "
+                            f"hf:PATH[:SPLIT], or a data set name ({', '.join(DATASETS)}); got a "
+                            f"{p.suffix or 'plain'} file")
+        fields = npz_fields(p)
+        has_stats = "mu" in fields and "sigma" in fields
+        has_images = "arr_0" in fields
+        if has_stats and (npz_prefer == "stats" or not has_images):
+            stats = npz_to_statistics(p, fields, ex, identity)
+            if spatial is False:  # a file's own spatial statistics count whatever the extractor gives
+                stats.mu_s = stats.sigma_s = None
+            if not (keep_features and has_images):
+                return stats
+
+            def with_features(acc: dict[str, Any]) -> Statistics:
+                stats.features = acc["features"].rows()
+                return stats
+
+            src = with_center_crop(path_to_image_source(p, grey=grey, alpha=alpha), center_crop)
+            return _Pass(src, feature_cap, False, with_features)
+        if not has_images:
+            raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
+                            f"(statistics) or arr_0 (uint8 images)")
+    src = path_to_image_source(path, grey=grey, alpha=alpha)
+    if src is None:
+        raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
+                        f"({', '.join(DATASETS)}, optionally :SPLIT)")
+    return _plan_measure(with_center_crop(src, center_crop), identity, cache_dir, use_cache, want_spatial,
+                         keep_features, feature_cap)
 
 
 def path_to_statistics(path: str | Path, extractor="inception", mode: str | None = None, *,
@@ -272,45 +362,49 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         statistics are streamed over every image either way (None: keep all).
     workers: decode worker processes (``genbench.features.pipeline``; None: automatic, 0: threads).
     """
+    return paths_to_statistics([path], extractor, mode, batch_size=batch_size, device=device, grey=grey,
+                               alpha=alpha, cache_dir=cache_dir, use_cache=use_cache, npz_prefer=npz_prefer,
+                               trust_unknown=trust_unknown, threads=threads, center_crop=center_crop,
+                               spatial=spatial, keep_features=[keep_features], feature_cap=[feature_cap],
+                               workers=workers)[0]
+
+
+def paths_to_statistics(paths: Sequence[str | Path], extractor="inception", mode: str | None = None, *,
+                        batch_size: int = 64, device: str | None = None, grey: str = "error",
+                        alpha: str = "error", cache_dir: str | Path | None = None, use_cache: bool = True,
+                        npz_prefer: str = "stats", trust_unknown: bool = False,
+                        threads: int | None = None, center_crop: int | None = None,
+                        spatial: bool | None = None, keep_features: bool | Sequence[bool] = False,
+                        feature_cap: int | None | Sequence[int | None] = None,
+                        workers: int | None = None) -> list[Statistics]:
+    """``path_to_statistics`` of several paths (``keep_features`` and ``feature_cap`` one for
+    all, or one per path), the images of all of them measured in one streamed pass through one
+    decode session (``sources_to_accumulators``). Every path is checked (and hashed, when the
+    cache is used) before any image is decoded; the statistics are the same as one path at a
+    time (tested)."""
     if npz_prefer not in ("stats", "images"):
         raise UserError(f"npz_prefer={npz_prefer!r}: use stats or images")
     if batch_size < 1:
         raise UserError(f"batch_size={batch_size}: must be >= 1")
+    keeps = list(keep_features) if isinstance(keep_features, (list, tuple)) else [keep_features] * len(paths)
+    caps = list(feature_cap) if isinstance(feature_cap, (list, tuple)) else [feature_cap] * len(paths)
+    if not (len(keeps) == len(caps) == len(paths)):
+        raise UserError(f"{len(paths)} paths but {len(keeps)} keep_features and {len(caps)} feature_cap values")
     ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     identity = extractor_identity(ex)
     reason = spatial_status(ex)
     if spatial and reason is not None:
         raise UserError(reason)
     want_spatial = reason is None if spatial is None else bool(spatial)
-    p = Path(path)
-
-    if p.is_file():
-        if p.suffix.lower() != ".npz":
-            raise UserError(f"{p}: a source must be a folder of images, a .npz of statistics or images, "
-                            f"hf:PATH[:SPLIT], or a data set name ({', '.join(DATASETS)}); got a "
-                            f"{p.suffix or 'plain'} file")
-        fields = npz_fields(p)
-        has_stats = "mu" in fields and "sigma" in fields
-        has_images = "arr_0" in fields
-        if has_stats and (npz_prefer == "stats" or not has_images):
-            stats = npz_to_statistics(p, fields, ex, identity)
-            if spatial is False:  # a file's own spatial statistics count whatever the extractor gives
-                stats.mu_s = stats.sigma_s = None
-            if keep_features and has_images:
-                src = with_center_crop(path_to_image_source(p, grey=grey, alpha=alpha), center_crop)
-                stats.features = source_to_accumulators(ex, src, batch_size, False, keep=feature_cap,
-                                                        workers=workers)["features"].rows()
-            return stats
-        if not has_images:
-            raise UserError(f"{p}: the npz has fields {', '.join(sorted(fields)) or 'none'}; expected mu and sigma "
-                            f"(statistics) or arr_0 (uint8 images)")
-    src = path_to_image_source(path, grey=grey, alpha=alpha)
-    if src is None:
-        raise UserError(f"{path}: no such file or folder, not hf:PATH[:SPLIT], and not a data set name "
-                        f"({', '.join(DATASETS)}, optionally :SPLIT)")
-    src = with_center_crop(src, center_crop)
-    return _measure(src, ex, identity, batch_size, cache_dir, use_cache, want_spatial, keep_features, feature_cap,
-                    workers)
+    plans = [_plan_path(path, ex, identity, grey=grey, alpha=alpha, cache_dir=cache_dir, use_cache=use_cache,
+                        npz_prefer=npz_prefer, center_crop=center_crop, spatial=spatial, want_spatial=want_spatial,
+                        keep_features=keep, feature_cap=cap) for path, keep, cap in zip(paths, keeps, caps)]
+    passes = [p for p in plans if isinstance(p, _Pass)]
+    if passes:
+        accs = iter(sources_to_accumulators(ex, [p.src for p in passes], batch_size, [p.spatial for p in passes],
+                                            [p.keep for p in passes], workers=workers))
+        plans = [p.finish(next(accs)) if isinstance(p, _Pass) else p for p in plans]
+    return plans
 
 
 def path_to_features(path: str | Path, extractor="inception", mode: str | None = None, *, batch_size: int = 64,
@@ -332,4 +426,5 @@ def path_to_features(path: str | Path, extractor="inception", mode: str | None =
 
 __all__ = ["Statistics", "path_to_statistics", "path_to_features", "resolve_extractor", "spatial_status",
            "logits_status", "source_to_outputs", "source_to_output_parts", "source_to_accumulators",
+           "sources_to_accumulators", "paths_to_statistics",
            "npz_to_statistics"]

@@ -53,3 +53,47 @@ def test_too_few_rows():
     acc.add(np.ones((1, 3)))
     with pytest.raises(UserError, match="not enough for a covariance"):
         acc.statistics("x")
+
+
+def _relative_difference(ours, ref) -> float:
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+def test_sums_kept_on_a_torch_device_equal_the_numpy_path():
+    """The CUDA path's float64 torch sums (read back once), run on CPU tensors, against numpy."""
+    torch = pytest.importorskip("torch")
+    f = np.random.default_rng(2).normal(loc=30.0, scale=2.0, size=(400, 24))
+    for keep in (0, 50, None):
+        host = _feed(FeatureAccumulator(keep=keep, seed=4), f)
+        dev = _feed(FeatureAccumulator(keep=keep, seed=4), torch.from_numpy(f))
+        assert dev._device_sums is not None or keep is None or dev.n == 0
+        assert dev.n == host.n == 400
+        for ours, ref in zip(dev.statistics(), host.statistics()):
+            assert _relative_difference(ours, ref) < 1e-12
+        if keep is not None and keep > 0:
+            np.testing.assert_array_equal(dev.rows(), host.rows())  # the same reservoir, row for row
+    # float32 tensors (what the pipeline hands over) are widened exactly, as numpy widens them
+    f32 = f.astype(np.float32)
+    dev = _feed(FeatureAccumulator(), torch.from_numpy(f32))
+    host = _feed(FeatureAccumulator(), f32)
+    for ours, ref in zip(dev.statistics(), host.statistics()):
+        assert _relative_difference(ours, ref) < 1e-12
+    # numpy batches after tensor ones join the device sums; tensors after a read-back go on the host
+    mixed = FeatureAccumulator()
+    mixed.add(torch.from_numpy(f[:100]))
+    mixed.add(f[100:250])
+    mixed.statistics()
+    mixed.add(torch.from_numpy(f[250:]))
+    for ours, ref in zip(mixed.statistics(), features_to_statistics(f)):
+        assert _relative_difference(ours, ref) < 1e-12
+    # a device accumulator's part() (torchrun's merge) reads its sums back first
+    first, second = FeatureAccumulator(), FeatureAccumulator()
+    first.add(torch.from_numpy(f[:150]))
+    second.add(f[150:])
+    merged = FeatureAccumulator.merged([first.part(), second.part()])
+    for ours, ref in zip(merged.statistics(), features_to_statistics(f)):
+        assert _relative_difference(ours, ref) < 1e-12
+    dev = FeatureAccumulator()
+    dev.add(torch.zeros(2, 24))
+    with pytest.raises(UserError, match="dimension 3 after 24-d"):
+        dev.add(torch.zeros(2, 3))

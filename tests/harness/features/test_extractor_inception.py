@@ -186,3 +186,46 @@ def test_logits_are_pool_features_times_the_output_weight(standin):
     f = ex.features(digit_images(0, 3))
     w = eager.output.weight.detach().double().numpy()
     assert_matches_reference(ex.features_to_logits(f), f @ w.T, rtol=1e-12, what="logits without bias")
+
+
+@pytest.mark.slow
+def test_channels_last_keeps_the_float32_convention(tmp_path):
+    """Inception-v3 (pytorch-fid's architecture, random weights with BatchNorm statistics taken
+    from images, so that activations stay of order 1) on NHWC inputs and weights: the features
+    move by float32 rounding only, about as far from the float64 features as NCHW's are."""
+    from genbench.features.resize import clean_resize
+
+    ex = InceptionExtractor(path=_random_pytorch_fid_state(tmp_path / "pt_inception-random.pth"), trust_unknown=True)
+    model = ex._net.model
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    x = torch.from_numpy(np.stack([clean_resize(im, 299) for im in np.concatenate([calibration,
+                                                                                   digit_images(0, 4, size=48)])]))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # the plain average over the calibration batch
+    with torch.no_grad():
+        model.train()
+        ex._forward(x)
+        model.eval()
+    images = digit_images(10, 2, size=48)
+    nchw = ex.features(images, batch_size=2)
+    with torch.inference_mode():
+        model.double()
+        exact = ex._forward(torch.from_numpy(np.stack([clean_resize(im, 299) for im in images])).double())
+        exact = exact.reshape(2, -1).numpy()
+        model.float()
+    assert ex.describe().get("layout") is None
+    ex.set_channels_last()
+    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert ex.describe()["layout"].startswith("channels_last")
+    nhwc = ex.features(images, batch_size=2)
+
+    def rel(a, b):
+        return float(np.abs(a - b).max() / np.abs(b).max())
+
+    assert np.abs(nchw).max() > 0.1  # features of order 1, not vanishing
+    # float32 through 48 convolutions is ~1e-5 from float64 here (BatchNorm from 8 images): NHWC
+    # moves the features by that much, not by 1e-6, but it is no less accurate than NCHW
+    assert rel(nchw, exact) < 1e-4 and rel(nhwc, nchw) < 1e-4
+    assert rel(nhwc, exact) < 3 * rel(nchw, exact)

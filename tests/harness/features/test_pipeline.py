@@ -166,3 +166,39 @@ def test_image_quality_records_do_not_depend_on_the_pipeline(data, tmp_path, mon
         records[workers] = [(m.metric, m.value, m.stderr, m.n, m.convention)
                             for m in ImageQuality().run(ClassConditionalFake(), ctx)]
     assert records["0"] == records["2"] and {"fid", "kid", "precision", "recall"} <= {r[0] for r in records["0"]}
+
+
+def test_channels_last_is_opt_in_and_recorded_as_layout(data, standin, tmp_path, capsys):
+    """``--channels-last`` / ``set_channels_last``: NHWC inputs and weights, features equal to
+    float32 rounding, ``layout`` in describe() and in compute_fid's result but not in the
+    identity (caches and statistics files stay valid); extractors without it refuse it."""
+    import json
+
+    from genbench.features.build import extractor_identity
+    from genbench.features.fid import compute_fid
+    from tests.harness.features.helpers import cli_main
+
+    path, _ = standin
+    for ex in (build_extractor(f"torchscript:{data['net']}"), InceptionExtractor(path=path, trust_unknown=True)):
+        before, identity = ex.outputs(digit_images(0, 3), spatial=ex.spatial_status() is None), extractor_identity(ex)
+        assert "layout" not in ex.describe() and "layout" not in compute_fid(data["a"], data["b"], ex,
+                                                                             use_cache=False)
+        seen = []
+        outputs = ex._tensor_outputs
+        ex._tensor_outputs = lambda x, spatial: seen.append(x.is_contiguous(memory_format=torch.channels_last)) \
+            or outputs(x, spatial)
+        ex.set_channels_last()
+        after = ex.outputs(digit_images(0, 3), spatial=ex.spatial_status() is None)
+        assert seen and all(seen)
+        for key in before:
+            assert_matches_reference(after[key], before[key], rtol=1e-5, atol=1e-6, what=f"channels_last {key}")
+        assert extractor_identity(ex) == identity and ex.describe()["layout"].startswith("channels_last")
+        assert compute_fid(data["a"], data["b"], ex, use_cache=False)["layout"] == ex.describe()["layout"]
+    assert cli_main(["fid", str(data["a"]), str(data["b"]), "--extractor", f"torchscript:{data['net']}",
+                     "--channels-last", "--no-cache", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layout"].startswith("channels_last")
+    from tests.harness.features.helpers import tiny_dinov2
+
+    dino = build_extractor(f"dinov2:{tiny_dinov2(tmp_path / 'dino')}", trust_unknown=True)
+    with pytest.raises(UserError, match="no channels_last option"):
+        dino.set_channels_last()

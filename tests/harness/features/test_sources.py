@@ -126,3 +126,23 @@ def test_center_crop_is_adms_and_keys_the_cache(data, tmp_path):
     saved = save_hf(tmp_path / "saved", {"validation": images})
     h = path_to_statistics(f"hf:{saved}", net, use_cache=False, center_crop=16)
     assert_matches_reference(h.mu, ref.mu, rtol=1e-12, what="centre-cropped hf data set")
+
+
+def test_listing_is_pathlibs(tmp_path):
+    """The scandir listing finds what ``rglob`` finds, in the same order: subfolders, any case of
+    extension, symlinked files but not symlinked folders, dot-named files as pathlib names them."""
+    from genbench.features.folder import IMAGE_EXTENSIONS, list_image_files
+
+    root = tmp_path / "tree"
+    for name in ("b.png", "a.PNG", "c.txt", "sub/x.jpg", "sub/deeper/y.webp", "sub-z.bmp", ".png", "z/.hidden.jpeg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    (root / "dir.png").mkdir()
+    (root / "link.png").symlink_to(root / "b.png")
+    (root / "linked").symlink_to(root / "sub", target_is_directory=True)
+    for recursive in (True, False):
+        walker = root.rglob("*") if recursive else root.iterdir()
+        want = sorted((p for p in walker if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                      key=lambda p: p.relative_to(root).as_posix())
+        assert list_image_files(root, recursive=recursive) == want
+    assert [p.relative_to(root).as_posix() for p in list_image_files(root)][:3] == ["a.PNG", "b.png", "link.png"]

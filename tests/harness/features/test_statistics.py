@@ -93,3 +93,74 @@ def test_wrong_dimension_and_bad_npz(data, tmp_path):
         path_to_statistics(text, net)
     with pytest.raises(UserError, match="no such file or folder.*digits"):
         path_to_statistics(tmp_path / "nowhere", net)
+
+
+def test_one_session_across_sources_gives_each_source_alone_its_statistics(data, standin, tmp_path, monkeypatch):
+    """compute_fid's two sources (and more) in one streamed pass through ONE decode session: the
+    very statistics and kept rows of one source at a time; with the sums on the device (the CUDA
+    path, run here on CPU tensors) the same to 1e-12."""
+    from genbench.features import pipeline
+    from genbench.features.build import build_extractor
+    from genbench.features.extractor_inception import InceptionExtractor
+    from genbench.features.statistics import paths_to_statistics
+
+    npz_path = tmp_path / "samples.npz"
+    np.savez(npz_path, arr_0=digit_images(40, 7, size=40))
+    sessions = []
+    real_session = pipeline._session
+    monkeypatch.setattr(pipeline, "_session", lambda *a, **k: sessions.append(1) or real_session(*a, **k))
+    monkeypatch.setattr("genbench.features.accumulate.STREAM_IMAGES", 10)  # several pieces per source
+    ex = build_extractor(f"torchscript:{data['net']}")
+    paths = [data["a"], data["b"], npz_path]
+    for workers in (0, 2):
+        sessions.clear()
+        together = paths_to_statistics(paths, ex, use_cache=False, keep_features=[True, False, True],
+                                       feature_cap=[None, None, 5], batch_size=4, workers=workers)
+        assert len(sessions) == 1
+        alone = [path_to_statistics(p, ex, use_cache=False, keep_features=keep, feature_cap=cap, batch_size=4,
+                                    workers=workers) for p, keep, cap in zip(paths, (True, False, True), (None, None, 5))]
+        assert len(sessions) == 1 + len(paths)
+        for t, s in zip(together, alone):
+            assert t.n == s.n and t.source == s.source
+            np.testing.assert_array_equal(t.mu, s.mu)
+            np.testing.assert_array_equal(t.sigma, s.sigma)
+            assert (t.features is None) == (s.features is None)
+            if s.features is not None:
+                np.testing.assert_array_equal(t.features, s.features)
+    ex.device_statistics = True
+    on_device = paths_to_statistics(paths, ex, use_cache=False, batch_size=4)
+    for t, s in zip(on_device, alone):
+        for ours, ref in ((t.mu, s.mu), (t.sigma, s.sigma)):
+            assert float(np.abs(ours - ref).max() / np.abs(ref).max()) < 1e-12
+    # sFID's spatial statistics ride along; a statistics file needs no pass and keeps its place
+    path, _ = standin
+    inc = InceptionExtractor(path=path, trust_unknown=True)
+    stats_file = tmp_path / "b_stats.npz"
+    ref = path_to_statistics(data["b"], inc, use_cache=False)
+    np.savez(stats_file, mu=ref.mu, sigma=ref.sigma)
+    a_alone = path_to_statistics(data["a"], inc, use_cache=False)
+    sessions.clear()
+    a_both, b_file = paths_to_statistics([data["a"], stats_file], inc, use_cache=False)
+    assert len(sessions) == 1 and b_file.kind == "stats_npz" and a_both.has_spatial
+    np.testing.assert_array_equal(a_both.sigma_s, a_alone.sigma_s)
+    inc.device_statistics = True
+    a_dev = paths_to_statistics([data["a"]], inc, use_cache=False)[0]
+    assert float(np.abs(a_dev.sigma_s - a_alone.sigma_s).max() / np.abs(a_alone.sigma_s).max()) < 1e-12
+
+
+def test_a_bad_second_source_stops_before_any_image_is_decoded(data, tmp_path, monkeypatch):
+    from genbench.features import pipeline
+    from genbench.features.build import build_extractor
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded before the second source was checked")
+
+    monkeypatch.setattr(pipeline, "_session", no_decoding)
+    with pytest.raises(UserError, match=r"nowhere.*no such file or folder"):
+        compute_fid(data["a"], tmp_path / "nowhere", f"torchscript:{data['net']}", use_cache=False)
+    ex = build_extractor(f"torchscript:{data['net']}")
+    monkeypatch.undo()
+    ex.device_statistics = True  # the device path checks finiteness once, at the end of the stream
+    ex._forward = lambda x: torch.full((x.shape[0], 4), float("nan"))
+    with pytest.raises(UserError, match="returned NaN or inf"):
+        compute_fid(data["a"], data["b"], ex, use_cache=False)
