@@ -129,13 +129,16 @@ class ImageQuality(Suite):
         few = image_metrics.fid_sample_warning(n, f_gen.shape[1])
         if few:
             warnings.warn(few, stacklevel=2)
-        fid = image_metrics.statistics_to_fid(*image_metrics.features_to_statistics(f_gen), mu_r, sigma_r)
-        fid_conv, fid_se = _fid_bootstrap(f_gen, mu_r, sigma_r, int(o["fid_bootstrap"] or 0), ctx.seed)
+        stats_gen = image_metrics.features_to_statistics(f_gen)
+        fid = image_metrics.statistics_to_fid(*stats_gen, mu_r, sigma_r)
+        fid_conv, fid_se = _fid_bootstrap(f_gen, stats_gen, (mu_r, sigma_r), int(o["fid_bootstrap"] or 0), ctx.seed)
         yield Metric("fid", fid, unit="FID", higher_is_better=False, n=n, task=o["dataset"], stderr=fid_se,
                      convention={**convention, **fid_conv, **({"warnings": [few]} if few else {})})
 
-        floor = image_metrics.statistics_to_fid(*image_metrics.features_to_statistics(f_train), mu_r, sigma_r)
-        floor_conv, floor_se = _fid_bootstrap(f_train, mu_r, sigma_r, int(o["fid_bootstrap"] or 0), ctx.seed)
+        stats_train = image_metrics.features_to_statistics(f_train)
+        floor = image_metrics.statistics_to_fid(*stats_train, mu_r, sigma_r)
+        floor_conv, floor_se = _fid_bootstrap(f_train, stats_train, (mu_r, sigma_r), int(o["fid_bootstrap"] or 0),
+                                              ctx.seed)
         yield Metric("fid_train_floor", floor, unit="FID", higher_is_better=False, n=len(train), task=o["dataset"],
                      stderr=floor_se, convention={**convention, **floor_conv, "n_samples": int(len(train)),
                                                   "what": "train split images in place of samples: the floor"})
@@ -226,7 +229,8 @@ class ImageQuality(Suite):
         }
         fid_conv = dict(convention)
         if "fid_ci" in res:
-            fid_conv.update(ci=res["fid_ci"], ci_level=res["fid_ci_level"], bootstrap=res["fid_bootstrap"])
+            fid_conv.update(_interval_convention({k.removeprefix("fid_"): v for k, v in res.items()
+                                                  if k.startswith("fid_")}))
         yield Metric("fid", res["fid"], unit="FID", higher_is_better=False, n=n, task=task,
                      stderr=res.get("fid_boot_std"), convention=fid_conv)
         if res["sfid"] is not None:
@@ -261,21 +265,22 @@ class ImageQuality(Suite):
                                      "what": "train split images in place of samples: the floor"})
 
 
-def _fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, n_boot: int,
+def _fid_bootstrap(features: np.ndarray, statistics: tuple, reference: tuple, n_boot: int,
                    seed: int) -> tuple[dict[str, Any], float | None]:
-    """Bootstrap 95% interval of the FID of (N, D) sample features against fixed reference
-    statistics: the convention fields it adds (interval, replicates, seconds it took) and the
-    replicates' standard deviation; ({}, None) when ``n_boot`` is 0."""
-    import time
-
+    """The convention fields of the bootstrap interval of the FID of (N, D) sample features (their
+    ``statistics``) against fixed ``reference`` statistics, and the replicates' standard
+    deviation (``features.fid.features_to_fid_interval``); ({}, None) when ``n_boot`` is 0."""
     if n_boot <= 0:
         return {}, None
-    t0 = time.perf_counter()
-    boot = image_metrics.bootstrap_fid(features, statistics2=(mu_r, sigma_r), n_boot=n_boot, seed=seed,
-                                       resample="first")
-    return {"ci": [boot.low, boot.high], "ci_level": boot.level, "bootstrap": boot.n_boot,
-            "bootstrap_method": "normal interval from the replicates' std, eigh; samples resampled, reference fixed",
-            "bootstrap_seconds": round(time.perf_counter() - t0, 3)}, boot.std
+    from genbench.features.fid import features_to_fid_interval
+
+    interval = features_to_fid_interval(features, reference, n_boot, seed, statistics=statistics)
+    return _interval_convention(interval), interval["boot_std"]
+
+
+def _interval_convention(interval: dict[str, Any]) -> dict[str, Any]:
+    """A FID interval's fields as the record's convention holds them (both paths alike)."""
+    return {k: interval[k] for k in ("ci", "ci_level", "bootstrap", "bootstrap_method", "bootstrap_seconds")}
 
 
 def _kid_convention(kid: image_metrics.KIDEstimate) -> dict[str, Any]:

@@ -175,15 +175,31 @@ def statistics_to_metrics(a: Statistics, b: Statistics, extractor, metrics=("fid
     out.update(_embedding_metrics(a, b, extractor, metrics, prdc_k, feature_cap, seed))
     if bootstrap:
         fa = _images_needed(a, "the bootstrap interval of FID")
-        boot = im.bootstrap_fid(fa, statistics2=(b.mu, b.sigma), n_boot=int(bootstrap), seed=seed, resample="first")
-        out.update(fid_ci=[boot.low, boot.high], fid_ci_level=boot.level, fid_boot_std=boot.std,
-                   fid_bootstrap=boot.n_boot,
-                   fid_bootstrap_method="normal interval from the replicates' std, eigh; "
-                                        "samples resampled, reference fixed")
+        interval = features_to_fid_interval(fa, (b.mu, b.sigma), int(bootstrap), seed, statistics=(a.mu, a.sigma))
+        out.update({f"fid_{k}": v for k, v in interval.items()})
     out["warnings"] = protocol_warnings(extractor, a.n) + [
         w for w in (im.fid_sample_warning(s.n, s.dim, which) for s, which in ((a, "samples"), (b, "reference rows")))
         if w] + ([out["cmmd_warning"]] if "cmmd_warning" in out else [])
     return out
+
+
+#: how the FID's interval is made, recorded beside it
+FID_BOOTSTRAP_METHOD = "normal interval from the replicates' std, eigh; samples resampled, reference fixed"
+
+
+def features_to_fid_interval(features: np.ndarray, reference: tuple[np.ndarray, np.ndarray], n_boot: int,
+                             seed: int, statistics: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The bootstrap interval of the FID of (N, D) sample features against fixed reference
+    statistics ``(mu (D,), sigma (D, D))`` (``metrics.image.bootstrap_fid``, samples resampled):
+    ``{"ci": [low, high], "ci_level", "boot_std", "bootstrap" (replicates), "bootstrap_method",
+    "bootstrap_seconds"}``. statistics: the samples' own ``(mu, sigma)`` when the caller holds them."""
+    import time
+
+    t0 = time.perf_counter()
+    boot = _metrics().bootstrap_fid(features, statistics1=statistics, statistics2=reference, n_boot=n_boot,
+                                    seed=seed, resample="first")
+    return {"ci": [boot.low, boot.high], "ci_level": boot.level, "boot_std": boot.std, "bootstrap": boot.n_boot,
+            "bootstrap_method": FID_BOOTSTRAP_METHOD, "bootstrap_seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _embedding_metrics(a: Statistics, b: Statistics, extractor, metrics, prdc_k: int | None, cap: int | None,
@@ -337,4 +353,4 @@ def statistics_origin(s: Statistics) -> str:
 
 __all__ = ["METRICS", "PAIRED_FEATURE_METRICS", "fd_name", "cap_rows", "PROTOCOL_N", "compute_fid",
            "compute_inception_score", "statistics_to_metrics", "parse_metrics", "protocol_warnings", "statistics_origin",
-           "check_bootstrap", "MAX_BOOTSTRAP"]
+           "check_bootstrap", "MAX_BOOTSTRAP", "FID_BOOTSTRAP_METHOD", "features_to_fid_interval"]

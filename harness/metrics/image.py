@@ -263,6 +263,7 @@ def bootstrap_fid(
     features1,
     features2=None,
     *,
+    statistics1: tuple | None = None,
     statistics2: tuple | None = None,
     n_boot: int = 100,
     seed: int = 0,
@@ -279,6 +280,8 @@ def bootstrap_fid(
     statistics2: ``(mu2 (D,), sigma2 (D, D))`` in place of ``features2``, for a reference known
     only by its statistics (ADM's ``VIRTUAL_imagenet256_labeled.npz``); it stays fixed, so
     ``resample`` must be "first".
+    statistics1: ``features_to_statistics(features1)`` when the caller holds it already (the point
+    estimate and the replicates are then not preceded by a second pass over the rows).
     """
     f1 = _as_features(features1, "features1", min_rows=2)
     if (features2 is None) == (statistics2 is None):
@@ -301,7 +304,10 @@ def bootstrap_fid(
             raise ValueError(f"bootstrap FID: features1 has {f1.shape[1]} feature dimensions but statistics2 "
                              f"has {stats2[0].shape[0]}; both must come from the same extractor")
     rng = np.random.default_rng(seed)
-    stats1 = features_to_statistics(f1)
+    stats1 = features_to_statistics(f1) if statistics1 is None else _as_statistics(*statistics1, "1")
+    if stats1[0].shape[0] != f1.shape[1]:
+        raise ValueError(f"bootstrap FID: features1 has {f1.shape[1]} feature dimensions but statistics1 "
+                         f"has {stats1[0].shape[0]}; give the statistics of features1")
     point = statistics_to_fid(*stats1, *stats2)
     values = np.empty(n_boot)
     for i in range(n_boot):

@@ -214,6 +214,12 @@ def test_bootstrap_fid():
         im.bootstrap_fid(a, b, statistics2=im.features_to_statistics(b), resample="first")
     with pytest.raises(ValueError, match="statistics2 has 3"):
         im.bootstrap_fid(a, statistics2=im.features_to_statistics(b[:, :3]), resample="first")
+    # the caller's own statistics of the samples are used as given, not recomputed
+    given = im.bootstrap_fid(a, statistics1=im.features_to_statistics(a), statistics2=im.features_to_statistics(b),
+                             n_boot=30, seed=3, resample="first")
+    assert given == fixed
+    with pytest.raises(ValueError, match="statistics1 has 3"):
+        im.bootstrap_fid(a, b, statistics1=im.features_to_statistics(a[:, :3]), resample="first")
 
 
 # --- KID ---------------------------------------------------------------------------------------
