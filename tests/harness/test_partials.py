@@ -4,6 +4,7 @@ cell commits; a run killed mid-cell resumes computing only the missing parts, in
 under torchrun, with the records of an uninterrupted run."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -175,28 +176,37 @@ def test_parts_go_when_the_cell_commits_and_stay_for_a_failed_one(tmp_path):
     assert not (store.dir / "partials").exists()
 
 
+@contextlib.contextmanager
+def killed_before_the_marker(monkeypatch):
+    """Inside: a cell's records land but its marker never does (a kill between the two writes)."""
+    from genbench import store as store_module
+
+    original = store_module.append_lines
+
+    def killed(path, objs):
+        if Path(path).name == store_module.CELLS:
+            raise KeyboardInterrupt
+        original(path, objs)
+
+    monkeypatch.setattr(store_module, "append_lines", killed)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(store_module, "append_lines", original)
+
+
 LIKELIHOOD = dict(suites=["likelihood"], adapters=["ar-digits"],
                   suite_options={"likelihood": {"max_examples": 8, "batch_size": 4}})
 
 
 def test_a_run_killed_before_its_cell_commits_resumes_from_its_parts(tmp_path, monkeypatch):
     """One process: the cell's two likelihood calls were kept; the resumed cell computes neither."""
-    from genbench import store as store_module
 
     reference = tmp_path / "reference"
     runner.run(runner.RunSpec(**LIKELIHOOD), reference, log=lambda m: None)
     out = tmp_path / "run"
-    original = store_module.append_lines
-
-    def killed(path, objs):  # the cell's records land, its marker never does
-        if Path(path).name == store_module.CELLS:
-            raise KeyboardInterrupt
-        original(path, objs)
-
-    monkeypatch.setattr(store_module, "append_lines", killed)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before_the_marker(monkeypatch), pytest.raises(KeyboardInterrupt):
         runner.run(runner.RunSpec(**LIKELIHOOD), out, log=lambda m: None)
-    monkeypatch.setattr(store_module, "append_lines", original)
     assert len(list(out.glob("partials/*/*.npz"))) == 2
     before = dict(partials.STATS)
     lines: list[str] = []
@@ -211,7 +221,6 @@ def test_a_run_killed_before_its_cell_commits_resumes_from_its_parts(tmp_path, m
 def test_no_parts_keeps_none_and_a_bad_setting_is_one_line(tmp_path, monkeypatch, capsys):
     """``genbench run --no-parts`` (GENBENCH_PARTS=off, inherited by torchrun ranks and Slurm jobs):
     a killed cell leaves no parts; a value other than on/off is refused before anything is written."""
-    from genbench import store as store_module
     from genbench.cli import main
     from genbench.errors import UserError
 
@@ -220,16 +229,9 @@ def test_no_parts_keeps_none_and_a_bad_setting_is_one_line(tmp_path, monkeypatch
         runner.run(runner.RunSpec(**LIKELIHOOD), tmp_path / "bad", log=lambda m: None)
     assert not (tmp_path / "bad").exists()
     monkeypatch.setenv("GENBENCH_PARTS", "on")  # the flag below turns it off (restored after the test)
-    original = store_module.append_lines
-
-    def killed(path, objs):
-        if Path(path).name == store_module.CELLS:
-            raise KeyboardInterrupt
-        original(path, objs)
-
-    monkeypatch.setattr(store_module, "append_lines", killed)
-    assert main(["run", "--suite", "likelihood", "--adapter", "ar-digits", "--set", "likelihood.max_examples=8",
-                 "--no-parts", "--out", str(tmp_path / "run")]) != 0  # interrupted
+    with killed_before_the_marker(monkeypatch):
+        assert main(["run", "--suite", "likelihood", "--adapter", "ar-digits", "--set", "likelihood.max_examples=8",
+                     "--no-parts", "--out", str(tmp_path / "run")]) != 0  # interrupted
     assert os.environ["GENBENCH_PARTS"] == "off"
     assert (tmp_path / "run" / "records.jsonl").exists() and not list((tmp_path / "run").glob("partials/*/*"))
 
@@ -237,7 +239,6 @@ def test_no_parts_keeps_none_and_a_bad_setting_is_one_line(tmp_path, monkeypatch
 def test_a_killed_image_quality_cell_reads_back_its_samples_and_features(tmp_path, monkeypatch):
     """The reference path samples in chunks and measures each: both the chunks' samples and each
     chunk's features are kept, so the resumed cell draws and extracts nothing again."""
-    from genbench import store as store_module
     from genbench.registry import ADAPTERS
     from tests.harness import ranks_run
     from tests.harness.features.helpers import digit_images, tiny_torchscript, write_pngs
@@ -252,17 +253,8 @@ def test_a_killed_image_quality_cell_reads_back_its_samples_and_features(tmp_pat
     whole = tmp_path / "whole"
     runner.run(runner.RunSpec(**spec), whole, log=lambda m: None)
     out = tmp_path / "run"
-    original = store_module.append_lines
-
-    def killed(path, objs):  # the cell's records land, its marker never does
-        if Path(path).name == store_module.CELLS:
-            raise KeyboardInterrupt
-        original(path, objs)
-
-    monkeypatch.setattr(store_module, "append_lines", killed)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_before_the_marker(monkeypatch), pytest.raises(KeyboardInterrupt):
         runner.run(runner.RunSpec(**spec), out, log=lambda m: None)
-    monkeypatch.setattr(store_module, "append_lines", original)
     kinds = [json.loads(np.load(p)["meta"].tobytes())["type"] for p in sorted(out.glob("partials/*/*.npz"))]
     assert sorted(kinds) == ["Samples", "Samples", "arrays", "arrays"]  # 2 chunks, drawn and measured
     before = dict(partials.STATS)
