@@ -142,16 +142,36 @@ def gather_in_rank_order(obj: Any) -> list[Any]:
     join parts of different calls."""
     import torch.distributed as dist
 
-    _STEP["gathers"] += 1
-    step = (_STEP["cell"], _STEP["gathers"])
     out: list[Any] = [None] * world_size()
     with _collective("gather"):
-        dist.all_gather_object(out, (step, obj))
-    steps = [repr(s) for s, _ in out]
+        dist.all_gather_object(out, (_next_step(), obj))
+    return _in_step(out)
+
+
+def gather_to_rank0(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0, None on the others (for what rank 0 alone
+    writes: the others never hold it). Numbered and checked as ``gather_in_rank_order``'s: rank 0
+    raises ``RankLost`` for ranks out of step, and the others then fail at their next collective."""
+    import torch.distributed as dist
+
+    out: list[Any] | None = [None] * world_size() if rank() == 0 else None
+    with _collective("gather"):
+        dist.gather_object((_next_step(), obj), out, dst=0)
+    return None if out is None else _in_step(out)
+
+
+def _next_step() -> tuple[Any, int]:
+    _STEP["gathers"] += 1
+    return _STEP["cell"], _STEP["gathers"]
+
+
+def _in_step(gathered: list[tuple[Any, Any]]) -> list[Any]:
+    """The gathered objects, once every rank's step is the same (else ``RankLost``)."""
+    steps = [repr(s) for s, _ in gathered]
     if len(set(steps)) > 1:
         raise RankLost("ranks out of step (" + "; ".join(f"rank {r} at gather {s}" for r, s in enumerate(steps))
                        + "): a cell raised on some ranks only, outside the split calls")
-    return [o for _, o in out]
+    return [o for _, o in gathered]
 
 
 def broadcast_from_rank0(obj: Any) -> Any:
@@ -286,6 +306,6 @@ class RankSharded:
                              stderr=stderr, mc_samples=first.mc_samples, info=first.info)
 
 
-__all__ = ["init_from_env", "finish", "world_size", "rank", "rank_range", "gather_in_rank_order",
+__all__ = ["init_from_env", "finish", "world_size", "rank", "rank_range", "gather_in_rank_order", "gather_to_rank0",
            "broadcast_from_rank0", "begin_cell", "gather_parts", "timeout_s", "RankSharded", "RankFailed", "RankLost", "CALLS",
            "calls_summary"]

@@ -43,14 +43,12 @@ def all_ranks(flag: bool) -> bool:
 
 def gather_to_rank0(obj: Any) -> list[Any] | None:
     """Every rank's ``obj`` in rank order on rank 0 (None on the others): for what only rank 0
-    writes, so that the other ranks never hold it."""
+    writes, so that the other ranks never hold it (``distributed.gather_to_rank0``)."""
     if world_size() == 1:
         return [obj]
-    import torch.distributed as dist
+    from genbench import distributed
 
-    out: list[Any] | None = [None] * world_size() if rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out
+    return distributed.gather_to_rank0(obj)
 
 
 def parts_in_rank_order(obj: Any) -> list[Any]:

@@ -344,6 +344,17 @@ def test_a_part_that_raises_is_raised_on_every_rank_and_the_timeout_is_checked(m
     with pytest.raises(distributed.RankLost, match=r"out of step \(rank 0 at gather \(\('toy', 'fake-ar', 0\), 5\); "
                                                    r"rank 1 at gather \(\('toy', 'fake-ar', 0\), 6\)"):
         distributed.gather_in_rank_order(None)
+
+    def gather_object(sent, out, dst):  # what only rank 0 receives (images it writes): checked alike
+        (cell, n), _ = sent
+        out[:] = [sent, ((cell, n + ahead[0]), "rank 1's images")]
+
+    monkeypatch.setattr(dist, "gather_object", gather_object)
+    with pytest.raises(distributed.RankLost, match=r"out of step \(rank 0 at gather \(\('toy', 'fake-ar', 0\), 6\); "
+                                                   r"rank 1 at gather \(\('toy', 'fake-ar', 0\), 7\)"):
+        distributed.gather_to_rank0("rank 0's images")
+    ahead[0] = 0
+    assert distributed.gather_to_rank0("rank 0's images") == ["rank 0's images", "rank 1's images"]
     monkeypatch.delenv("GENBENCH_DIST_TIMEOUT_S", raising=False)
     assert distributed.timeout_s() == distributed.DEFAULT_TIMEOUT_S == 1800
     monkeypatch.setenv("GENBENCH_DIST_TIMEOUT_S", "2.5")
