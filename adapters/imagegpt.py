@@ -25,8 +25,7 @@ import torch
 
 from genbench.adapters.conditioning import condition_to_labels, images_to_model_input
 from genbench.adapters import hf
-from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
-from genbench.adapters.sampling import examples_to_uniforms
+from genbench.adapters.raster import check_sampling_options, raster_images, raster_nll
 from genbench.errors import UserError
 from genbench.features.quantise import float_images_to_uint8
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -120,16 +119,13 @@ class ImageGPT(Generator):
         if steps is not None and int(steps) != self.positions:
             raise UserError(f"{NAME} is autoregressive: one step per pixel ({self.positions}); pass steps=None")
         sos = self.model.config.vocab_size - 1
-        out = np.empty((n, *self.size, 3), dtype=np.uint8)
-        batches = 0
-        for b0, size in self.batches(n, batch_size):
-            u = examples_to_uniforms(seed, start + b0, size, (self.positions,))
-            ids = raster_sample(self.model, torch.full((size, 1), sos), u, len(self.clusters),
-                                temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                                kv_cache=self.kv_cache, name=self.label)
-            colours = self.clusters[ids.numpy()].reshape(size, *self.size, 3)
-            out[b0: b0 + size] = float_images_to_uint8(colours, "round")
-            batches += 1
+
+        def to_images(ids: torch.Tensor) -> np.ndarray:
+            return float_images_to_uint8(self.clusters[ids.numpy()].reshape(len(ids), *self.size, 3), "round")
+
+        out, batches = raster_images(self, n, seed=seed, start=start, batch_size=batch_size, length=self.positions,
+                                     vocab=len(self.clusters), image_shape=(*self.size, 3), tokens_to_images=to_images,
+                                     prefix=lambda b0, size: torch.full((size, 1), sos))
         return Samples(images=out, nfe=batches * self.positions, nfe_per_sample=float(self.positions),
                        info={"quantisation": "round", "temperature": self.temperature, "top_k": self.top_k,
                              "top_p": self.top_p, "kv_cache": self.kv_cache})

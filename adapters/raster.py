@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from genbench.adapters.sampling import logits_to_ids
@@ -80,6 +81,32 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
 
 
 @torch.inference_mode()
+def raster_images(adapter: Any, n: int, *, seed: int, start: int, batch_size: int, length: int, vocab: int,
+                  image_shape: tuple[int, ...], tokens_to_images: Callable[[torch.Tensor], np.ndarray],
+                  prefix: Callable[[int, int], torch.Tensor],
+                  null_prefix: Callable[[int], torch.Tensor | None] | None = None,
+                  guidance_scale: float = 1.0) -> tuple[np.ndarray, int]:
+    """n images uint8 (n, *image_shape) and the number of batches, drawn batch by batch by
+    ``raster_sample`` with the adapter's ``model``, ``temperature``, ``top_k``, ``top_p``,
+    ``kv_cache``: sample ``start + i`` reads its own uniforms (``examples_to_uniforms``, so the
+    images do not depend on batch_size nor on how a run is split into calls); ``prefix(b0, size)``
+    conditions the batch of samples b0..b0+size-1 of the call, ``tokens_to_images`` turns its
+    (size, length) tokens into images."""
+    from genbench.adapters.sampling import examples_to_uniforms
+
+    out = np.empty((n, *image_shape), dtype=np.uint8)
+    batches = 0
+    for b0, size in adapter.batches(n, batch_size):
+        u = examples_to_uniforms(seed, start + b0, size, (length,))
+        tokens = raster_sample(adapter.model, prefix(b0, size), u, vocab, temperature=adapter.temperature,
+                               top_k=adapter.top_k, top_p=adapter.top_p,
+                               null_prefix=None if null_prefix is None else null_prefix(size),
+                               guidance_scale=guidance_scale, kv_cache=adapter.kv_cache, name=adapter.label)
+        out[b0: b0 + size] = tokens_to_images(tokens)
+        batches += 1
+    return out, batches
+
+
 def raster_nll(model: Any, prefix: torch.Tensor, tokens: torch.Tensor, vocab: int, *,
                batch_size: int = 32) -> torch.Tensor:
     """Exact NLL of each row's tokens given its prefix: prefix (N, P), tokens (N, T) int64 ->

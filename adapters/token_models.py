@@ -45,8 +45,7 @@ from genbench.adapters import mdlm
 from genbench.adapters.conditioning import check_guidance, condition_to_labels, images_to_model_input
 from genbench.adapters.diffusers_tokenizers import vq_codes_to_images, vq_pixels_to_codes
 from genbench.adapters import hf
-from genbench.adapters.raster import check_sampling_options, raster_nll, raster_sample
-from genbench.adapters.sampling import examples_to_uniforms
+from genbench.adapters.raster import check_sampling_options, raster_images, raster_nll
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 
@@ -257,17 +256,11 @@ class TokenAR(_TokenModel):
         if steps is not None and int(steps) != self.length:
             raise UserError(f"{self.name} is autoregressive: one step per code ({self.length}); pass steps=None")
         guided = self.guidance_scale != 1.0
-        out = np.empty((n, *self.image_size, self.vq.config.out_channels), dtype=np.uint8)
-        batches = 0
-        for b0, size in self.batches(n, batch_size):
-            u = examples_to_uniforms(seed, start + b0, size, (self.length,))
-            lab = None if labels is None else labels[b0: b0 + size]
-            codes = raster_sample(self.model, self.prefix(lab, size), u, self.codebook_size,
-                                  temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                                  null_prefix=self.null_prefix(size) if guided else None,
-                                  guidance_scale=self.guidance_scale, kv_cache=self.kv_cache, name=self.label)
-            out[b0: b0 + size] = self.codes_to_images(codes)
-            batches += 1
+        out, batches = raster_images(
+            self, n, seed=seed, start=start, batch_size=batch_size, length=self.length, vocab=self.codebook_size,
+            image_shape=(*self.image_size, self.vq.config.out_channels), tokens_to_images=self.codes_to_images,
+            prefix=lambda b0, size: self.prefix(None if labels is None else labels[b0: b0 + size], size),
+            null_prefix=self.null_prefix if guided else None, guidance_scale=self.guidance_scale)
         per_sample = self.length * (2 if guided else 1)
         return Samples(images=out, nfe=batches * per_sample, nfe_per_sample=float(per_sample),
                        info={"quantisation": "round", "temperature": self.temperature, "top_k": self.top_k,
