@@ -33,13 +33,13 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-@torch.inference_mode()
 def cache_argument(model) -> str:
     """The keyword by which a transformers model's forward takes (and its output returns) the
     key/value cache: transformers 5 renamed ``past_key_values`` to ``cache`` in some models."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+@torch.inference_mode()
 def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int, *, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, null_prefix: torch.Tensor | None = None,
                   guidance_scale: float = 1.0, kv_cache: bool = True, name: str = "model") -> torch.Tensor:
@@ -80,7 +80,6 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
     return torch.stack(out, dim=1).cpu()
 
 
-@torch.inference_mode()
 def raster_images(adapter: Any, n: int, *, seed: int, start: int, batch_size: int, length: int, vocab: int,
                   image_shape: tuple[int, ...], tokens_to_images: Callable[[torch.Tensor], np.ndarray],
                   prefix: Callable[[int, int], torch.Tensor],
@@ -107,6 +106,7 @@ def raster_images(adapter: Any, n: int, *, seed: int, start: int, batch_size: in
     return out, batches
 
 
+@torch.inference_mode()
 def raster_nll(model: Any, prefix: torch.Tensor, tokens: torch.Tensor, vocab: int, *,
                batch_size: int = 32) -> torch.Tensor:
     """Exact NLL of each row's tokens given its prefix: prefix (N, P), tokens (N, T) int64 ->

@@ -43,6 +43,12 @@ def test_token_ar_likelihood_is_the_token_by_token_sum_and_the_cache_changes_not
     a = g.sample(3, seed=1, condition=labels)
     b = g.with_options(kv_cache=False).sample(3, seed=1, condition=labels)
     assert np.array_equal(a.images, b.images) and a.nfe_per_sample == 32
+    # sampling and scoring build no autograd graph (memory and time an evaluation never needs)
+    from genbench.adapters import raster
+
+    u = torch.full((1, 16), 0.5, dtype=torch.float64)
+    assert raster.raster_sample(g.model, g.prefix(labels[:1], 1), u, 16).is_inference()
+    assert raster.raster_nll(g.model, g.null_prefix(1), codes[:1], 16).is_inference()
 
 
 def test_guidance_mixes_conditional_and_null_logits(ck, monkeypatch):
