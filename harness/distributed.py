@@ -299,11 +299,7 @@ class RankSharded:
         kw = {"start": start + a} if takes_start else {}
         parts = [p for p in gather_parts(lambda: self._inner.log_likelihood(batch[a:b], seed=seed, **kw)
                                          if b > a else None) if p is not None]
-        first = parts[0]
-        stderr = None if first.stderr is None else np.concatenate([p.stderr for p in parts])
-        return LogLikelihood(nll=np.concatenate([p.nll for p in parts]),
-                             units=np.concatenate([p.units for p in parts]), unit=first.unit, kind=first.kind,
-                             stderr=stderr, mc_samples=first.mc_samples, info=first.info)
+        return LogLikelihood.concat(parts)  # the ranks' infos merged, not rank 0's alone (its window count...)
 
 
 __all__ = ["init_from_env", "finish", "world_size", "rank", "rank_range", "gather_in_rank_order", "gather_to_rank0",

@@ -127,6 +127,46 @@ class LogLikelihood:
             self.stderr = np.asarray(self.stderr, dtype=np.float64)
         return self
 
+    @classmethod
+    def concat(cls, parts: list["LogLikelihood"]) -> "LogLikelihood":
+        """One evaluation's result from its parts in example order (a suite's calls, torchrun
+        ranks' shares): per-example arrays concatenated, ``info`` merged by ``merge_info``. The
+        parts must agree on unit and kind."""
+        first = parts[0]
+        for p in parts[1:]:
+            if p.unit != first.unit or LikelihoodKind(p.kind) != LikelihoodKind(first.kind):
+                raise ContractError("a generator changed its likelihood unit or kind between calls")
+        has_se = all(p.stderr is not None for p in parts)
+        return cls(nll=np.concatenate([p.nll for p in parts]), units=np.concatenate([p.units for p in parts]),
+                   unit=first.unit, kind=first.kind,
+                   stderr=np.concatenate([p.stderr for p in parts]) if has_se else None,
+                   mc_samples=first.mc_samples, info=cls.merge_info(parts))
+
+    @staticmethod
+    def merge_info(parts: list["LogLikelihood"]) -> dict[str, Any]:
+        """The ``info`` of parts of one evaluation: a value every part gives stays; a count
+        (``windows`` or ``n_*``, integers) is summed; a ``mean_*`` value (a number or a dict of numbers: means over the
+        part's examples) is averaged, weighted by the parts' example counts; any other value that
+        differs becomes the list of the parts' values, never one part's alone."""
+        keys = list(dict.fromkeys(k for p in parts for k in p.info))
+        sizes = np.array([len(p.nll) for p in parts], dtype=np.float64)
+        out: dict[str, Any] = {}
+        for k in keys:
+            values = [p.info.get(k) for p in parts]
+            if all(v == values[0] for v in values[1:]):
+                out[k] = values[0]
+            elif (k == "windows" or k.startswith("n_")) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 for v in values):
+                out[k] = sum(values)
+            elif k.startswith("mean_") and all(isinstance(v, (int, float)) for v in values):
+                out[k] = float(np.average(values, weights=sizes))
+            elif k.startswith("mean_") and all(isinstance(v, dict) for v in values) \
+                    and all(v.keys() == values[0].keys() for v in values):
+                out[k] = {j: float(np.average([v[j] for v in values], weights=sizes)) for j in values[0]}
+            else:
+                out[k] = values
+        return out
+
     def per_unit(self) -> float:
         """Nats per unit over all examples (a ratio of sums, as the papers report)."""
         return float(self.nll.sum() / self.units.sum())

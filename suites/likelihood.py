@@ -190,24 +190,8 @@ def examples_to_likelihood(generator: Generator, examples: Any, ctx: SuiteContex
             raise UserError(f"{generator.name}: log_likelihood returned {len(part.nll)} values for "
                             f"{len(examples[s: s + bs])} examples")
         parts.append(part)
-    return concat_likelihoods(parts)
+    return LogLikelihood.concat(parts)
 
 
 def _div(x: float | None, d: float) -> float | None:
     return None if x is None else x / d
-
-
-def concat_likelihoods(parts: list[LogLikelihood]) -> LogLikelihood:
-    """Join per-batch results into one (all parts must agree on unit and kind)."""
-    first = parts[0]
-    for p in parts[1:]:
-        if p.unit != first.unit or p.kind != first.kind:
-            raise UserError("a generator changed its likelihood unit or kind between batches")
-    has_se = all(p.stderr is not None for p in parts)
-    return LogLikelihood(
-        nll=np.concatenate([p.nll for p in parts]),
-        units=np.concatenate([p.units for p in parts]),
-        unit=first.unit, kind=first.kind,
-        stderr=np.concatenate([p.stderr for p in parts]) if has_se else None,
-        mc_samples=first.mc_samples, info=first.info,
-    )

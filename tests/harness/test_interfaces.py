@@ -51,3 +51,24 @@ def test_contract_violations_are_named():
         LogLikelihood(nll=np.ones(1), units=np.ones(1), unit="word", kind="exact").validate()
     with pytest.raises(ContractError, match="paradigm"):
         check_paradigm("gan", "image")
+
+
+def test_parts_of_one_evaluation_join_with_their_info_merged():
+    """``LogLikelihood.concat``: the suite's calls and torchrun ranks' shares join into the one
+    result a single call would give, info included (a window count summed, per-example means
+    weighted by the parts' sizes, a value that differs kept per part, never the first's alone)."""
+    def part(n, windows, mean, seed):
+        return LogLikelihood(nll=np.full(n, 2.0), units=np.full(n, 4.0), unit="token", kind=LikelihoodKind.EXACT,
+                             stderr=np.full(n, 0.1), info={"windows": windows, "max_length": 8, "seed": seed,
+                                                           "mean_terms_nats": {"prior": mean, "rest": 2 * mean},
+                                                           "mean_units": float(n), "n_windows": windows})
+
+    joined = LogLikelihood.concat([part(1, 3, 1.0, 0), part(3, 5, 3.0, 1)])
+    assert len(joined.nll) == 4 and joined.stderr.tolist() == [0.1] * 4
+    assert joined.info["windows"] == joined.info["n_windows"] == 8 and joined.info["max_length"] == 8 and joined.info["seed"] == [0, 1]
+    assert joined.info["mean_terms_nats"] == {"prior": 2.5, "rest": 5.0}  # (1 x 1 + 3 x 3) / 4
+    assert joined.info["mean_units"] == 2.5
+    assert LogLikelihood.concat([part(2, 3, 1.0, 0)]).info == part(2, 3, 1.0, 0).info
+    other = LogLikelihood(nll=np.zeros(1), units=np.ones(1), unit="byte", kind=LikelihoodKind.EXACT)
+    with pytest.raises(ContractError, match="changed its likelihood unit or kind"):
+        LogLikelihood.concat([part(1, 3, 1.0, 0), other])

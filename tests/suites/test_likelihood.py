@@ -72,6 +72,13 @@ def test_monte_carlo_records_do_not_depend_on_the_grouping(name, metric, short_d
     # passes differ, which may move float32 results in the last bits
     assert got[5].value == pytest.approx(got[16].value, rel=1e-6) == pytest.approx(got[32].value, rel=1e-6)
     assert got[5].stderr == pytest.approx(got[32].stderr, rel=1e-5)
+    # and so does the convention: what the adapter reports of a call (a mean of its terms, a
+    # count of windows) is merged over the calls, not taken from the first call alone
+    for bs in (16, 32):
+        assert got[bs].convention.keys() == got[5].convention.keys()
+        for key, value in got[5].convention.items():
+            assert got[bs].convention[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float)
+                                               else value), (key, bs)
     # a second seed: another estimate, within the Monte Carlo error of the first
     other = _records(name, tmp_path, seed=1, adapter_options=MC[name], batch_size=16, **options)[metric]
     assert other.value != got[16].value
