@@ -150,6 +150,7 @@ def test_time_fid_reports_rates(data):
 def test_image_quality_records_do_not_depend_on_the_pipeline(data, tmp_path, monkeypatch):
     """The suite's records are the same whether decoding runs on threads (the earlier pipeline)
     or in worker processes."""
+    from genbench.store import deterministic_fields
     from genbench.suite import SuiteContext
     from genbench.suites.image_quality import ImageQuality
     from tests.suites.test_image_quality import CHUNK, CLASSES, PER_CLASS, ClassConditionalFake
@@ -163,7 +164,8 @@ def test_image_quality_records_do_not_depend_on_the_pipeline(data, tmp_path, mon
     for workers in ("0", "2"):
         monkeypatch.setenv(pipeline.WORKERS_ENV, workers)
         ctx = SuiteContext(seed=0, options=options, artifacts=tmp_path / f"cell{workers}")
-        records[workers] = [(m.metric, m.value, m.stderr, m.n, m.convention)
+        records[workers] = [(m.metric, m.value, m.stderr, m.n,  # timings (``*_seconds``) aside
+                             deterministic_fields({"convention": m.convention})["convention"])
                             for m in ImageQuality().run(ClassConditionalFake(), ctx)]
     assert records["0"] == records["2"] and {"fid", "kid", "precision", "recall"} <= {r[0] for r in records["0"]}
 
