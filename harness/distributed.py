@@ -262,19 +262,38 @@ class RankSharded:
                start: int = 0):
         from genbench.interfaces import Samples, sample_start_kwargs
 
-        if not _takes(self._inner.sample, "start"):
+        if not self.splits_sampling:
             CALLS["sample whole"] += 1
             kw = sample_start_kwargs(self._inner, start)  # a chunk from start > 0 it cannot draw: refused alike
             return gather_parts(lambda: self._inner.sample(n, seed=seed, batch_size=batch_size, condition=condition,
                                                            steps=steps, **kw), share=False)[0]
         CALLS["sample split"] += 1
-        a, b = rank_range(n)
-        parts = gather_parts(lambda: self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a,
-                                                        steps=steps,
-                                                        condition=None if condition is None else condition[a:b]))
+        parts = [p for p in gather_parts(lambda: self.sample_part(n, seed=seed, batch_size=batch_size,
+                                                                  condition=condition, steps=steps, start=start)[0])
+                 if p is not None]
+        if not parts:  # n = 0: every range is empty
+            return self._inner.sample(0, seed=seed, batch_size=batch_size, condition=condition, steps=steps,
+                                      start=start)
         return Samples(images=_concat([p.images for p in parts]), tokens=_concat([p.tokens for p in parts]),
                        texts=_concat([p.texts for p in parts]), nfe=sum(int(p.nfe) for p in parts),
                        nfe_per_sample=parts[0].nfe_per_sample, info=parts[0].info)
+
+    @property
+    def splits_sampling(self) -> bool:
+        """Whether the adapter's ``sample`` takes ``start`` (else each call runs whole on every rank)."""
+        return _takes(self._inner.sample, "start")
+
+    def sample_part(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
+                    steps: int | None = None, start: int = 0) -> tuple[Any, int, int]:
+        """(samples or None, a, b): this rank's part [a, b) of ``sample(n, start=start)``, drawn by
+        the adapter itself as ``sample(b - a, start=start + a)`` with ``condition[a:b]`` (each
+        sample has its own stream: the images of one call); None for an empty range. Not gathered:
+        ``sample`` gathers the parts, ``features.ranks.draw_rank_part`` measures its own first."""
+        a, b = rank_range(n)
+        if b == a:
+            return None, a, b
+        return self._inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a, steps=steps,
+                                  condition=None if condition is None else condition[a:b]), a, b
 
     def log_likelihood(self, batch: Any, *, seed: int = 0, start: int = 0):
         from genbench.interfaces import LikelihoodKind, LogLikelihood

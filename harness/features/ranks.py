@@ -90,20 +90,12 @@ def rank_range_to_features(fn: Callable[[int, int], np.ndarray], n: int) -> np.n
     return rows_in_rank_order(lambda: fn(a, b) if b > a else None)
 
 
-def unwrapped(generator: Any) -> Any:
-    """The adapter a ``genbench.distributed.RankSharded`` wraps (the generator itself otherwise)."""
-    from genbench.distributed import RankSharded
-
-    return generator._inner if isinstance(generator, RankSharded) else generator
-
-
 def draw_rank_part(generator: Any, size: int, *, seed: int, start: int = 0, batch_size: int = 64,
                    condition: Any = None, steps: int | None = None) -> tuple[Any, int, int]:
-    """(samples, a, b): this rank's part [a, b) of ``sample(size, seed, start=start)``, drawn by
-    the adapter itself as ``sample(b - a, start=start + a)`` (each sample has its own stream, so
-    the images are those of one call); samples is None for an empty range. Outside torchrun it is
-    the one call (a = 0, b = size). An adapter whose ``sample`` takes no ``start`` draws the whole
-    call on every rank (``RankSharded``), and the rank keeps its range of it."""
+    """(samples, a, b): this rank's part [a, b) of ``sample(size, seed, start=start)``, not
+    gathered (``distributed.RankSharded.sample_part``); samples is None for an empty range. Outside
+    torchrun it is the one call (a = 0, b = size). An adapter whose ``sample`` takes no ``start``
+    draws the whole call on every rank, and the rank keeps its range of it."""
     from genbench import distributed
     from genbench.interfaces import Samples, sample_start_kwargs
 
@@ -111,19 +103,15 @@ def draw_rank_part(generator: Any, size: int, *, seed: int, start: int = 0, batc
     if world_size() == 1:
         return generator.sample(size, seed=seed, batch_size=batch_size, steps=steps, **kw,
                                 **sample_start_kwargs(generator, start)), 0, size
-    inner = unwrapped(generator)
-    a, b = rank_range(size)
-    if not distributed._takes(inner.sample, "start"):
-        whole = generator.sample(size, seed=seed, batch_size=batch_size, steps=steps, **kw,
-                                 **sample_start_kwargs(inner, start))
+    sharded = generator if isinstance(generator, distributed.RankSharded) else distributed.RankSharded(generator)
+    if not sharded.splits_sampling:
+        a, b = rank_range(size)
+        whole = sharded.sample(size, seed=seed, batch_size=batch_size, steps=steps, start=start, **kw)
         return Samples(images=whole.images[a:b], nfe=whole.nfe * (b - a) / max(size, 1),
                        nfe_per_sample=whole.nfe_per_sample, info=whole.info), a, b
     distributed.CALLS["sample split"] += 1
-    if b == a:
-        return None, a, b
-    part = inner.sample(b - a, seed=seed, batch_size=batch_size, start=start + a, steps=steps,
-                        condition=None if condition is None else condition[a:b])
-    return part, a, b
+    return sharded.sample_part(size, seed=seed, batch_size=batch_size, condition=condition, steps=steps,
+                               start=start)
 
 
 def images_on_rank0(images: np.ndarray | None, a: int, first: int | None = None) -> np.ndarray | None:
@@ -212,5 +200,5 @@ def source_rank_part(src: Any, lengths: list[int]) -> Any:
 
 
 __all__ = ["COUNTS", "counts_summary", "is_writer", "all_ranks", "gather_to_rank0", "parts_in_rank_order",
-           "checked", "rows_in_rank_order", "rank_range_to_features", "unwrapped", "draw_rank_part", "images_on_rank0", "nfe_per_sample_of_parts",
+           "checked", "rows_in_rank_order", "rank_range_to_features", "draw_rank_part", "images_on_rank0", "nfe_per_sample_of_parts",
            "reduce_accumulators", "splits_accumulation", "source_rank_part"]
