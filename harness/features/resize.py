@@ -110,11 +110,15 @@ def _clean_resize_banded(image: np.ndarray, size: int, out: np.ndarray) -> np.nd
     for o0, o1, lo, hi, _, block_t in _bands(w, size):
         np.matmul(x[:, :, lo:hi], block_t, out=tmp[:, :, o0:o1])
     tmp = tmp.astype(np.float32).astype(np.float64)
-    res = np.empty((c, size, size), dtype=np.float64)
+    # the vertical pass band by band into a small float64 buffer that stays in cache, each band
+    # clipped and written to ``out`` at once: ``out`` (often memory another process reads) is
+    # written once, while the next band computes, and no full-size float64 image goes to memory
+    band = np.empty((c, _BAND_ROWS, size), dtype=np.float64)
     for o0, o1, lo, hi, block, _ in _bands(h, size):
-        np.matmul(block, tmp[:, lo:hi, :], out=res[:, o0:o1, :])
-    np.clip(res, 0, 255, out=res)
-    out[...] = res
+        part = band[:, : o1 - o0]
+        np.matmul(block, tmp[:, lo:hi, :], out=part)
+        np.clip(part, 0, 255, out=part)
+        out[:, o0:o1, :] = part
     return out
 
 
