@@ -311,3 +311,21 @@ def test_a_rank_killed_mid_cell_costs_only_its_missing_part(tmp_path):
     assert len(got) == len(want) > 2
     for g, w in zip(got, want):
         assert _close(g, w), (g, w)
+
+
+@pytest.mark.parametrize("array", [np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+                                   np.linspace(0, 1, 12).reshape(3, 4).T,  # not contiguous
+                                   np.array(3.5, dtype=np.float32), np.zeros((0, 5), dtype=np.int64),
+                                   np.array([True, False]), np.arange(0, 4, dtype="datetime64[s]")])
+def test_fingerprint_hashes_the_array_bytes_in_place(array):
+    """The digest is that of the C-order bytes (as tobytes() gives them), for any layout and dtype,
+    so keys of parts written before stay valid; a changed element changes it."""
+    import hashlib
+
+    got = partials.fingerprint(array)
+    c = np.ascontiguousarray(array)  # (a 0-d array comes out 1-d, as it always did in keys)
+    assert got == {"array": array.dtype.str, "shape": list(c.shape), "sha256": hashlib.sha256(c.tobytes()).hexdigest()}
+    if array.size:
+        changed = np.array(array, copy=True)
+        changed.flat[0] = changed.flat[-1] if changed.flat[0] != changed.flat[-1] else changed.flat[0] + 1
+        assert partials.fingerprint(changed)["sha256"] != got["sha256"]
