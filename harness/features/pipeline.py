@@ -7,10 +7,11 @@ One pipeline serves every extractor (``ResizingExtractor.outputs_from_loaders``;
 1. **Decoding in worker processes.** Pillow releases the GIL while it inflates and resizes, but
    the PNG chunk parsing around it is Python, so threads stop scaling after a few cores. With
    ``workers > 0`` that many processes (forked on Linux, as torch's DataLoader does) decode (and, without an accelerator, resize) and write
-   each image straight into a shared memory-mapped buffer (no pixels are pickled); the parent
-   gets shapes back. ``workers=0`` runs the same work on a thread pool in this process (the
-   default for small jobs and on machines with at most 2 cores: starting processes costs more
-   there than it saves). ``GENBENCH_DECODE_WORKERS`` overrides the automatic choice.
+   each image straight into a shared memory-mapped buffer (no pixels are pickled; on Linux a
+   file without a name, freed however the process ends: ``_Arena``); the parent gets shapes
+   back. ``workers=0`` runs the same work on a thread pool in this process (the default
+   for small jobs and on machines with at most 2 cores: starting processes costs more there
+   than it saves). ``GENBENCH_DECODE_WORKERS`` overrides the automatic choice.
 2. **Batches prefetched and double-buffered, one session for many sources.** While the network
    runs on batch k, the workers fill batches k+1 and k+2 (``PREFETCH``); on CUDA the host
    copies each batch into one of two pinned staging buffers and ships it with a non-blocking
@@ -73,6 +74,8 @@ WORKERS_ENV = "GENBENCH_DECODE_WORKERS"
 PREFETCH = 2
 #: below this many images a job decodes on threads (starting processes costs ~0.5 s)
 MIN_IMAGES_FOR_PROCESSES = 512
+#: how often a worker checks that the process that started it is still alive, seconds
+PARENT_CHECK_S = 0.5
 
 
 def cpu_count() -> int:
@@ -112,12 +115,16 @@ def prepare_image(loader: Callable[[], np.ndarray], resize: str | None, size: in
     return RESIZERS[resize](img, size, out=out)
 
 
+#: this worker's mapping of the parent's current arena, by ``_Arena.key``
 _WORKER_ARENA: dict[str, mmap.mmap] = {}
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     """One thread per worker process for BLAS (the banded resize) and torch (the legacy_pytorch
-    resize): the processes already use every core."""
+    resize): the processes already use every core. Given ``parent`` (a pid), the worker ends
+    when that process does."""
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="genbench-parent-check").start()
     os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a worker imports it
     if "torch" in sys.modules:  # inherited by fork: one thread, so OpenMP never runs after the fork
         sys.modules["torch"].set_num_threads(1)
@@ -129,20 +136,31 @@ def _init_worker() -> None:
         pass
 
 
-def _worker_arena(path: str, nbytes: int) -> mmap.mmap:
-    arena = _WORKER_ARENA.get(path)
+def _exit_with_parent(parent: int) -> None:
+    """Ends this worker once ``parent`` has died without shutting the pool down (SIGKILL, a
+    preemption): an orphan would otherwise sleep on forever, holding the arena's memory."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
+def _worker_arena(key: str, path: str, nbytes: int) -> mmap.mmap:
+    """The arena ``key`` mapped in this worker, opened at ``path`` (on Linux the parent's
+    descriptor, /proc/<pid>/fd/<fd>: the file has no name)."""
+    arena = _WORKER_ARENA.get(key)
     if arena is None:
         for old in list(_WORKER_ARENA):  # an arena the parent replaced: let its memory go
             _WORKER_ARENA.pop(old).close()
         with open(path, "r+b") as f:
-            arena = _WORKER_ARENA[path] = mmap.mmap(f.fileno(), nbytes)
+            arena = _WORKER_ARENA[key] = mmap.mmap(f.fileno(), nbytes)
     return arena
 
 
-def _decode_into_arena(path: str, nbytes: int, jobs: list, resize: str | None, size: int) -> list:
+def _decode_into_arena(ref: tuple[str, str, int], jobs: list, resize: str | None, size: int) -> list:
     """Worker side: each (offset, capacity, loader) -> its image written at ``offset`` of the
-    arena file; returns (shape, dtype) per image, or (shape, dtype, array) when it did not fit."""
-    arena = _worker_arena(path, nbytes)
+    arena ``ref`` (``_Arena.ref``: key, path, bytes); returns (shape, dtype) per image, or
+    (shape, dtype, array) when it did not fit."""
+    arena = _worker_arena(*ref)
     out = []
     for offset, capacity, loader in jobs:
         if resize is not None:
@@ -193,19 +211,37 @@ class _ThreadSession:
 
 
 class _Arena:
-    """A shared memory-mapped file: ``slots`` batches of ``batch`` images of ``capacity`` bytes."""
+    """A shared memory-mapped file: ``slots`` batches of ``batch`` images of ``capacity`` bytes.
+
+    In /dev/shm when it has room (a container's is often 64 MB), else in the temp dir. On Linux
+    the file never has a name (a memfd, or an unnamed file in the temp dir): the kernel frees it
+    when the last process holding it ends, however it ends (SIGKILL, a Slurm preemption), so
+    none is left behind. This process keeps the descriptor open and the workers, whenever they
+    were forked, open it as /proc/<pid>/fd/<fd>. Elsewhere a named file, removed at ``close()``
+    (at exit for the pools' arenas).
+    """
 
     def __init__(self, slots: int, batch: int, capacity: int):
         self.slots, self.batch, self.capacity = slots, batch, capacity
         self.nbytes = slots * batch * capacity
-        folder = "/dev/shm" if _free_bytes("/dev/shm") > 2 * self.nbytes else tempfile.gettempdir()
-        fd, self.path = tempfile.mkstemp(prefix="genbench-decode-", suffix=".arena", dir=folder)
+        # what the workers know the arena by: a later arena may get the same fd, hence /proc path
+        self.key = f"{os.getpid()}-{next(_ARENA_KEYS)}"
+        self.fd, self.path, self.named = _arena_file(self.nbytes)
         try:
-            os.ftruncate(fd, self.nbytes)
-            self.map = mmap.mmap(fd, self.nbytes)
-        finally:
-            os.close(fd)
+            os.ftruncate(self.fd, self.nbytes)
+            self.map = mmap.mmap(self.fd, self.nbytes)
+        except BaseException:
+            self._release_file()
+            raise
+        if self.named:  # the workers open it by its name
+            os.close(self.fd)
+            self.fd = None
         self.array = np.frombuffer(self.map, np.uint8)
+
+    @property
+    def ref(self) -> tuple[str, str, int]:
+        """What a worker needs to map the arena (``_worker_arena``)."""
+        return self.key, self.path, self.nbytes
 
     def offset(self, slot: int, i: int) -> int:
         return (slot * self.batch + i) * self.capacity
@@ -216,10 +252,51 @@ class _Arena:
             self.map.close()
         except BufferError:  # a view is still alive somewhere: the mapping goes with it
             pass
+        self._release_file()
+
+    def _release_file(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.named:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+_ARENA_KEYS = itertools.count()
+
+
+def _arena_file(nbytes: int) -> tuple[int, str, bool]:
+    """A new empty file for an arena of ``nbytes``: (fd, the path workers open, whether that
+    path is a name to remove at close)."""
+    in_shm = _free_bytes("/dev/shm") > 2 * nbytes
+    folder = "/dev/shm" if in_shm else tempfile.gettempdir()
+    if not sys.platform.startswith("linux"):
+        fd, path = tempfile.mkstemp(prefix="genbench-decode-", suffix=".arena", dir=folder)
+        return fd, path, True
+    fd = None
+    # a memfd is shared memory as /dev/shm's files are (its size is checked there all the same:
+    # where /dev/shm is small, shared memory is scarce), but never has a name
+    if in_shm and hasattr(os, "memfd_create"):
         try:
-            os.unlink(self.path)
-        except OSError:
+            fd = os.memfd_create("genbench-decode", os.MFD_CLOEXEC)
+        except OSError:  # e.g. refused by a sandbox: an unnamed file in /dev/shm instead
             pass
+    if fd is None:
+        fd = _unnamed_file(folder)
+    return fd, f"/proc/{os.getpid()}/fd/{fd}", False
+
+
+def _unnamed_file(folder: str) -> int:
+    """A read-write file in ``folder`` without a name (Linux)."""
+    try:
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:  # a file system without O_TMPFILE: named for a moment only
+        fd, path = tempfile.mkstemp(prefix="genbench-decode-", suffix=".arena", dir=folder)
+        os.unlink(path)
+        return fd
 
 
 def _free_bytes(folder: str) -> int:
@@ -245,8 +322,7 @@ class _ProcessSession:
         for start in range(0, len(loaders), self.per_task):
             jobs = [(a.offset(slot, i), a.capacity, loaders[i])
                     for i in range(start, min(start + self.per_task, len(loaders)))]
-            futures.append(self.pool.executor.submit(_decode_into_arena, a.path, a.nbytes, jobs, self.resize,
-                                                     self.size))
+            futures.append(self.pool.executor.submit(_decode_into_arena, a.ref, jobs, self.resize, self.size))
         return slot, len(loaders), futures
 
     def collect(self, job) -> DecodedBatch:
@@ -284,7 +360,7 @@ class DecodePool:
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.workers = workers
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                            initializer=_init_worker)
+                                            initializer=_init_worker, initargs=(os.getpid(),))
         self.lock = threading.Lock()
         self.arena: _Arena | None = None
 
