@@ -26,8 +26,10 @@ sorted by length, right-padded with explicit positions and no attention mask: in
 model no real position sees the padding after it), so pass many documents per call for
 throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
 documents first, so the device starts early) while the previous chunk is scored; the tokens
-go to the device once per chunk and each batch is gathered there; per-window sums stay on
-the device until one read at the end of the call. Results do not depend on ``batch_size``
+go to the device once per chunk and each batch is gathered there; batches run across chunks
+(a chunk's last windows wait for the next chunk's, so ``W`` windows take ``ceil(W /
+batch_size)`` forward passes); per-window sums stay on the device until one read at the end
+of the call. Results do not depend on ``batch_size``
 beyond float32 rounding (document sums in float64, in window order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
@@ -74,6 +76,8 @@ DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "auto": "auto",
 }
+#: characters of text in the first chunk tokenized at once, and in the largest (chunks double)
+TOKENIZE_CHUNK_CHARS = (1 << 14, 1 << 20)
 #: config keys that say nothing about the model itself (left out of its hash)
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash",
                          "_attn_implementation_autoset", "_attn_implementation")
@@ -171,67 +175,112 @@ def windows_to_nll(forward: Callable[..., torch.Tensor], windows: PackedWindows,
     sorted by length and batched ``batch_size`` at a time, right-padded with ``pad_token``
     (a causal model's real positions never see the padding after them, so no attention mask
     is needed). ``token_nll(logits, targets) -> (B, T)`` defaults to float32 cross-entropy
-    over the whole vocabulary. See :func:`queue_window_nll`.
+    over the whole vocabulary. See :class:`WindowStream`.
     """
-    return read_window_nll(queue_window_nll(forward, windows, batch_size=batch_size, device=device,
-                                            pad_token=pad_token, token_nll=token_nll, positions=positions))
+    stream = WindowStream(forward, batch_size=batch_size, device=device, pad_token=pad_token, token_nll=token_nll,
+                          positions=positions)
+    stream.add(windows)
+    return stream.read()
 
 
-@torch.inference_mode()
-def queue_window_nll(forward: Callable[..., torch.Tensor], windows: PackedWindows, *, batch_size: int,
-                     device: torch.device, pad_token: int,
-                     token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                     positions: bool = False) -> tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]:
-    """Launch the forward passes of :func:`windows_to_nll` without waiting for them: (window
-    order, per-batch sums and NaN flags, still on the device); :func:`read_window_nll` reads them.
+class WindowStream:
+    """The windows of many :class:`PackedWindows` (chunks, added one after another) scored as
+    one stream of batches: ``ceil(W / batch_size)`` forward passes for ``W`` windows however
+    they were chunked.
 
-    The tokens go to ``device`` once (pinned, non-blocking); each batch is gathered there and
-    nothing is read back, so the host runs ahead (building the next batches, tokenizing the
-    next documents) while the device computes."""
-    token_nll = token_nll or _token_nll
-    order = np.lexsort((np.arange(len(windows)), -windows.length))  # longest first, ties in window order
-    sums: list[torch.Tensor] = []
-    nans: list[torch.Tensor] = []
-    if not len(order):
-        return order, sums, nans
-    last = len(windows.flat) - 1
-    flat = to_device(torch.from_numpy(windows.flat), device)
-    # per window, in batch order: first input, inputs, first scored input
-    meta = to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
-                                                 (windows.length - windows.scored)[order]])), device)
-    widths = windows.length[order]
-    for s in range(0, len(order), batch_size):
-        width = int(widths[s])
-        a, n, first = meta[:, s: s + batch_size]
-        col = torch.arange(width, device=device)
-        pos = a[:, None] + col
-        valid = col < n[:, None]
-        ids = torch.where(valid, flat[pos.clamp(max=last)], pad_token)
-        tgt = torch.where(valid, flat[(pos + 1).clamp(max=last)], 0)
-        keep = valid & (col >= first[:, None])
-        args = (ids, col.expand_as(ids)) if positions else (ids,)
-        nll = token_nll(forward(*args), tgt)
-        sums.append(torch.where(keep, nll.double(), 0.0).sum(dim=1))
-        nans.append(torch.isnan(nll).logical_and(keep).any(dim=1))
-    return order, sums, nans
+    :meth:`add` sorts its windows together with those carried from earlier chunks (longest
+    first, so padding stays small), launches the full batches and carries the rest (fewer than
+    ``batch_size``, the shortest) into the next chunk; :meth:`read` launches the last partial
+    batch and reads every result back in one transfer. The tokens of a chunk go to ``device``
+    once (pinned, non-blocking); each batch is gathered there and nothing is read back per
+    batch, so the host runs ahead (building the next batches, tokenizing the next documents)
+    while the device computes. A window's NLL does not depend on its batch beyond float32
+    rounding. ``forward``, ``pad_token``, ``token_nll``, ``positions``: see :func:`windows_to_nll`.
+    """
+
+    def __init__(self, forward: Callable[..., torch.Tensor], *, batch_size: int, device: torch.device,
+                 pad_token: int, token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 positions: bool = False):
+        self.forward, self.batch_size, self.device, self.pad_token = forward, int(batch_size), device, pad_token
+        self.token_nll, self.positions = token_nll or _token_nll, positions
+        self.added = 0  # windows added so far: the next window's index
+        self._carry = _no_windows()  # windows not launched yet (with their own tokens)
+        self._carry_index = np.zeros(0, np.int64)  # their indices in the stream
+        self._launched: list[np.ndarray] = []  # stream indices of the launched windows, in batch order
+        self._sums: list[torch.Tensor] = []  # per batch: NLL of each window (device, float64)
+        self._nans: list[torch.Tensor] = []  # per batch: whether a scored target's NLL was NaN
+
+    def add(self, windows: PackedWindows) -> None:
+        """Queue a chunk's windows (they follow those added before) and launch every full batch."""
+        index = np.arange(self.added, self.added + len(windows))
+        self.added += len(windows)
+        pool, pool_index = _concat(self._carry, windows), np.concatenate([self._carry_index, index])
+        order = np.lexsort((pool_index, -pool.length))  # longest first, ties in stream order
+        full = len(order) - len(order) % self.batch_size
+        self._launch(pool, pool_index, order[:full])
+        self._carry, self._carry_index = _take(pool, order[full:]), pool_index[order[full:]]
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Launch what is left, then (NLL float64 (W,), has NaN bool (W,)) of all windows added,
+        in the order they were added; read back in one transfer."""
+        carry, carry_index = self._carry, self._carry_index
+        self._carry, self._carry_index = _no_windows(), carry_index[:0]
+        self._launch(carry, carry_index, np.arange(len(carry)))  # already sorted
+        out, nan = np.zeros(self.added), np.zeros(self.added, dtype=bool)
+        if self._sums:
+            both = torch.cat([torch.cat(self._sums), torch.cat(self._nans).double()]).cpu().numpy()
+            where = np.concatenate(self._launched)
+            out[where], nan[where] = both[: len(where)], both[len(where):] > 0
+        return out, nan
+
+    @torch.inference_mode()
+    def _launch(self, windows: PackedWindows, index: np.ndarray, order: np.ndarray) -> None:
+        """Forward passes over windows[order] in batches of batch_size (order: longest first)."""
+        if not len(order):
+            return
+        self._launched.append(index[order])
+        device, last = self.device, len(windows.flat) - 1
+        flat = to_device(torch.from_numpy(windows.flat), device)
+        # per window, in batch order: first input, inputs, first scored input
+        meta = to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
+                                                     (windows.length - windows.scored)[order]])), device)
+        widths = windows.length[order]
+        for s in range(0, len(order), self.batch_size):
+            width = int(widths[s])
+            a, n, first = meta[:, s: s + self.batch_size]
+            col = torch.arange(width, device=device)
+            pos = a[:, None] + col
+            valid = col < n[:, None]
+            ids = torch.where(valid, flat[pos.clamp(max=last)], self.pad_token)
+            tgt = torch.where(valid, flat[(pos + 1).clamp(max=last)], 0)
+            keep = valid & (col >= first[:, None])
+            args = (ids, col.expand_as(ids)) if self.positions else (ids,)
+            nll = self.token_nll(self.forward(*args), tgt)
+            self._sums.append(torch.where(keep, nll.double(), 0.0).sum(dim=1))
+            self._nans.append(torch.isnan(nll).logical_and(keep).any(dim=1))
 
 
-def read_window_nll(*queued: tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Results of one or more :func:`queue_window_nll` calls, read in one transfer: (nll (W,),
-    has NaN (W,)) in window order, the windows of each call after those of the previous."""
-    sums = [t for _, s, _ in queued for t in s]
-    nans = [t for _, _, f in queued for t in f]
-    if not sums:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    both = torch.cat([torch.cat(sums), torch.cat(nans).double()]).cpu().numpy()
-    out, nan = np.empty(len(both) // 2), np.empty(len(both) // 2, dtype=bool)
-    offset = 0
-    for order, _, _ in queued:
-        out[offset + order] = both[offset: offset + len(order)]
-        nan[offset + order] = both[len(out) + offset: len(out) + offset + len(order)] > 0
-        offset += len(order)
-    return out, nan
+def _no_windows() -> PackedWindows:
+    empty = np.zeros(0, np.int64)
+    return PackedWindows(flat=empty, start=empty, length=empty, scored=empty, owner=empty)
+
+
+def _take(windows: PackedWindows, sel: np.ndarray) -> PackedWindows:
+    """windows[sel] with only the tokens they read: each window's inputs and its last target."""
+    size = windows.length[sel] + 1
+    start = np.cumsum(size) - size
+    flat = windows.flat[np.repeat(windows.start[sel], size) + _ranges(size)]
+    return PackedWindows(flat=flat, start=start, length=windows.length[sel], scored=windows.scored[sel],
+                         owner=windows.owner[sel])
+
+
+def _concat(a: PackedWindows, b: PackedWindows) -> PackedWindows:
+    """The windows of a, then those of b, over one flat token array."""
+    if not len(a):
+        return b
+    return PackedWindows(flat=np.concatenate([a.flat, b.flat]), start=np.concatenate([a.start, b.start + len(a.flat)]),
+                         length=np.concatenate([a.length, b.length]), scored=np.concatenate([a.scored, b.scored]),
+                         owner=np.concatenate([a.owner, b.owner]))
 
 
 # --------------------------------------------------------------------------------------
@@ -497,14 +546,15 @@ class HFCausalLM(Generator):
 
         A background thread tokenizes the chunks in order (the Rust tokenizer releases the GIL)
         while the caller scores the previous ones; the first chunk is small (the shortest
-        documents, ~16 kB of text), so the device starts early, and chunks grow to ~1 MB."""
+        documents, ~16 kB of text), so the device starts early, and chunks grow to ~1 MB
+        (``TOKENIZE_CHUNK_CHARS``)."""
         order = np.argsort([len(d) for d in docs], kind="stable")
-        bounds, lo, size, budget = [], 0, 0, 1 << 14
+        (budget, most), bounds, lo, size = TOKENIZE_CHUNK_CHARS, [], 0, 0
         for k, i in enumerate(order):
             size += len(docs[i])
             if size >= budget or k == len(order) - 1:
                 bounds.append(order[lo: k + 1])
-                lo, size, budget = k + 1, 0, min(2 * budget, 1 << 20)
+                lo, size, budget = k + 1, 0, min(2 * budget, most)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         try:
             futures = [pool.submit(self._tokenize_indexed, docs, idx) for idx in bounds]
@@ -537,16 +587,17 @@ class HFCausalLM(Generator):
             return LogLikelihood(nll=np.zeros(0), units=np.zeros(0), unit="token", kind=LikelihoodKind.EXACT,
                                  info=info)
         units = np.zeros(len(docs))
-        owners, queued = [], []
+        owners = []
+        stream = WindowStream(self._forward, batch_size=self.batch_size, device=self.device,
+                              pad_token=self.prefix_token_id, positions=self._takes_positions)
         for idx, token_lists in self._token_chunks(docs):  # scored while the next chunk is tokenized
             units[idx] = [len(t) for t in token_lists]
             windows = documents_to_windows(token_lists, self.prefix_token_id, L)
             owners.append(idx[windows.owner])
-            queued.append(queue_window_nll(self._forward, windows, batch_size=self.batch_size, device=self.device,
-                                           pad_token=self.prefix_token_id, positions=self._takes_positions))
+            stream.add(windows)  # full batches only: the rest waits for the next chunk's windows
         owner = np.concatenate(owners)  # a document's windows are consecutive, in window order
         info["windows"] = len(owner)
-        window_nll, nan = read_window_nll(*queued)
+        window_nll, nan = stream.read()
         bad = ~np.isfinite(window_nll)
         if bad.any():
             runs = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]

@@ -262,6 +262,61 @@ def test_batch_size_does_not_change_numbers(ckpt, lm):
     np.testing.assert_allclose(lm.log_likelihood(docs).nll, alone, rtol=1e-6)
 
 
+def test_windows_of_all_chunks_form_one_stream_of_batches(ckpt, monkeypatch):
+    """Documents tokenized in many chunks: ceil(windows / batch_size) forward passes in all
+    (a chunk's leftover windows wait for the next chunk's), the same numbers as scoring each
+    chunk's windows on their own (one partial batch per chunk, the adapter before)."""
+    from genbench.adapters import hf
+
+    monkeypatch.setattr(hf, "TOKENIZE_CHUNK_CHARS", (60, 240))  # many chunks from a few documents
+    words = TEXT.split()
+    docs = [" ".join(words[i: i + 2 + (7 * i) % 40]) for i in range(0, len(words) - 2, 3)]
+    lm16 = HFCausalLM(str(ckpt), batch_size=3, max_length=16)
+    forward, calls = lm16._forward, []
+    lm16._forward = lambda *args: calls.append(args[0].shape) or forward(*args)
+    chunks = list(lm16._token_chunks(docs))
+    assert len(chunks) >= 4
+
+    ll = lm16.log_likelihood(docs)
+    n_windows = ll.info["windows"]
+    assert len(calls) == math.ceil(n_windows / 3) and sum(shape[0] for shape in calls) == n_windows
+    assert [shape[0] for shape in calls[:-1]] == [3] * (len(calls) - 1)  # only the last batch is partial
+
+    per_chunk, chunk_calls = np.zeros(len(docs)), 0
+    for idx, token_lists in chunks:
+        windows = hf.documents_to_windows(token_lists, lm16.prefix_token_id, 16)
+        nll, _ = hf.windows_to_nll(forward, windows, batch_size=3, device=lm16.device,
+                                   pad_token=lm16.prefix_token_id, positions=lm16._takes_positions)
+        per_chunk += np.bincount(idx[windows.owner], weights=nll, minlength=len(docs))
+        chunk_calls += math.ceil(len(windows) / 3)
+    assert chunk_calls > len(calls)  # the chunks' partial batches are what the stream saves
+    np.testing.assert_allclose(ll.nll, per_chunk, rtol=1e-6)
+
+
+def test_window_stream_does_not_depend_on_the_chunking(ckpt, lm):
+    """WindowStream: windows added in chunks of any size (empty ones too) get the NLLs of
+    one add, in the order they were added; a stream with nothing added reads nothing."""
+    from genbench.adapters import hf
+
+    token_lists = [_encode(lm.tokenizer, d) for d in (SHORT, LONG, TEXT, "A ford.", LONG[:200], TEXT[:300])]
+    windows = hf.documents_to_windows(token_lists, lm.prefix_token_id, 16)
+
+    def stream_nll(cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        stream = hf.WindowStream(lm._forward, batch_size=4, device=lm.device, pad_token=lm.prefix_token_id,
+                                 positions=True)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            sel = np.arange(lo, hi)
+            stream.add(hf._take(windows, sel))
+        return stream.read()
+
+    whole, nan = stream_nll([0, len(windows)])
+    assert len(whole) == len(windows) > 12 and not nan.any() and (whole > 0).all()
+    for cuts in ([0, 1, 2, 3, len(windows)], [0, 0, 5, 5, 11, len(windows)], list(range(len(windows) + 1))):
+        np.testing.assert_allclose(stream_nll(cuts)[0], whole, rtol=1e-6)
+    empty = hf.WindowStream(lm._forward, batch_size=4, device=lm.device, pad_token=0)
+    assert [len(x) for x in empty.read()] == [0, 0]
+
+
 # --- errors -----------------------------------------------------------------------------
 def test_construction_errors(ckpt, tmp_path):
     with pytest.raises(UserError, match="hf-causal-lm needs a checkpoint: use hf-causal-lm:PATH"):
