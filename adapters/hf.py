@@ -77,7 +77,7 @@ DTYPES = {
     "auto": "auto",
 }
 #: characters of text in the first chunk tokenized at once, and in the largest (chunks double)
-TOKENIZE_CHUNK_CHARS = (1 << 14, 1 << 20)
+TOKENIZE_CHUNK_CHARS = (1 << 12, 1 << 20)
 #: config keys that say nothing about the model itself (left out of its hash)
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash",
                          "_attn_implementation_autoset", "_attn_implementation")
@@ -134,7 +134,7 @@ class PackedWindows:
 
 def documents_to_windows(token_lists: Sequence[Sequence[int]], prefix_token: int, max_length: int) -> PackedWindows:
     """Token ids of each document -> the windows of :func:`rolling_windows` for all of them,
-    without a Python loop per window or per token (one per document)."""
+    without a Python loop per window or per token."""
     if max_length < 1:
         raise ValueError("max_length must be >= 1")
     sizes = np.array([len(t) for t in token_lists], dtype=np.int64)
@@ -143,20 +143,15 @@ def documents_to_windows(token_lists: Sequence[Sequence[int]], prefix_token: int
     if sizes.sum():
         body = np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists if len(t)])
         flat[np.repeat(offsets[:-1] + 1, sizes) + _ranges(sizes)] = body
-    starts, lengths, scored, owner = [], [], [], []
-    for d, n in enumerate(sizes.tolist()):
-        if n == 0:
-            continue
-        first = min(max_length, n)
-        ends = np.arange(first, n, max_length, dtype=np.int64)[1:] if n > first else np.zeros(0, np.int64)
-        ends = np.concatenate([ends, [n]]) if n > first else ends
-        # the first window reads [P] + t[:first - 1]; a later one ending at e reads t[e - L - 1: e - 1]
-        starts += [[offsets[d]], offsets[d] + ends - max_length]
-        lengths += [[first], np.full(len(ends), max_length)]
-        scored += [[first], np.diff(np.concatenate([[first], ends]))]
-        owner.append(np.full(1 + len(ends), d))
-    cat = (lambda parts: np.concatenate(parts).astype(np.int64)) if owner else (lambda parts: np.zeros(0, np.int64))
-    return PackedWindows(flat=flat, start=cat(starts), length=cat(lengths), scored=cat(scored), owner=cat(owner))
+    # window j of a document of n tokens predicts t[jL: min((j + 1)L, n)]; ceil(n / L) windows
+    count = -(-sizes // max_length)
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), count)
+    j = _ranges(count)
+    end = np.minimum((j + 1) * max_length, sizes[owner])
+    # the first window reads [P] + t[:end - 1] (from the prefix token); a later one t[end - L - 1: end - 1]
+    start = offsets[owner] + np.where(j == 0, 0, end - max_length)
+    length = np.where(j == 0, end, max_length)
+    return PackedWindows(flat=flat, start=start, length=length, scored=end - j * max_length, owner=owner)
 
 
 def _ranges(sizes: np.ndarray) -> np.ndarray:
@@ -546,7 +541,7 @@ class HFCausalLM(Generator):
 
         A background thread tokenizes the chunks in order (the Rust tokenizer releases the GIL)
         while the caller scores the previous ones; the first chunk is small (the shortest
-        documents, ~16 kB of text), so the device starts early, and chunks grow to ~1 MB
+        documents, ~4 kB of text), so the device starts early, and chunks grow to ~1 MB
         (``TOKENIZE_CHUNK_CHARS``)."""
         order = np.argsort([len(d) for d in docs], kind="stable")
         (budget, most), bounds, lo, size = TOKENIZE_CHUNK_CHARS, [], 0, 0
