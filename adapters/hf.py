@@ -203,7 +203,6 @@ class WindowStream:
         self._carry_index = np.zeros(0, np.int64)  # their indices in the stream
         self._launched: list[np.ndarray] = []  # stream indices of the launched windows, in batch order
         self._sums: list[torch.Tensor] = []  # per batch: NLL of each window (device, float64)
-        self._nans: list[torch.Tensor] = []  # per batch: whether a scored target's NLL was NaN
 
     def add(self, windows: PackedWindows) -> None:
         """Queue a chunk's windows (they follow those added before) and launch every full batch."""
@@ -221,38 +220,42 @@ class WindowStream:
         carry, carry_index = self._carry, self._carry_index
         self._carry, self._carry_index = _no_windows(), carry_index[:0]
         self._launch(carry, carry_index, np.arange(len(carry)))  # already sorted
-        out, nan = np.zeros(self.added), np.zeros(self.added, dtype=bool)
+        out = np.zeros(self.added)
         if self._sums:
-            both = torch.cat([torch.cat(self._sums), torch.cat(self._nans).double()]).cpu().numpy()
-            where = np.concatenate(self._launched)
-            out[where], nan[where] = both[: len(where)], both[len(where):] > 0
-        return out, nan
+            out[np.concatenate(self._launched)] = torch.cat(self._sums).cpu().numpy()
+        return out, np.isnan(out)
 
     @torch.inference_mode()
     def _launch(self, windows: PackedWindows, index: np.ndarray, order: np.ndarray) -> None:
-        """Forward passes over windows[order] in batches of batch_size (order: longest first)."""
+        """Forward passes over windows[order] in batches of batch_size (order: longest first).
+
+        Every batch's inputs, targets and scored positions are built on the host in one pass,
+        laid out batch after batch (a batch is a (B, T) block, T its longest window), and go to
+        the device in one copy; per batch only the forward pass, the NLL and its masked sum run."""
         if not len(order):
             return
         self._launched.append(index[order])
-        device, last = self.device, len(windows.flat) - 1
-        flat = to_device(torch.from_numpy(windows.flat), device)
-        # per window, in batch order: first input, inputs, first scored input
-        meta = to_device(torch.from_numpy(np.stack([windows.start[order], windows.length[order],
-                                                     (windows.length - windows.scored)[order]])), device)
-        widths = windows.length[order]
-        for s in range(0, len(order), self.batch_size):
-            width = int(widths[s])
-            a, n, first = meta[:, s: s + self.batch_size]
-            col = torch.arange(width, device=device)
-            pos = a[:, None] + col
-            valid = col < n[:, None]
-            ids = torch.where(valid, flat[pos.clamp(max=last)], self.pad_token)
-            tgt = torch.where(valid, flat[(pos + 1).clamp(max=last)], 0)
-            keep = valid & (col >= first[:, None])
-            args = (ids, col.expand_as(ids)) if self.positions else (ids,)
+        n, bs, last = len(order), self.batch_size, len(windows.flat) - 1
+        rows = np.minimum(bs, n - np.arange(0, n, bs))  # windows per batch
+        widths = windows.length[order[::bs]]  # positions per batch: its longest window's
+        win = np.repeat(order, np.repeat(widths, rows))  # the window of each laid-out position
+        col = _ranges(np.repeat(widths, rows))
+        pos = windows.start[win] + col
+        valid = col < windows.length[win]
+        laid = np.stack([np.where(valid, windows.flat[np.minimum(pos, last)], self.pad_token),  # inputs
+                         np.where(valid, windows.flat[np.minimum(pos + 1, last)], 0),  # targets
+                         valid & (col >= (windows.length - windows.scored)[win])])  # scored
+        laid = to_device(torch.from_numpy(laid), self.device)
+        scored = laid[2].bool()
+        positions = torch.arange(int(widths[0]), device=self.device)
+        ends = np.cumsum(rows * widths)
+        for b, w, end in zip(rows.tolist(), widths.tolist(), ends.tolist()):
+            lo = end - b * w
+            ids, tgt, keep = laid[0, lo: end].view(b, w), laid[1, lo: end].view(b, w), scored[lo: end].view(b, w)
+            args = (ids, positions[:w].expand(b, w)) if self.positions else (ids,)
             nll = self.token_nll(self.forward(*args), tgt)
-            self._sums.append(torch.where(keep, nll.double(), 0.0).sum(dim=1))
-            self._nans.append(torch.isnan(nll).logical_and(keep).any(dim=1))
+            # float64 sums; NaN iff a scored NLL is NaN (NLLs are >= 0, +inf or NaN)
+            self._sums.append(torch.where(keep, nll, 0.0).sum(dim=1, dtype=torch.float64))
 
 
 def _no_windows() -> PackedWindows:
