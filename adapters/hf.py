@@ -22,8 +22,10 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
   in float32 (float64 sums), as lm-eval does for a float32 model.
 
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
-sorted by length, right-padded with explicit positions and no attention mask: in a causal
-model no real position sees the padding after it), so pass many documents per call for
+sorted by length, right-padded, with no attention mask (in a causal model no real position
+sees the padding after it) and no position ids (the model's default positions 0..T-1 are
+every window's; passed explicitly, transformers checks them for packed sequences, which
+reads a value back from the device every batch), so pass many documents per call for
 throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
 documents first, so the device starts early) while the previous chunk is scored; the tokens
 go to the device once per chunk and each batch is gathered there; batches run across chunks
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import pickle
 import math
@@ -162,18 +163,17 @@ def _ranges(sizes: np.ndarray) -> np.ndarray:
 
 def windows_to_nll(forward: Callable[..., torch.Tensor], windows: PackedWindows, *, batch_size: int,
                    device: torch.device, pad_token: int,
-                   token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   positions: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """NLL (nats, float64 (W,)) of each window's scored targets, and whether a NaN was among them.
 
-    ``forward(ids (B, T) [, positions (B, T)]) -> logits (B, T, V)`` must be causal. Windows are
+    ``forward(ids (B, T)) -> logits (B, T, V)`` must be causal. Windows are
     sorted by length and batched ``batch_size`` at a time, right-padded with ``pad_token``
     (a causal model's real positions never see the padding after them, so no attention mask
     is needed). ``token_nll(logits, targets) -> (B, T)`` defaults to float32 cross-entropy
     over the whole vocabulary. See :class:`WindowStream`.
     """
-    stream = WindowStream(forward, batch_size=batch_size, device=device, pad_token=pad_token, token_nll=token_nll,
-                          positions=positions)
+    stream = WindowStream(forward, batch_size=batch_size, device=device, pad_token=pad_token, token_nll=token_nll)
     stream.add(windows)
     return stream.read()
 
@@ -190,14 +190,13 @@ class WindowStream:
     once (pinned, non-blocking); each batch is gathered there and nothing is read back per
     batch, so the host runs ahead (building the next batches, tokenizing the next documents)
     while the device computes. A window's NLL does not depend on its batch beyond float32
-    rounding. ``forward``, ``pad_token``, ``token_nll``, ``positions``: see :func:`windows_to_nll`.
+    rounding. ``forward``, ``pad_token``, ``token_nll``: see :func:`windows_to_nll`.
     """
 
     def __init__(self, forward: Callable[..., torch.Tensor], *, batch_size: int, device: torch.device,
-                 pad_token: int, token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 positions: bool = False):
+                 pad_token: int, token_nll: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         self.forward, self.batch_size, self.device, self.pad_token = forward, int(batch_size), device, pad_token
-        self.token_nll, self.positions = token_nll or _token_nll, positions
+        self.token_nll = token_nll or _token_nll
         self.added = 0  # windows added so far: the next window's index
         self._carry = _no_windows()  # windows not launched yet (with their own tokens)
         self._carry_index = np.zeros(0, np.int64)  # their indices in the stream
@@ -247,13 +246,11 @@ class WindowStream:
                          valid & (col >= (windows.length - windows.scored)[win])])  # scored
         laid = to_device(torch.from_numpy(laid), self.device)
         scored = laid[2].bool()
-        positions = torch.arange(int(widths[0]), device=self.device)
         ends = np.cumsum(rows * widths)
         for b, w, end in zip(rows.tolist(), widths.tolist(), ends.tolist()):
             lo = end - b * w
             ids, tgt, keep = laid[0, lo: end].view(b, w), laid[1, lo: end].view(b, w), scored[lo: end].view(b, w)
-            args = (ids, positions[:w].expand(b, w)) if self.positions else (ids,)
-            nll = self.token_nll(self.forward(*args), tgt)
+            nll = self.token_nll(self.forward(ids), tgt)
             # float64 sums; NaN iff a scored NLL is NaN (NLLs are >= 0, +inf or NaN)
             self._sums.append(torch.where(keep, nll, 0.0).sum(dim=1, dtype=torch.float64))
 
@@ -446,8 +443,6 @@ class HFCausalLM(Generator):
                                 f"positions of the model ({self.resolved_path}/config.json); use at most "
                                 f"{self.model_positions} or leave max_length unset")
         self.prefix_token_id = self._prefix_token(prefix_token_id)
-        forward = inspect.signature(self.model.forward).parameters
-        self._takes_positions = "position_ids" in forward
 
     # --- set-up helpers ------------------------------------------------------------
     def _model_positions(self) -> int | None:
@@ -587,7 +582,7 @@ class HFCausalLM(Generator):
         units = np.zeros(len(docs))
         owners = []
         stream = WindowStream(self._forward, batch_size=self.batch_size, device=self.device,
-                              pad_token=self.prefix_token_id, positions=self._takes_positions)
+                              pad_token=self.prefix_token_id)
         for idx, token_lists in self._token_chunks(docs):  # scored while the next chunk is tokenized
             units[idx] = [len(t) for t in token_lists]
             windows = documents_to_windows(token_lists, self.prefix_token_id, L)
@@ -612,12 +607,10 @@ class HFCausalLM(Generator):
         nll = np.bincount(owner, weights=window_nll, minlength=len(docs))
         return LogLikelihood(nll=nll, units=units, unit="token", kind=LikelihoodKind.EXACT, info=info)
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Right-padded ids (B, T) -> logits (B, T, V); no attention mask (see windows_to_nll)."""
-        kwargs: dict[str, Any] = {"use_cache": False}
-        if positions is not None:
-            kwargs["position_ids"] = positions
-        return self.model(input_ids=ids, **kwargs).logits
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Right-padded ids (B, T) -> logits (B, T, V); no attention mask, no position ids (see
+        the module docstring)."""
+        return self.model(input_ids=ids, use_cache=False).logits
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,

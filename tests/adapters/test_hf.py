@@ -285,12 +285,23 @@ def test_windows_of_all_chunks_form_one_stream_of_batches(ckpt, monkeypatch):
     per_chunk, chunk_calls = np.zeros(len(docs)), 0
     for idx, token_lists in chunks:
         windows = hf.documents_to_windows(token_lists, lm16.prefix_token_id, 16)
-        nll, _ = hf.windows_to_nll(forward, windows, batch_size=3, device=lm16.device,
-                                   pad_token=lm16.prefix_token_id, positions=lm16._takes_positions)
+        nll, _ = hf.windows_to_nll(forward, windows, batch_size=3, device=lm16.device, pad_token=lm16.prefix_token_id)
         per_chunk += np.bincount(idx[windows.owner], weights=nll, minlength=len(docs))
         chunk_calls += math.ceil(len(windows) / 3)
     assert chunk_calls > len(calls)  # the chunks' partial batches are what the stream saves
     np.testing.assert_allclose(ll.nll, per_chunk, rtol=1e-6)
+
+
+def test_likelihood_forward_takes_ids_only(lm, monkeypatch):
+    """The likelihood's forward passes get the ids and use_cache=False, no attention mask and no
+    position ids: transformers checks explicit position ids for packed sequences with a value
+    read back from the device (a wait per batch on an accelerator), and the default positions
+    0..T-1 are each right-padded window's anyway."""
+    seen = []
+    forward = lm.model.forward
+    monkeypatch.setattr(lm.model, "forward", lambda *a, **k: seen.append(sorted(k)) or forward(*a, **k))
+    lm.log_likelihood([SHORT, LONG, TEXT])
+    assert seen and all(k == ["input_ids", "use_cache"] for k in seen)
 
 
 def test_window_stream_does_not_depend_on_the_chunking(ckpt, lm):
@@ -302,8 +313,7 @@ def test_window_stream_does_not_depend_on_the_chunking(ckpt, lm):
     windows = hf.documents_to_windows(token_lists, lm.prefix_token_id, 16)
 
     def stream_nll(cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        stream = hf.WindowStream(lm._forward, batch_size=4, device=lm.device, pad_token=lm.prefix_token_id,
-                                 positions=True)
+        stream = hf.WindowStream(lm._forward, batch_size=4, device=lm.device, pad_token=lm.prefix_token_id)
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             sel = np.arange(lo, hi)
             stream.add(hf._take(windows, sel))
