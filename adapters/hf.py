@@ -27,12 +27,11 @@ sees the padding after it) and no position ids (the model's default positions 0.
 every window's; passed explicitly, transformers checks them for packed sequences, which
 reads a value back from the device every batch), so pass many documents per call for
 throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
-documents first, so the device starts early) while the previous chunk is scored; the tokens
-go to the device once per chunk and each batch is gathered there; batches run across chunks
-(a chunk's last windows wait for the next chunk's, so ``W`` windows take ``ceil(W /
-batch_size)`` forward passes); per-window sums stay on the device until one read at the end
-of the call. Results do not depend on ``batch_size``
-beyond float32 rounding (document sums in float64, in window order).
+documents first, so the device starts early) while the previous chunk is scored; a chunk's
+batches go to the device in one copy; batches run across chunks (the longest few windows of
+a chunk wait for the next chunk's, so ``W`` windows take ``ceil(W / batch_size)`` forward
+passes); per-window sums stay on the device until one read at the end of the call. Results
+do not depend on ``batch_size`` beyond float32 rounding (document sums in float64, in window order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
@@ -183,13 +182,14 @@ class WindowStream:
     one stream of batches: ``ceil(W / batch_size)`` forward passes for ``W`` windows however
     they were chunked.
 
-    :meth:`add` sorts its windows together with those carried from earlier chunks (longest
-    first, so padding stays small), launches the full batches and carries the rest (fewer than
-    ``batch_size``, the shortest) into the next chunk; :meth:`read` launches the last partial
-    batch and reads every result back in one transfer. The tokens of a chunk go to ``device``
-    once (pinned, non-blocking); each batch is gathered there and nothing is read back per
-    batch, so the host runs ahead (building the next batches, tokenizing the next documents)
-    while the device computes. A window's NLL does not depend on its batch beyond float32
+    :meth:`add` sorts its windows together with those carried from earlier chunks by length
+    (so padding stays small), launches full batches of all but the longest few (fewer than
+    ``batch_size``) and carries those into the next chunk, whose windows are mostly as long or
+    longer (documents come shortest first); :meth:`read` launches the last partial batch and
+    reads every result back in one transfer. The batches of a launch are laid out on the host
+    and go to ``device`` in one copy (pinned, non-blocking); nothing is read back per batch, so
+    the host runs ahead (building the next batches, tokenizing the next documents) while the
+    device computes. A window's NLL does not depend on its batch beyond float32
     rounding. ``forward``, ``pad_token``, ``token_nll``: see :func:`windows_to_nll`.
     """
 
@@ -209,9 +209,10 @@ class WindowStream:
         self.added += len(windows)
         pool, pool_index = _concat(self._carry, windows), np.concatenate([self._carry_index, index])
         order = np.lexsort((pool_index, -pool.length))  # longest first, ties in stream order
-        full = len(order) - len(order) % self.batch_size
-        self._launch(pool, pool_index, order[:full])
-        self._carry, self._carry_index = _take(pool, order[full:]), pool_index[order[full:]]
+        # the longest few wait: later chunks hold longer documents, hence windows to pad them with
+        wait = len(order) % self.batch_size
+        self._launch(pool, pool_index, order[wait:])
+        self._carry, self._carry_index = _take(pool, order[:wait]), pool_index[order[:wait]]
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """Launch what is left, then (NLL float64 (W,), has NaN bool (W,)) of all windows added,
