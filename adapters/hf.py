@@ -31,7 +31,8 @@ documents first, so the device starts early) while the previous chunk is scored;
 batches go to the device in one copy; batches run across chunks (the longest few windows of
 a chunk wait for the next chunk's, so ``W`` windows take ``ceil(W / batch_size)`` forward
 passes); per-window sums stay on the device until one read at the end of the call. Results
-do not depend on ``batch_size`` beyond float32 rounding (document sums in float64, in window order).
+do not depend on ``batch_size`` beyond float32 rounding (document sums in float64, in window
+order).
 
 Sampling (:meth:`HFCausalLM.sample`) draws ``length`` tokens after the prefix token, one forward
 pass per token, with the model's key/value cache (``kv_cache=False`` re-reads the whole prefix
