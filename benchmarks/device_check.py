@@ -240,15 +240,15 @@ def likelihood_section(args) -> None:
             n_tokens = int(sum(len(t) for t in token_lists))
 
             @torch.inference_mode()
-            def plain() -> None:
+            def plain() -> None:  # no key/value cache: a likelihood needs none (the adapter builds none)
                 for x in batches:
-                    lm.model(input_ids=x).logits
+                    lm.model(input_ids=x, use_cache=False).logits
 
             @torch.inference_mode()
             def plain_nll() -> None:  # the forward plus what any likelihood must add: float32 log-softmax, gather
                 total = torch.zeros((), dtype=torch.float64, device=args.device)
                 for x in batches:
-                    logits = lm.model(input_ids=x).logits[:, :-1]
+                    logits = lm.model(input_ids=x, use_cache=False).logits[:, :-1]
                     lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, x[:, 1:, None])
                     total += lp.sum(dtype=torch.float64)
                 total.item()
@@ -259,7 +259,8 @@ def likelihood_section(args) -> None:
             row("likelihood", f"{what}: suite path", f"{r_suite:,.0f} tok/s",
                 f"{len(docs)} docs ({label}), {n_tokens} tokens, {len(w)} windows, batch {args.batch}, {desc}; "
                 f"{spread_text(t_suite)}")
-            row("likelihood", f"{what}: plain batched forward", f"{r_plain:,.0f} tok/s", spread_text(t_plain))
+            row("likelihood", f"{what}: plain batched forward", f"{r_plain:,.0f} tok/s",
+                f"use_cache=False; {spread_text(t_plain)}")
             row("likelihood", f"{what}: suite / plain", f"{r_suite / r_plain:.3f}",
                 f"target >= 0.9; token perplexity {records.get('token_perplexity', float('nan')):.1f} "
                 f"(random weights: ~vocab)")
