@@ -20,15 +20,15 @@ Prints wall-clock and CPU time (all threads of the process), the median of the r
 (target <= 0.7) and both FIDs. Run: .venv/bin/python benchmarks/bench_fid.py
 
 ``--preprocess-bound`` measures what an accelerator sees, on this machine: FID end to end over
-both folders with every core decoding (``genbench.features.pipeline`` worker processes) and a
+both folders with every core decoding (``genbench.features.decode_workers`` processes) and a
 network that costs the host nothing, against the same pipeline's decoding and resizing with the
 network skipped (``loader_groups_to_outputs(..., run_network=False)``, both folders in one
-session, the "preprocessing alone" of ``pipeline.time_fid`` on a GPU). Their ratio is what the
+session, the "preprocessing alone" of ``timing.time_fid`` on a GPU). Their ratio is what the
 network stage, the statistics and the Fréchet distance cost on top of preprocessing: target
 >= 0.9. The null network is a TorchScript that reads 10 x 10 pixels of each channel: on a GPU the
 host never reads the network's input again (the device does), while averaging every pixel would
 charge the host's cores 0.13 ms per image that no pipeline on 2 busy cores can hide.
-It also prints the strictest reference: the same per-image work (``pipeline.prepare_image``: PNG
+It also prints the strictest reference: the same per-image work (``decode_workers.prepare_image``: PNG
 decode, clean resize to 299) in a plain ``multiprocessing.Pool`` of every core, each result
 written into one cache-resident buffer per process and dropped. The pipeline's preprocessing over
 that is the price of handing every image on: a worker writes each 1.07 MB float32 image into
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import genbench  # noqa: F401  (first: installs the torchvision shim clean-fid needs)
-from genbench.features import pipeline
+from genbench.features import decode_workers, pipeline
 from genbench.features.fid import compute_fid
 from genbench.features.loaders import FileImage
 from genbench.features.weights import trust_file
@@ -124,7 +124,7 @@ _OUT: dict[str, np.ndarray] = {}
 def _decode_and_resize(path: str) -> None:
     """The pipeline's per-image work into one cache-resident buffer per process, then dropped."""
     out = _OUT.setdefault("out", np.empty((3, 299, 299), np.float32))
-    pipeline.prepare_image(FileImage(path), "clean", 299, out=out)
+    decode_workers.prepare_image(FileImage(path), "clean", 299, out=out)
 
 
 def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:
@@ -137,7 +137,7 @@ def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:
 
     from genbench.features.extractor_torchscript import TorchScriptExtractor
 
-    cores = args.workers or pipeline.cpu_count()
+    cores = args.workers or decode_workers.cpu_count()
     files = [str(f) for folder in (a, b) for f in sorted(folder.glob("*.png"))]
     n = len(files)
     null_file = make_null_extractor(root / "null.pt")
@@ -154,7 +154,7 @@ def preprocess_bound(args, a: Path, b: Path, root: Path) -> None:
     ex = GpuLike(null_file, mode="clean")
     groups = [(None, None, [FileImage(f) for f in sorted(folder.glob("*.png"))]) for folder in (a, b)]
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")  # as the pipeline
-    with ctx.Pool(cores, initializer=pipeline._init_worker) as pool:
+    with ctx.Pool(cores, initializer=decode_workers._init_worker) as pool:
         def dropped() -> None:  # the strictest reference: nothing handed on
             for _ in pool.imap_unordered(_decode_and_resize, files, chunksize=max(1, n // (8 * cores))):
                 pass

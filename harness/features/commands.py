@@ -15,8 +15,8 @@ from typing import Any
 from genbench.errors import UserError
 from genbench.features.build import extractor_identity
 from genbench.features.cache import CACHE_ENV, write_statistics_npz
+from genbench.features.decode_workers import WORKERS_ENV
 from genbench.features.fid import METRICS, compute_fid, compute_inception_score, parse_metrics
-from genbench.features.pipeline import WORKERS_ENV
 from genbench.features.statistics import path_to_statistics, resolve_extractor
 
 

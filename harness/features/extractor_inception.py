@@ -176,7 +176,7 @@ class InceptionExtractor(ResizingExtractor):
         # the chain must give the network's own pool_3 features: check once on a probe image
         import torch
 
-        from genbench.features.pipeline import float32_convention
+        from genbench.features.device_batches import float32_convention
 
         with float32_convention(self.device), torch.inference_mode():  # as features are computed
             probe = self._probe()

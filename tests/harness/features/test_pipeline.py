@@ -20,7 +20,7 @@ import pytest
 
 import genbench  # noqa: F401  (before torchvision / clean-fid: installs the torchvision shim)
 from genbench.errors import UserError
-from genbench.features import pipeline
+from genbench.features import decode_arena, decode_workers, device_batches, pipeline
 from genbench.features.build import build_extractor
 from genbench.features.extractor_inception import InceptionExtractor
 from genbench.features.statistics import path_to_statistics
@@ -101,7 +101,8 @@ def test_the_accelerator_code_path_on_cpu(data, mixed, monkeypatch):
 
     ex = build_extractor(f"torchscript:{data['net']}")
     host = path_to_statistics(mixed, ex, use_cache=False, keep_features=True, batch_size=3, workers=0)
-    monkeypatch.setattr(pipeline, "_is_cuda", lambda device: True)
+    for module in (pipeline, device_batches):  # where each looks it up (statistics_on_device: device_batches)
+        monkeypatch.setattr(module, "_is_cuda", lambda device: True)
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
     ex.device_resize = True
@@ -139,14 +140,14 @@ def test_worker_errors_name_the_file_and_the_pool_goes_on(data, tmp_path):
 
 
 def test_workers_setting(monkeypatch):
-    monkeypatch.setenv(pipeline.WORKERS_ENV, "3")
-    assert pipeline.default_workers(10) == 3
-    monkeypatch.setenv(pipeline.WORKERS_ENV, "many")
+    monkeypatch.setenv(decode_workers.WORKERS_ENV, "3")
+    assert decode_workers.default_workers(10) == 3
+    monkeypatch.setenv(decode_workers.WORKERS_ENV, "many")
     with pytest.raises(UserError, match="GENBENCH_DECODE_WORKERS"):
-        pipeline.default_workers(10)
-    monkeypatch.delenv(pipeline.WORKERS_ENV)
-    assert pipeline.default_workers(10) == 0  # a small job: threads
-    assert pipeline.default_workers(10**6) in (0, pipeline.cpu_count())
+        decode_workers.default_workers(10)
+    monkeypatch.delenv(decode_workers.WORKERS_ENV)
+    assert decode_workers.default_workers(10) == 0  # a small job: threads
+    assert decode_workers.default_workers(10**6) in (0, decode_workers.cpu_count())
 
 
 def test_time_fid_reports_rates(data):
@@ -220,10 +221,10 @@ def test_channels_last_is_opt_in_and_recorded_as_layout(data, standin, tmp_path,
 # --- the decode arena: shared memory that no process leaves behind --------------------------------
 _IN_A_SESSION = """
 import hashlib, json, os, sys, time
-from genbench.features import pipeline
+from genbench.features import decode_workers
 from genbench.features.loaders import FileImage
 loaders = [FileImage(os.path.join(sys.argv[1], f)) for f in sorted(os.listdir(sys.argv[1]))]
-pool = pipeline.decode_pool(2)
+pool = decode_workers.decode_pool(2)
 with pool.session(len(loaders), None, 32) as session:
     batch = session.collect(session.submit(loaders, 0))
     print(json.dumps({"arena": session.arena.path, "workers": sorted(pool.executor._processes),
@@ -290,7 +291,7 @@ def test_arena_replaced_workers_follow(tmp_path):
 
     images = digit_images(0, 6)
     loaders = [FileImage(p) for p in sorted(write_pngs(tmp_path / "imgs", images).iterdir())]
-    pool = pipeline.DecodePool(2)
+    pool = decode_workers.DecodePool(2)
     keys = []
     try:
         for batch in (2, 5):  # grows: a new arena
@@ -310,14 +311,14 @@ def test_the_arena_file_has_no_name(where, monkeypatch):
     """/dev/shm with room: a memfd; too small: an unnamed file in the temp dir (O_TMPFILE, or
     named for a moment where the file system lacks it). What a worker writes through the path
     it is given, the parent reads; close() lets the file go."""
-    if where == "shm" and pipeline._free_bytes("/dev/shm") < 2**20:
+    if where == "shm" and decode_arena._free_bytes("/dev/shm") < 2**20:
         pytest.skip("no room in /dev/shm here")
     if where != "shm":
-        monkeypatch.setattr(pipeline, "_free_bytes", lambda folder: 0)
+        monkeypatch.setattr(decode_arena, "_free_bytes", lambda folder: 0)
     if where == "tempdir without O_TMPFILE":
         monkeypatch.setattr(os, "O_TMPFILE", os.O_DIRECTORY)  # opening the folder read-write: EISDIR
     before = _arena_names()
-    arena = pipeline._Arena(slots=3, batch=2, capacity=4096)
+    arena = decode_arena._Arena(slots=3, batch=2, capacity=4096)
     try:
         link = os.readlink(arena.path)
         assert os.fstat(arena.fd).st_nlink == 0 and _arena_names() == before
