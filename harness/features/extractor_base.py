@@ -53,10 +53,10 @@ class ResizingExtractor(FeatureExtractor):
         self.device = resolve_device(device)
         self.threads = default_threads(threads)
         self._pool: ThreadPoolExecutor | None = None
-        #: None: resize on the device where it is CUDA; True/False force it (``pipeline.resize_on_device``)
+        #: None: resize on the device where it is CUDA; True/False force it (``device_batches.resize_on_device``)
         self.device_resize: bool | None = None
         #: None: streamed statistics' sums on the device where it is CUDA; True/False force it
-        #: (``pipeline.statistics_on_device``)
+        #: (``device_batches.statistics_on_device``)
         self.device_statistics: bool | None = None
         #: NHWC network inputs and weights (``set_channels_last``); off unless asked for
         self.channels_last = False

@@ -285,7 +285,7 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
     center_crop: ADM's centre crop applied to both sides' images (real images, e.g. ImageNet).
     feature_cap: the kNN and kernel metrics use at most this many rows of each side (a seeded
     uniform sample; dgm-eval uses 10,000); FD always uses every image (None: all rows).
-    workers: decode worker processes (``genbench.features.pipeline``; None: automatic, 0: threads)."""
+    workers: decode worker processes (``genbench.features.decode_workers``; None: automatic, 0: threads)."""
     check_bootstrap(bootstrap)
     ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     metrics = parse_metrics(metrics)

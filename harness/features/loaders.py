@@ -1,7 +1,7 @@
 """Zero-argument image loaders, one per image: what a source hands the pipeline.
 
 Each is a small picklable callable returning uint8 (H, W, 3), so that decoding can run in
-worker processes (``genbench.features.pipeline``) as well as in this one. ``decodes`` says
+worker processes (``genbench.features.decode_workers``) as well as in this one. ``decodes`` says
 whether calling it costs CPU work worth a worker (decoding, cropping) or only hands over an
 array already in memory.
 """

@@ -360,7 +360,7 @@ def path_to_statistics(path: str | Path, extractor="inception", mode: str | None
         IS; for a statistics file with ``arr_0``, the features of those images).
     feature_cap: keep at most this many rows (a seeded uniform sample) in ``.features``; the
         statistics are streamed over every image either way (None: keep all).
-    workers: decode worker processes (``genbench.features.pipeline``; None: automatic, 0: threads).
+    workers: decode worker processes (``genbench.features.decode_workers``; None: automatic, 0: threads).
     """
     return paths_to_statistics([path], extractor, mode, batch_size=batch_size, device=device, grey=grey,
                                alpha=alpha, cache_dir=cache_dir, use_cache=use_cache, npz_prefer=npz_prefer,
