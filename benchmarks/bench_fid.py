@@ -216,7 +216,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--preprocess-bound", action="store_true",
-                        help="FID end to end with a network free to the host against the pipeline's preprocessing alone, every core")
+                        help="FID end to end with a network free to the host against the pipeline's "
+                             "preprocessing alone, every core")
     parser.add_argument("--network-ratio", type=float, default=0.0, metavar="R",
                         help="with --preprocess-bound: a GPU-like network at R x the preprocessing rate")
     parser.add_argument("--workers", type=int, default=None, help="cores for --preprocess-bound (default all)")
