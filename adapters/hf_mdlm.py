@@ -69,8 +69,8 @@ import numpy as np
 import torch
 
 from genbench.adapters import hf, mdlm
-from genbench.adapters.mdlm import (SAMPLING_EPS, TIMESTEPS, WEIGHTS, check_masked_sampler_options,
-                                    check_mc_samples, masked_sample, unmask_counts)
+from genbench.adapters.mdlm import (SAMPLING_EPS, check_elbo_options, check_masked_sampler_options,
+                                    masked_sample, unmask_counts)
 from genbench.adapters.device import to_device
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
@@ -155,12 +155,10 @@ class HFMaskedDiffusionLM(Generator):
         with _as_this_adapter("batch_size"):
             self.batch_size = hf._positive_int("batch_size", batch_size)
         with _as_this_adapter("mc_samples"):
-            self.mc_samples = check_mc_samples(mc_samples)
-        for option, value, allowed in (("timesteps", timesteps, TIMESTEPS), ("weight", weight, WEIGHTS),
-                                       ("short_window", short_window, tuple(SHORT_WINDOWS))):
-            if value not in allowed:
-                raise UserError(f"{NAME}: option {option}={value!r} is not one of {', '.join(allowed)} "
-                                f'([adapter."{NAME}"] {option} in the run file)')
+            self.mc_samples, _ = check_elbo_options(mc_samples, timesteps, weight, name=NAME)
+        if short_window not in SHORT_WINDOWS:
+            raise UserError(f"{NAME}: option short_window={short_window!r} is not one of {', '.join(SHORT_WINDOWS)} "
+                            f'([adapter."{NAME}"] short_window in the run file)')
         self.timesteps, self.weight, self.short_window = timesteps, weight, short_window
         with _as_this_adapter("length"):
             self.length = hf._positive_int("length", length)

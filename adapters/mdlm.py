@@ -304,13 +304,18 @@ def sequences_to_elbo(
     return elbo_terms_to_estimate(terms, timesteps, r)
 
 
-def check_elbo_options(mc_samples: Any, timesteps: str, weight: str, replicates: int | None = None) -> tuple[int, int]:
-    """-> (K, systematic replicates: 1 unless ``timesteps == "systematic"``); a bad option is a UserError."""
+def check_elbo_options(mc_samples: Any, timesteps: str, weight: str, replicates: int | None = None, *,
+                       name: str | None = None) -> tuple[int, int]:
+    """-> (K, systematic replicates: 1 unless ``timesteps == "systematic"``); a bad option is a
+    one-line UserError. The one check of the ELBO's options for every masked adapter: with
+    ``name`` (an adapter's), the message names it and its run-file option."""
     k = check_mc_samples(mc_samples)
-    if weight not in WEIGHTS:
-        raise UserError(f"weight must be one of {WEIGHTS}, got {weight!r}")
-    if timesteps not in TIMESTEPS:
-        raise UserError(f"timesteps must be one of {TIMESTEPS}, got {timesteps!r}")
+    for option, value, allowed in (("timesteps", timesteps, TIMESTEPS), ("weight", weight, WEIGHTS)):
+        if value not in allowed:
+            if name is None:
+                raise UserError(f"{option} must be one of {allowed}, got {value!r}")
+            raise UserError(f"{name}: option {option}={value!r} is not one of {', '.join(allowed)} "
+                            f'([adapter."{name}"] {option} in the run file)')
     r = 1
     if timesteps == "systematic":
         r = replicates or max([d for d in range(2, 9) if k % d == 0 and k // d >= 2] or [k])
@@ -626,14 +631,10 @@ class _MaskedModel(Generator):
             order=order, temperature=temperature, choice_temperature=choice_temperature)
         self.steps, self.schedule, self.order = sampler.steps, sampler.schedule, sampler.order
         self.temperature, self.choice_temperature = sampler.temperature, sampler.choice_temperature
-        self.mc_samples = check_mc_samples(mc_samples)
+        self.mc_samples, _ = check_elbo_options(mc_samples, timesteps, weight, name=self.name)
         self.timesteps = timesteps
         self.weight = weight
         self.eval_batch_size = int(eval_batch_size)
-        if weight not in WEIGHTS:
-            raise UserError(f"{self.name}: weight must be one of {WEIGHTS}, got {weight!r}")
-        if timesteps not in TIMESTEPS:
-            raise UserError(f"{self.name}: timesteps must be one of {TIMESTEPS}, got {timesteps!r}")
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) with mask id -> logits (B, L, V) over real ids (the mask id is not an output)."""

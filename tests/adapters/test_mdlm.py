@@ -153,6 +153,14 @@ def test_bad_inputs_are_user_errors(digits_model, text_model):
         digits_model.sample(1, seed=0, steps=65)
     with pytest.raises(UserError):
         mdlm.MaskedDigits(schedule="square")
+    # the ELBO's options: one check for every masked adapter (mdlm.check_elbo_options), naming it
+    with pytest.raises(UserError, match=r"^masked-digits: option timesteps='stratified' is not one of antithetic, "
+                                        r"systematic, iid \(\[adapter\.\"masked-digits\"\] timesteps in the run file\)$"):
+        mdlm.MaskedDigits(timesteps="stratified")
+    with pytest.raises(UserError, match=r"^masked-digits: option weight='t' is not one of rao-blackwell, 1/t "):
+        mdlm.MaskedDigits(weight="t")
+    with pytest.raises(UserError, match="mc_samples must be an integer >= 2"):
+        mdlm.MaskedDigits(mc_samples=1)
     with pytest.raises(UserError):
         text_model.log_likelihood([])
     with pytest.raises(UserError):
