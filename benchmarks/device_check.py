@@ -428,6 +428,8 @@ def png_folders(root: Path, n: int, size: int, prefix: str = "") -> tuple[Path, 
     """Two folders of ``n`` PNGs each, written by a process pool over all cores."""
     import multiprocessing as mp
 
+    from genbench.features.decode_workers import cpu_count
+
     folders, jobs = [], []
     for k, name in enumerate(("a", "b")):
         folder = root / f"{prefix}{name}{size}"
@@ -445,16 +447,11 @@ def png_folders(root: Path, n: int, size: int, prefix: str = "") -> tuple[Path, 
     return folders[0], folders[1]
 
 
-def cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def fid_section(args) -> None:
     import torch
 
     from genbench.features import pipeline
+    from genbench.features.decode_workers import cpu_count
     from genbench.features.fid import compute_fid
     from genbench.features.sources import path_to_image_source
     from genbench.features.statistics import resolve_extractor

@@ -7,7 +7,6 @@ resized one by one; the network runs in eval mode with no batch-dependent layer)
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -22,8 +21,9 @@ from genbench.interfaces import FeatureExtractor
 def default_threads(threads: int | None) -> int:
     if threads:
         return max(1, int(threads))
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, n))
+    from genbench.features.decode_workers import cpu_count
+
+    return max(1, min(8, cpu_count()))
 
 
 # --- the extractors ---------------------------------------------------------------------------

@@ -58,9 +58,9 @@ def _scan(folder: str, relative: str, recursive: bool, found: list) -> None:
 
 
 def _default_threads() -> int:
-    import os
+    from genbench.features.decode_workers import cpu_count
 
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(8, cpu_count()))
 
 
 class ImageFolder:
