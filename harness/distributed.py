@@ -318,6 +318,8 @@ class RankSharded:
         kw = {"start": start + a} if takes_start else {}
         parts = [p for p in gather_parts(lambda: self._inner.log_likelihood(batch[a:b], seed=seed, **kw)
                                          if b > a else None) if p is not None]
+        if not parts:  # an empty batch: every range is empty; the adapter's own empty answer
+            return self._inner.log_likelihood(batch, seed=seed, **({"start": start} if takes_start else {}))
         return LogLikelihood.concat(parts)  # the ranks' infos merged, not rank 0's alone (its window count...)
 
 

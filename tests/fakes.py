@@ -36,7 +36,7 @@ class _FakeImage(Generator):
         return steps
 
     def exact_nll(self, images):
-        on = (images.reshape(len(images), -1) > 127)
+        on = (images.reshape(len(images), int(np.prod(images.shape[1:]))) > 127)
         return -(on * np.log(self.p_on) + (~on) * np.log(1 - self.p_on)).sum(axis=1)
 
 

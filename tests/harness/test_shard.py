@@ -234,6 +234,20 @@ def test_ranks_split_a_call_from_start_and_an_old_adapter_says_what_it_lacks(mon
         distributed.RankSharded(OldFake()).sample(5, seed=3, start=4)
 
 
+def test_an_empty_likelihood_batch_under_ranks_is_the_adapters_empty_answer(monkeypatch):
+    """Every rank's range of an empty batch is empty: the call answers as the adapter does for
+    an empty batch (no parts to concatenate), on every rank."""
+    from genbench import distributed
+    from tests.fakes import FakeAR
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "gather_in_rank_order", lambda part: [part, part])
+    for r in (0, 1):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        ll = distributed.RankSharded(FakeAR()).log_likelihood(np.zeros((0, 4, 4, 1), np.uint8), seed=2)
+        assert len(ll.nll) == len(ll.units) == 0 and ll.kind == "exact" and ll.unit == "dimension"
+
+
 #: records of a torchrun run must equal one process's: numbers to 1e-12 relative (a float64
 #: reduction in another order), everything else exactly
 REL = 1e-12
