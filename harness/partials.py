@@ -18,6 +18,7 @@ its part recomputed. Parts are written atomically (temporary file, fsync, rename
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -311,7 +312,9 @@ class PartCached:
     Everything else (names, ``describe``, ``likelihood_kind``...) is the generator's own, and the
     two methods keep the generator's signatures (``inspect.signature`` sees them), so a wrapper
     that asks whether ``sample`` takes ``start`` (``distributed.RankSharded``) gets the true answer.
-    Under torchrun ``RankSharded`` wraps this, so each rank caches the part it computes."""
+    Under torchrun ``RankSharded`` wraps this, so each rank caches the part it computes: its range
+    of a call's examples, or of a masked model's Monte Carlo grid (``likelihood_grid``, whose
+    ``terms`` go through the cache)."""
 
     def __init__(self, inner: Any, parts: PartCache):
         self._inner = inner
@@ -333,6 +336,20 @@ class PartCached:
                                             lambda: inner.log_likelihood(batch, *args, **kw))
 
             self.log_likelihood = functools.update_wrapper(log_likelihood, inner.log_likelihood)
+        if callable(getattr(inner, "likelihood_grid", None)):
+            def likelihood_grid(batch: Any, *args: Any, **kw: Any) -> Any:
+                # under torchrun each rank runs one flat range of a Monte Carlo grid
+                # (``RankSharded.log_likelihood``): that range is the part it keeps
+                grid = inner.likelihood_grid(batch, *args, **kw)
+                call = {"batch": batch, "args": list(args), **kw}
+
+                def terms(s0: int, s1: int) -> np.ndarray:
+                    return parts.get_or_compute("likelihood_grid.terms", call, (s0, s1),
+                                                lambda: {"terms": grid.terms(s0, s1)})["terms"]
+
+                return dataclasses.replace(grid, terms=terms)
+
+            self.likelihood_grid = functools.update_wrapper(likelihood_grid, inner.likelihood_grid)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -313,6 +313,101 @@ def test_a_rank_killed_mid_cell_costs_only_its_missing_part(tmp_path):
         assert _close(g, w), (g, w)
 
 
+class GridSpy:
+    """A masked model whose grid counts the flat ranges of Monte Carlo passes it really runs."""
+
+    def __init__(self, inner):
+        self.inner, self.ranges = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def likelihood_grid(self, batch, *, seed=0, start=0):
+        import dataclasses
+
+        grid = self.inner.likelihood_grid(batch, seed=seed, start=start)
+
+        def terms(s0, s1):
+            self.ranges.append((s0, s1))
+            return grid.terms(s0, s1)
+
+        return dataclasses.replace(grid, terms=terms)
+
+
+def test_a_ranks_range_of_a_masked_models_grid_is_a_part(tmp_path, monkeypatch):
+    """Under torchrun a masked model's call is one flat range of its Monte Carlo grid per rank
+    (``RankSharded.log_likelihood``): through ``PartCached`` that range is kept, so a rerun reads
+    it back (no forward pass) with estimates equal to the adapter's own; another range (another
+    world size) or seed is computed anew."""
+    from genbench import data, distributed
+    from genbench.adapters import mdlm
+
+    model = GridSpy(mdlm.MaskedDigits(mc_samples=4))
+    images = data.digits_arrays("test")[0][:3]
+    want = model.inner.log_likelihood(images, seed=1, start=2)
+    for r, world in ((0, 1), (0, 2), (1, 2)):
+        monkeypatch.setattr(distributed, "world_size", lambda world=world: world)
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        monkeypatch.setattr(distributed, "gather_in_rank_order", lambda part: [part])
+        for attempt in range(2):  # a run, then its rerun
+            sharded = distributed.RankSharded(PartCached(model, PartCache(tmp_path / f"w{world}r{r}",
+                                                                          config_hash="c", seed=0)))
+            before = len(model.ranges)
+            if world == 1:
+                got = sharded.log_likelihood(images, seed=1, start=2)
+                np.testing.assert_array_equal(got.nll, want.nll)
+                np.testing.assert_array_equal(got.stderr, want.stderr)
+            else:  # one rank's half of the 3 x 4 grid (its gather is faked: the range alone)
+                grid = sharded.likelihood_grid(images, seed=1, start=2)
+                a, b = distributed.rank_range(grid.size)
+                np.testing.assert_array_equal(grid.terms(a, b), model.inner.likelihood_grid(
+                    images, seed=1, start=2).terms(a, b))
+            assert len(model.ranges) - before == (attempt == 0), (world, r, attempt)
+    assert model.ranges == [(0, 12), (0, 6), (6, 12)]
+    other_seed = PartCached(model, PartCache(tmp_path / "w1r0", config_hash="c", seed=0))
+    other_seed.likelihood_grid(images, seed=2, start=2).terms(0, 12)
+    assert model.ranges[-1] == (0, 12) and len(model.ranges) == 4
+
+
+RUN_MASKED = """name = "grid-parts"
+seeds = [0]
+suites = ["likelihood"]
+adapters = ["masked-digits"]
+[suite.likelihood]
+max_examples = 8
+batch_size = 4
+"""
+
+
+def test_a_rank_killed_mid_grid_costs_only_its_missing_part(tmp_path):
+    """torchrun, 2 ranks, a masked model (its calls split by Monte Carlo pass): rank 1 dies before
+    writing its range of the second call; the resumed run computes only that range."""
+    runfile = tmp_path / "run.toml"
+    runfile.write_text(RUN_MASKED)
+    single = tmp_path / "single"
+    proc = subprocess.run([sys.executable, "-m", "genbench.cli", "run", str(runfile), "--out", str(single)],
+                          capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(ROOT / "tests" / "harness" / "killable_run.py"), "run", str(runfile),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                            env={**ONE_THREAD, "GENBENCH_TEST_KILL": "part:1:2"})
+    assert killed.returncode != 0
+    (cell,) = (out / "partials").iterdir()
+    assert cell.name.startswith("likelihood__") and len(list(cell.glob("*.npz"))) == 3, killed.stderr[-3000:]
+    resumed = subprocess.run([sys.executable, "-m", "genbench.cli", "run", str(runfile), "--nproc", "2", "--resume",
+                              "--out", str(out)], capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "parts: reused 3, computed 1 (rank 0: reused 2, computed 0; rank 1: reused 1, computed 1)" \
+        in resumed.stdout, resumed.stdout
+    got = [deterministic_fields(r) for r in RunStore(out).records() if r["status"] == "ok"]
+    want = [deterministic_fields(r) for r in RunStore(single).records()]
+    assert len(got) == len(want) > 1
+    for g, w in zip(got, want):
+        assert _close(g, w), (g, w)
+
+
 @pytest.mark.parametrize("array", [np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
                                    np.linspace(0, 1, 12).reshape(3, 4).T,  # not contiguous
                                    np.array(3.5, dtype=np.float32), np.zeros((0, 5), dtype=np.int64),
