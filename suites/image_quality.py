@@ -38,6 +38,7 @@ from genbench.errors import UserError
 from genbench.features import ranks
 from genbench.interfaces import Generator
 from genbench.metrics import image as image_metrics
+from genbench.partials import fingerprint
 from genbench.registry import EXTRACTORS
 from genbench.suite import Metric, Suite, SuiteContext
 from genbench.suites.common import images_to_grid_png, reference_images, subset
@@ -405,9 +406,11 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
                     else {"features": np.asarray(ex.features(s.images), dtype=np.float64)}
 
             # each extractor's outputs of these images kept as a part of the cell (a rerun after
-            # a kill reads them back), keyed by the extractor's identity and the images' bytes
+            # a kill reads them back), keyed by the extractor's identity and the images' bytes,
+            # hashed once for all extractors (the key is the same as hashing the array itself)
+            images_key = fingerprint(s.images) if ctx.parts is not None else None
             return s, i, j, [ctx.kept("features", {"extractor": extractor_identity(ex), "spatial": spatial,
-                                                   "images": s.images}, (start + i, start + j),
+                                                   "images": images_key}, (start + i, start + j),
                                       lambda ex=ex, spatial=spatial: measure(ex, spatial))
                              for ex, spatial in zip(extractors, spatials)]
 

@@ -424,3 +424,8 @@ def test_fingerprint_hashes_the_array_bytes_in_place(array):
         changed = np.array(array, copy=True)
         changed.flat[0] = changed.flat[-1] if changed.flat[0] != changed.flat[-1] else changed.flat[0] + 1
         assert partials.fingerprint(changed)["sha256"] != got["sha256"]
+    # a fingerprint taken once stands for the array in any key (image_quality hashes a chunk's
+    # images once for all its extractors): the same key, so the same part
+    cache = PartCache(Path("unused"), config_hash="c", seed=0)
+    assert cache.key_fields("features", {"images": got, "x": 1}, (0, 2)) == \
+        cache.key_fields("features", {"images": array, "x": 1}, (0, 2))
