@@ -290,8 +290,10 @@ def records_to_report(run_dirs: list[str], frame: pd.DataFrame, *, baseline: str
     doc = Document(title)
     runs = list(dict.fromkeys(frame["run_id"].dropna().astype(str))) if len(frame) else []
     if baseline is not None:
-        labels = C.run_labels(frame) if len(frame) else {}
-        match = [r for r in runs if baseline in (r, labels.get(r))]
+        match = [r for r in runs if baseline in (r, C.run_name(r))]
+        if len(match) > 1:
+            raise UserError(f"--baseline {baseline}: {len(match)} runs have that name ({', '.join(match)}); "
+                            "give the run id of one")
         if not match:
             raise UserError(f"--baseline {baseline}: no such run among {', '.join(runs) or 'none'}; "
                             "give a run id or run name from the report's directories")

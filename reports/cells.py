@@ -75,12 +75,22 @@ def signature(convention: dict[str, Any], unit: Any, n: Any) -> str:
     return json.dumps(sig, sort_keys=True, default=str)
 
 
+#: genbench's run ids: ``NAME-YYYYmmdd-HHMMSS-HASH6`` (``-shardKofN`` for a shard store)
+RUN_ID = re.compile(r"(?P<name>.+)-\d{8}-\d{6}-[0-9a-f]{6}(?:-shard\d+of\d+)?")
+
+
+def run_name(run_id: str) -> str:
+    """The run's name in a genbench run id (``dit-xl2-256`` of ``dit-xl2-256-20261130-054113-1f17bf``);
+    for another id, what precedes its first hyphen."""
+    match = RUN_ID.fullmatch(run_id)
+    return match["name"] if match else run_id.split("-")[0]
+
+
 def run_labels(frame: pd.DataFrame) -> dict[str, str]:
     """run_id -> a short label: the run's name (``quickstart``) when no other run shares it."""
     names: dict[str, str] = {}
     for run_id in frame["run_id"].dropna().unique():
-        name = str(run_id).split("-")[0]
-        names[str(run_id)] = name
+        names[str(run_id)] = run_name(str(run_id))
     counts = pd.Series(list(names.values())).value_counts()
     return {rid: (name if counts[name] == 1 else rid) for rid, name in names.items()}
 

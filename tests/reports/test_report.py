@@ -96,6 +96,20 @@ def test_two_runs_of_one_adapter_are_two_rows_and_baseline_shows_the_change(tmp_
         write_report([str(a), str(b)], tmp_path / "x.html", baseline="nope")
 
 
+def test_a_run_name_with_hyphens_is_its_label_and_a_baseline(tmp_path):
+    """genbench's run ids are NAME-DATE-TIME-HASH: a name such as ``dit-xl2-256`` (the README's run
+    files) is the whole name, not ``dit``; a name two runs share is refused as a baseline by name."""
+    a = make_run(tmp_path / "runs", "dit-xl2-256")  # run id dit-xl2-256-20260101-000000-abc123
+    b = make_run(tmp_path / "runs", "ddpm-cifar10", fid_shift=-2.0)
+    out = _all_formats(tmp_path, [a, b], baseline="dit-xl2-256")
+    assert set(out["csv"]["run"]) == {"dit-xl2-256", "ddpm-cifar10"}
+    assert "Δ -2.0" in out["md"].split("## Headline")[1].split("## ")[0]
+    twin = make_run(tmp_path / "again", "dit-xl2-256", run_id="dit-xl2-256-20260102-000000-abc123")
+    with pytest.raises(UserError, match="2 runs have that name.*give the run id"):
+        write_report([str(a), str(twin)], tmp_path / "x.html", baseline="dit-xl2-256")
+    write_report([str(a), str(twin)], tmp_path / "y.html", baseline="dit-xl2-256-20260102-000000-abc123")
+
+
 def test_two_extractors_never_share_a_column_or_plot(tmp_path):
     a = make_run(tmp_path / "runs", "digits", run_id="digits-1", text=False)
     inception = {"extractor": "inception", "extractor_mode": "clean", "resize": "PIL bicubic 299",
