@@ -101,13 +101,46 @@ class RunSpec:
                 check(path, **dict(variant.options))
         dataset = self.suite_options.get("likelihood", {}).get("dataset")
         if dataset is not None and "likelihood" in self.suites:
-            _check_text_dataset(dataset, where)
             images = [a for a in self.adapters if _factory_modality(split_adapter_spec(a)[0]) == "image"]
-            if images:
-                raise UserError(f"{where}: likelihood dataset {dataset!r} is text data, but {images} are image "
-                                "models, which the likelihood suite scores on digits; run them without "
-                                "--dataset (likelihood.dataset), or run text adapters only")
+            if not images or _is_text_dataset(dataset):
+                _check_text_dataset(dataset, where)
+                if images:
+                    raise UserError(f"{where}: likelihood dataset {dataset!r} is text data, but {images} are image "
+                                    "models, which the likelihood suite scores on image data (digits[:SPLIT], "
+                                    "fashion-mnist[:SPLIT], an image folder, a .npz, hf:PATH[:SPLIT]); give one of "
+                                    "those as --dataset (likelihood.dataset), or run text adapters only")
+            else:  # image models: an image source, as the tokenizer suite takes
+                texts = [a for a in self.adapters if _factory_modality(split_adapter_spec(a)[0]) == "text"]
+                if texts:
+                    raise UserError(f"{where}: likelihood dataset {dataset!r} is image data, but {texts} are text "
+                                    "models; run image and text adapters in separate runs")
+                _check_image_dataset(dataset, where)
         return self
+
+
+def _is_text_dataset(spec: Any) -> bool:
+    """Whether a likelihood ``dataset`` names text: kjv[:split], a preset or a .txt/table file."""
+    from genbench import textdata
+
+    if not isinstance(spec, str):
+        return False
+    path = Path(spec.partition("#")[0])
+    return (spec == "kjv" or spec.startswith("kjv:") or spec in textdata.PRESETS or path.suffix == ".txt"
+            or path.suffix in textdata.TABLE_SUFFIXES)
+
+
+def _check_image_dataset(spec: Any, where: str) -> None:
+    """The cheap half of ``suites.common.image_source_chunks``: a built-in name, hf:, or a path that exists."""
+    from genbench.data import IMAGE_DATASETS
+
+    if not isinstance(spec, str):
+        raise UserError(f"{where}: likelihood dataset must be a string (digits[:SPLIT], an image folder...), "
+                        f"got {spec!r}")
+    if spec.partition(":")[0] in IMAGE_DATASETS or spec.startswith("hf:"):
+        return
+    if not Path(spec).exists():
+        raise UserError(f"{where}: likelihood dataset {spec!r} does not exist; image models take digits[:SPLIT], "
+                        f"fashion-mnist[:SPLIT], an image folder, a .npz with arr_0 or hf:PATH[:SPLIT]")
 
 
 def _check_text_dataset(spec: Any, where: str) -> None:

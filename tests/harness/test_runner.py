@@ -114,6 +114,32 @@ def test_run_file_mistakes_name_file_field_and_fix(tmp_path):
         runner.load_run_file(f)
 
 
+def test_likelihood_dataset_of_image_models_is_an_image_source(tmp_path):
+    """``--dataset digits:val`` for an image model (the README's example) reaches the suite; a text
+    dataset for image models, image data for text models and a missing folder are refused first."""
+    from genbench.cli import main
+
+    def spec(adapters, dataset):
+        return _spec(suites=["likelihood"], adapters=adapters, seeds=[0],
+                     suite_options={"likelihood": {"dataset": dataset}})
+
+    for dataset in ("digits:val", "digits", "fashion-mnist:test", "hf:some/folder", str(tmp_path)):
+        spec(["ar-digits"], dataset).validate()
+    with pytest.raises(UserError, match="is text data, but \\['ar-digits'\\] are image models"):
+        spec(["ar-digits"], "kjv:test").validate()
+    with pytest.raises(UserError, match="is image data, but \\['ar-kjv'\\] are text models"):
+        spec(["ar-digits", "ar-kjv"], "digits:val").validate()
+    with pytest.raises(UserError, match="'nowhere/images' does not exist; image models take digits"):
+        spec(["ar-digits"], "nowhere/images").validate()
+    with pytest.raises(UserError, match="unknown dataset 'digits:val'"):
+        spec(["ar-kjv"], "digits:val").validate()
+    out = tmp_path / "run"
+    assert main(["run", "--suite", "likelihood", "--adapter", "ar-digits", "--dataset", "digits:val",
+                 "--set", "likelihood.max_examples=8", "--out", str(out)]) == 0
+    bpd = load(out).set_index("metric").loc["bits_per_dim"]
+    assert bpd.task == "digits:val" and bpd.n == 8 and bpd.convention["split"] == "val"
+
+
 def test_run_file_options_reach_the_suite(tmp_path):
     f = tmp_path / "r.toml"
     f.write_text('name = "opt"\nsuites = ["toy"]\nadapters = ["fake-ar"]\nseeds = [2]\n'
