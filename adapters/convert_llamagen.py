@@ -27,6 +27,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -93,7 +94,13 @@ def convert(gpt: str | Path, vq: str | Path, out: str | Path, *, model: str | No
         raise UserError("give --model (a LlamaGen size) or --heads (attention heads: not stored in the weights)")
     if not (Path(vq) / "config.json").is_file():
         raise UserError(f"--vq {vq}: not a diffusers VQModel folder (no config.json)")
-    ckpt = torch.load(gpt, map_location="cpu", weights_only=True)
+    if not Path(gpt).is_file():
+        raise UserError(f"--gpt {gpt}: no such file; give LlamaGen's c2i checkpoint (e.g. c2i_L_256.pt)")
+    try:
+        ckpt = torch.load(gpt, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, or one that needs pickle (never unpickled here)
+        raise UserError(f"--gpt {gpt}: not a torch checkpoint readable with weights_only=True "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     for key in ("model", "module", "state_dict"):
         if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
             ckpt = ckpt[key]
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(convert(args.gpt, args.vq, args.out, model=args.model, heads=args.heads,
                       image_size=args.image_size, downsample=args.downsample))
     except UserError as e:
-        print(f"convert_llamagen: error: {e}")
+        print(f"convert_llamagen: error: {e}", file=sys.stderr)
         return 2
     return 0
 

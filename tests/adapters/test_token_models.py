@@ -238,3 +238,16 @@ def test_llamagen_conversion_reproduces_its_logits(ck, tmp_path):
     assert s.images.shape == (2, 8, 8, 3) and s.nfe_per_sample == 32
     with pytest.raises(UserError, match="give --model"):
         convert_llamagen.convert(tmp_path / "c2i_fake.pt", ck["tar"] / "vq", tmp_path / "x")
+
+
+def test_llamagen_converter_on_a_missing_or_unreadable_checkpoint_is_one_line(ck, tmp_path, capsys):
+    """``python -m genbench.adapters.convert_llamagen`` (the README's command): a --gpt that does not
+    exist or is not a torch file is one line on stderr, exit 2, nothing written (was a traceback)."""
+    bad = tmp_path / "c2i_text.pt"
+    bad.write_text("not a checkpoint")
+    for gpt, words in ((tmp_path / "missing.pt", "no such file"), (bad, "not a torch checkpoint")):
+        argv = ["--gpt", str(gpt), "--model", "GPT-L", "--vq", str(ck["tar"] / "vq"), "--out", str(tmp_path / "o")]
+        assert convert_llamagen.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("convert_llamagen: error: --gpt") and words in err and "\n" not in err
+        assert not (tmp_path / "o").exists()
