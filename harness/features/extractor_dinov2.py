@@ -33,7 +33,7 @@ import numpy as np
 
 from genbench.errors import UserError
 from genbench.features.extractor_base import ResizingExtractor
-from genbench.features.weights import file_sha256, is_trusted
+from genbench.features.weights import HOW_TO_TRUST, file_sha256, is_trusted
 from genbench.registry import EXTRACTORS
 
 #: ImageNet's pixel mean and std (torchvision, DINOv2, dgm-eval, EDM2)
@@ -186,8 +186,7 @@ class Dinov2Extractor(ResizingExtractor):
             raise UserError(
                 f"{self.path}: unknown DINOv2 weights, sha256 {self.weights_sha256}; genbench knows "
                 f"{len(KNOWN_DINOV2_WEIGHTS)} files (genbench.features.extractor_dinov2.KNOWN_DINOV2_WEIGHTS). "
-                f"Point at a known file, or pass trust_unknown=True / --trust-unknown, or add the hash to "
-                f"$GENBENCH_TRUSTED_SHA256 (the numbers then carry this hash, not a reference one)")
+                f"Point at a known file, or {HOW_TO_TRUST} (the numbers then carry this hash, not a reference one)")
         super().__init__(mode=mode, device=device, threads=threads)
         import torch
         from transformers import Dinov2Model

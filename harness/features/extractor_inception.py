@@ -23,9 +23,8 @@ import numpy as np
 from genbench.errors import UserError
 from genbench.features.extractor_base import ResizingExtractor
 from genbench.features.resize import INCEPTION_SIZE, tf1_resize
-from genbench.features.weights import (INCEPTION_ENV, KNOWN_INCEPTION_WEIGHTS, file_sha256, find_inception_weights,
-                                      is_trusted,
-                                       jit_load, sniff_inception_weights)
+from genbench.features.weights import (HOW_TO_TRUST, INCEPTION_ENV, KNOWN_INCEPTION_WEIGHTS, file_sha256,
+                                      find_inception_weights, is_trusted, jit_load, sniff_inception_weights)
 from genbench.registry import EXTRACTORS
 
 #: the children of the TF graph's ``layers`` in StyleGAN2-ADA's TorchScript (and in
@@ -114,7 +113,7 @@ class InceptionExtractor(ResizingExtractor):
                 raise UserError(
                     f"{self.path} ({self.where}): unknown Inception weights, sha256 {self.weights_sha256}; "
                     f"genbench knows {len(KNOWN_INCEPTION_WEIGHTS)} files (genbench.features.weights."
-                    f"KNOWN_INCEPTION_WEIGHTS). Point at a known file, or pass trust_unknown=True "
+                    f"KNOWN_INCEPTION_WEIGHTS). Point at a known file, or {HOW_TO_TRUST} "
                     f"(the numbers then carry this hash, not a reference one)"
                 )
             info = sniff_inception_weights(self.path)

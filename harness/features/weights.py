@@ -89,12 +89,16 @@ def is_trusted(sha256: str, trust_unknown: bool = False) -> bool:
     return trust_unknown or sha256 in KNOWN_INCEPTION_WEIGHTS or sha256 in TRUSTED_SHA256 or sha256 in env
 
 
+#: how a user trusts an unknown file, in every message that refuses one
+HOW_TO_TRUST = ("pass --trust-unknown (genbench fid/is/stats), set trust_unknown = true ([suite.image_quality]) "
+                "or add the hash to $GENBENCH_TRUSTED_SHA256 (any run)")
+
+
 def check_trusted(path: Path, sha256: str, trust_unknown: bool, what: str) -> None:
-    """``is_trusted`` or a UserError naming the file, its hash and the two ways to trust it."""
+    """``is_trusted`` or a UserError naming the file, its hash and the ways to trust it."""
     if not is_trusted(sha256, trust_unknown):
         raise UserError(f"{path}: unknown {what}, sha256 {sha256}; genbench runs a user's file only when trusted: "
-                        "pass --trust-unknown (genbench fid/is/stats) or add the hash to $GENBENCH_TRUSTED_SHA256 "
-                        "(runs)")
+                        f"{HOW_TO_TRUST}")
 
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}

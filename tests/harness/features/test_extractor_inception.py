@@ -229,3 +229,17 @@ def test_channels_last_keeps_the_float32_convention(tmp_path):
     # moves the features by that much, not by 1e-6, but it is no less accurate than NCHW
     assert rel(nchw, exact) < 1e-4 and rel(nhwc, nchw) < 1e-4
     assert rel(nhwc, exact) < 3 * rel(nchw, exact)
+
+
+def test_unknown_inception_weights_on_the_command_line_name_the_flag(tmp_path, capsys):
+    """`genbench fid --extractor inception:FILE` of an unknown file: one line naming the fixes a user
+    has (--trust-unknown, the suite's trust_unknown, $GENBENCH_TRUSTED_SHA256), not the Python keyword."""
+    from tests.harness.features.helpers import cli_main, fresh_folder
+
+    stylegan_like_inception(tmp_path / "unknown.pt", seed=5)
+    folder = fresh_folder(tmp_path)
+    assert cli_main(["fid", str(folder), str(folder), "--extractor", f"inception:{tmp_path / 'unknown.pt'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown Inception weights" in err and len(err.splitlines()) == 1
+    assert "--trust-unknown" in err and "trust_unknown = true" in err and "$GENBENCH_TRUSTED_SHA256" in err
+    assert "trust_unknown=True" not in err
