@@ -10,6 +10,7 @@ resize of the uint8 image so its short side is the model's input size, centre cr
 ``encode_image`` embeddings L2-normalised."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,17 @@ class ClipExtractor(ResizingExtractor):
         self.arch, config_sha = _open_clip_arch(arch)
         import open_clip
 
+        # open_clip logs "No pretrained weights loaded ... initialized randomly" for the empty model it
+        # builds here; the user's weights are loaded into it just below, so that line would mislead
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
         try:
             model = open_clip.create_model(self.arch, pretrained=None, load_weights=False, device="cpu")
         except RuntimeError as e:
             raise UserError(f"clip:{arch}: open_clip cannot build it ({str(e).splitlines()[0]}); use one of "
                             f"open_clip.list_models() or a model config .json") from None
+        finally:
+            logging.disable(previous)
         try:
             open_clip.load_checkpoint(model, str(self.weights_path))
         except Exception as e:  # a wrong file: unpickling, missing or unexpected keys, shapes

@@ -47,3 +47,16 @@ def test_clip_extractor_is_encode_image_of_clean_fids_input(tmp_path, tiny_file)
         build_extractor(f"clip:hf-hub:org/model:{weights}")
     with pytest.raises(UserError, match=r"tiny\.pt: not weights of open_clip"):
         build_extractor(f"clip:{cfg}:{tiny_file}")
+
+
+def test_building_the_extractor_does_not_log_that_the_model_is_random(tmp_path, caplog):
+    """open_clip logs "initialized randomly" for the empty model genbench fills with FILE's weights:
+    a user of `genbench fid --extractor clip:ARCH:FILE` must not see it; other logging is untouched."""
+    import logging
+
+    cfg, weights = tiny_clip(tmp_path)  # (which builds a random model itself, and logs so)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        build_extractor(f"clip:{cfg}:{weights}")
+        logging.getLogger().warning("still logged")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == ["still logged"]
