@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from genbench.errors import UserError
@@ -333,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the user reads it (`genbench: warning: ...`), not Python's file:line and source line."""
+    return f"genbench: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -340,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc, which reruns the command
+    warnings.formatwarning = warning_line
     try:
         return args.func(args)
     except (UserError, UnknownNameError) as e:

@@ -65,3 +65,15 @@ def test_a_failed_cell_exits_1_but_keeps_records(tmp_path, capsys):
 def test_list_from_the_console_script():
     r = subprocess.run([sys.executable, "-m", "genbench.cli", "list", "suites"], capture_output=True, text=True)
     assert r.returncode == 0 and "likelihood" in r.stdout.split()
+
+
+def test_a_warning_is_one_genbench_line(tmp_path):
+    """A suite's warning (FID from fewer samples than feature dimensions) reads `genbench: warning: ...`,
+    without Python's file:line prefix and the source line that raised it."""
+    r = subprocess.run([sys.executable, "-m", "genbench.cli", "run", "--suite", "image_quality", "--adapter",
+                        "ar-digits", "--set", "image_quality.n_samples=20", "--set", "image_quality.fid_bootstrap=0",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stderr.splitlines() if "FID from 20 samples" in l]
+    assert lines and all(l.startswith("genbench: warning: FID from 20 samples") for l in lines)
+    assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
