@@ -59,15 +59,15 @@ def run_on_slurm(spec: Any, out: str | Path, n_shards: int, *, partition: str | 
         raise UserError(f"--out {out}/shards holds shard {stale[0]}, beyond --shards {n_shards}; rerun with the "
                         "--shards N that made it, or choose another --out")
     todo = [k for k, state in states.items() if state != "complete"]
+    if todo and executor == "slurm" and shutil.which("sbatch") is None:  # before saying "submitting"
+        raise UserError("--slurm: no `sbatch` on PATH (not a Slurm login node); run there, or pass "
+                        "--executor local to run the shards as local processes")
     for k, state in states.items():
         log(f"shard {k}/{n_shards}: {'complete, kept' if state == 'complete' else state + ', submitting'}")
     ran: list[tuple] = []
     if todo:
         import submitit
 
-        if executor == "slurm" and shutil.which("sbatch") is None:
-            raise UserError("--slurm: no `sbatch` on PATH (not a Slurm login node); run there, or pass "
-                            "--executor local to run the shards as local processes")
         ex = submitit.AutoExecutor(folder=out / "slurm", cluster=executor)
         ex.update_parameters(name=f"genbench-{spec.name}", timeout_min=timeout_min, gpus_per_node=gpus_per_node,
                              cpus_per_task=cpus_per_task, slurm_partition=partition,

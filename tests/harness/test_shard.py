@@ -209,6 +209,14 @@ def test_slurm_without_sbatch_is_one_line(runfile, tmp_path, capsys, monkeypatch
     assert "pass one of them" in _err_line(capsys)
 
 
+def test_slurm_without_sbatch_says_nothing_of_submitting(runfile, tmp_path, capsys, monkeypatch):
+    """The one-line refusal comes before the per-shard lines: no "shard 0/2: missing, submitting" first."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["run", str(runfile), "--slurm", "gpu", "--shards", "2", "--out", str(tmp_path / "r")]) == 2
+    out = capsys.readouterr()
+    assert "no `sbatch` on PATH" in out.err and "submitting" not in out.out + out.err
+
+
 def test_ranks_split_a_call_from_start_and_an_old_adapter_says_what_it_lacks(monkeypatch):
     """``RankSharded.sample(n, start=k)`` (a suite sampling in chunks, under torchrun) gives rank r
     samples k + its range; every adapter's own ``start`` is checked in tests/adapters/test_sampling.py."""
