@@ -83,6 +83,27 @@ class ImageQuality(Suite):
         "trust_unknown": False,
     }
 
+    #: what only the protocol with a ``reference`` reads; without one they are refused, not ignored
+    REFERENCE_ONLY = ("extractor_mode", "num_classes", "samples_per_class", "sample_chunk", "save_png",
+                      "quantisation", "center_crop", "grey", "is_rule", "is_order", "is_splits", "train_reference",
+                      "extractors", "prdc_k", "feature_cap", "vendi", "trust_unknown")
+
+    @classmethod
+    def check_options(cls, given: dict[str, Any], where: str) -> None:
+        """The base checks, then: an empty ``reference`` (the ImageNet preset's until --set), and
+        options of the reference protocol given without a reference (the digits path ignores them)."""
+        super().check_options(given, where)
+        reference = given.get("reference")
+        if isinstance(reference, str) and not reference.strip():
+            raise UserError(f"{where} reference is empty: give the reference statistics or images, e.g. "
+                            "--set image_quality.reference=PATH/VIRTUAL_imagenet256_labeled.npz")
+        unused = [k for k in cls.REFERENCE_ONLY if k in given and given[k] != cls.options[k]]
+        if reference is None and unused:
+            raise UserError(f"{where} {', '.join(unused)}: only read with a reference (reference = an image folder, "
+                            "a .npz, hf:PATH[:SPLIT] or digits:test); the digits default path takes extractor, "
+                            "n_samples, batch_size, steps, fid_bootstrap, kid_* and pr_k. Set reference, or remove "
+                            f"{'them' if len(unused) > 1 else 'it'}")
+
     def applies_to(self, generator: Generator) -> bool:
         return getattr(generator, "modality", None) == "image" and hasattr(generator, "sample")
 
@@ -389,7 +410,7 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
     declared: set[str] = set()
     nfe = 0.0
     label_lines = ["file,label"]
-    for k, start in enumerate(range(0, n, chunk)):
+    for k, start in enumerate(ctx.progress(range(0, n, chunk), desc="image_quality", unit="chunk")):
         size = min(chunk, n - start)
         condition = None if labels is None else labels[start: start + size]
 
@@ -400,15 +421,18 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
             if s is None:
                 return s, i, j, [None] * len(extractors)
             s.validate(j - i, "image")
+            images = s.images
+            if images.shape[-1] == 1 and o["grey"] == "convert":  # grey samples read as the grey reference is
+                images = np.repeat(images, 3, axis=-1)
 
             def measure(ex, spatial: bool) -> dict[str, np.ndarray]:
-                return ex.outputs(s.images, spatial=spatial) if hasattr(ex, "outputs") \
-                    else {"features": np.asarray(ex.features(s.images), dtype=np.float64)}
+                return ex.outputs(images, spatial=spatial) if hasattr(ex, "outputs") \
+                    else {"features": np.asarray(ex.features(images), dtype=np.float64)}
 
             # each extractor's outputs of these images kept as a part of the cell (a rerun after
             # a kill reads them back), keyed by the extractor's identity and the images' bytes,
             # hashed once for all extractors (the key is the same as hashing the array itself)
-            images_key = fingerprint(s.images) if ctx.parts is not None else None
+            images_key = fingerprint(images) if ctx.parts is not None else None
             return s, i, j, [ctx.kept("features", {"extractor": extractor_identity(ex), "spatial": spatial,
                                                    "images": images_key}, (start + i, start + j),
                                       lambda ex=ex, spatial=spatial: measure(ex, spatial))

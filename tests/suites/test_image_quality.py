@@ -188,6 +188,53 @@ def test_the_sample_set_and_records_do_not_depend_on_sample_chunk(files, tmp_pat
     assert [(m.metric, m.value, m.stderr, m.n) for m in suite.run(NoStart(), ctx)] == one
 
 
+def test_reference_protocol_options_need_a_reference_and_an_empty_one_stops_first():
+    """Options only the reference protocol reads are refused without a reference (the digits path
+    ignored them); an empty reference (the ImageNet preset's) is refused before anything runs."""
+    where = "r.toml: [suite.image_quality]"
+    with pytest.raises(UserError, match=r"\[suite.image_quality\] extractors, vendi: only read with a reference"):
+        ImageQuality.check_options({"extractors": ["digits-classifier"], "vendi": True, "n_samples": 40}, where)
+    with pytest.raises(UserError, match=r"reference is empty: .*--set image_quality.reference="):
+        ImageQuality.check_options({"reference": " "}, where)
+    ImageQuality.check_options({"save_png": False, "n_samples": 40, "fid_bootstrap": 0}, where)  # defaults: fine
+    ImageQuality.check_options({"reference": "digits:test", "extractors": ["digits-classifier"], "vendi": True},
+                               where)
+
+
+def test_grey_samples_follow_grey_convert_and_chunks_show_progress(files, tmp_path):
+    """A greyscale model (N, H, W, 1) against a reference: grey = "convert" replicates the samples'
+    channel as it does the reference's (before, only the reference's, and the cell failed); the
+    sample chunks go through the runner's progress bar."""
+
+    class Grey(ClassConditionalFake):
+        name = "fake-grey"
+
+        def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
+            s = super().sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps, start=start)
+            s.images = s.images[..., :1].copy()
+            return s
+
+    bars = []
+
+    def progress(iterable, **kw):
+        bars.append(kw)
+        return iterable
+
+    ctx = SuiteContext(seed=0, options=_options(files, save_png=False, grey="convert"), artifacts=tmp_path / "g",
+                       progress=progress)
+    grey = {m.metric: m.value for m in ImageQuality().run(Grey(), ctx)}
+    assert bars == [{"desc": "image_quality", "unit": "chunk"}]
+
+    class Replicated(ClassConditionalFake):
+        def sample(self, n, *, seed, batch_size=64, condition=None, steps=None, start=0):
+            s = super().sample(n, seed=seed, batch_size=batch_size, condition=condition, steps=steps, start=start)
+            s.images = np.repeat(s.images[..., :1], 3, axis=-1)
+            return s
+
+    ctx = SuiteContext(seed=0, options=_options(files, save_png=False), artifacts=tmp_path / "rgb")
+    assert grey == {m.metric: m.value for m in ImageQuality().run(Replicated(), ctx)}
+
+
 def test_digits_defaults_and_path_unchanged(tmp_path):
     """The demo's digits path: same defaults, same metrics, same conventions."""
     from genbench import data
