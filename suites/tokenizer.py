@@ -34,10 +34,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from genbench.errors import UserError
+from genbench.features.decode import GREY_OPTIONS
 from genbench.interfaces import Tokenizer
 from genbench.metrics import reconstruction as rec
 from genbench.suite import Metric, Suite, SuiteContext
-from genbench.suites.common import image_source_chunks, images_to_grid_png, resize_images, stack_images
+from genbench.suites.common import (RESIZE_METHODS, image_source_chunks, images_to_grid_png, resize_images,
+                                    stack_images)
 
 #: how many originals (and their reconstructions) the artifact grid shows
 GRID_IMAGES = 32
@@ -128,6 +130,7 @@ class TokenizerReconstruction(Suite):
         "lpips_vgg": None,
         "lpips_batch_size": 32,
     }
+    option_choices = {"resize": ("none", *RESIZE_METHODS), "grey": GREY_OPTIONS}  # checked before a run writes
 
     def applies_to(self, generator) -> bool:
         return isinstance(generator, Tokenizer)

@@ -298,6 +298,16 @@ def _run_suite(tok, source, tmp_path, **options):
     return list(TokenizerReconstruction().run(tok, ctx))
 
 
+def test_a_misspelt_resize_or_grey_stops_the_run_before_anything_is_written(tmp_path, capsys):
+    """resize and grey are checked with the run file (exit 2, no run directory), not inside the cell."""
+    for option, choices in (("resize=squash", "['none', 'center_crop', 'bicubic']"),
+                            ("grey=rgb", "['error', 'convert']")):
+        out = tmp_path / option.partition("=")[0]
+        assert cli.main(["run", "--suite", "tokenizer", "--adapter", "vq-digits", "--set", f"tokenizer.{option}",
+                         "--out", str(out)]) == 2
+        assert f"must be one of {choices}" in capsys.readouterr().err and not out.exists()
+
+
 def test_images_of_the_wrong_size_name_the_adapter(ckpts, folder, tmp_path):
     from genbench.adapters.diffusers_tokenizers import DiffusersVQ
 
