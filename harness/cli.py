@@ -285,12 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "for `genbench merge`")
     run.add_argument("--slurm", metavar="PARTITION", help="submit one Slurm array task per shard (submitit), "
                      "each into --out/shards/K, then merge them into --out; a rerun submits only unfinished shards")
-    run.add_argument("--shards", type=int, metavar="N", help="number of shards for --slurm (default: one per cell)")
+    run.add_argument("--shards", type=int, metavar="N", help="number of shards for --slurm or --executor local "
+                     "(default: one per cell)")
     run.add_argument("--executor", choices=["slurm", "local"],
-                     help="with --slurm: slurm (default) or local (the shards as local processes, submitit's "
-                          "LocalExecutor)")
-    run.add_argument("--nproc", type=int, metavar="N", help="split each cell's sampling and likelihood across N "
-                     "local processes (runs this command under torchrun --nproc_per_node N; gloo on CPU, NCCL on GPU)")
+                     help="slurm (with --slurm PARTITION; the default) or local (the shards as local processes, "
+                          "submitit's LocalExecutor; no --slurm needed)")
+    run.add_argument("--nproc", type=int, metavar="N", help="split each cell's sampling, features and likelihood "
+                     "across N local processes (runs this command under torchrun --nproc_per_node N; gloo on CPU, "
+                     "NCCL on GPU)")
     run.add_argument("--no-parts", action="store_true", help="keep no parts of unfinished cells on disk "
                      "(genbench.partials; sets GENBENCH_PARTS=off for torchrun ranks and Slurm jobs too): a killed "
                      "cell then reruns whole")
