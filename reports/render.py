@@ -1,8 +1,8 @@
 """A report document written as HTML (one self-contained file), Markdown, LaTeX (booktabs) or CSV.
 
 HTML embeds every image as a ``data:`` URI and holds no external reference (no script, font or
-link), so the file opens from anywhere. Markdown and LaTeX write their figures into a
-``<stem>_files/`` folder beside them. CSV holds one row per model x metric.
+link), so the file opens from anywhere. Markdown writes its figures into a ``<stem>_files/``
+folder beside it; LaTeX holds the tables alone. CSV holds one row per model x metric.
 """
 from __future__ import annotations
 
