@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc, which reruns the command
-    warnings.formatwarning = warning_line
+    previous, warnings.formatwarning = warnings.formatwarning, warning_line  # restored: main() runs in tests too
     try:
         return args.func(args)
     except (UserError, UnknownNameError) as e:
@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     except RankLost as e:  # torchrun: another rank died or never arrived
         print(f"genbench: error: {e}; finished cells are in the records file (use --resume)", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

@@ -77,3 +77,7 @@ def test_a_warning_is_one_genbench_line(tmp_path):
     lines = [l for l in r.stderr.splitlines() if "FID from 20 samples" in l]
     assert lines and all(l.startswith("genbench: warning: FID from 20 samples") for l in lines)
     assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
+    import warnings
+
+    before = warnings.formatwarning
+    assert main(["list", "suites"]) == 0 and warnings.formatwarning is before  # in-process callers keep theirs
