@@ -336,9 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _genbench_dirs() -> tuple[str, ...]:
+    """The folders genbench's modules live in (``genbench`` and its top-level sub-packages)."""
+    import importlib
+
+    names = ("genbench", "genbench.adapters", "genbench.suites", "genbench.reports", "genbench.results")
+    return tuple(str(Path(importlib.import_module(n).__file__).resolve().parent) + os.sep for n in names)
+
+
 def warning_line(message, category, filename, lineno, line=None) -> str:
-    """A warning as the user reads it (`genbench: warning: ...`), not Python's file:line and source line."""
-    return f"genbench: warning: {message}\n"
+    """A warning as one line: genbench's own as the user reads them (`genbench: warning: ...`), not
+    Python's file:line and source line; another library's with its category and origin, so it is
+    not taken for genbench's."""
+    if str(Path(filename).resolve()).startswith(_genbench_dirs()):
+        return f"genbench: warning: {message}\n"
+    return f"genbench: warning from {Path(filename).name}:{lineno} ({category.__name__}): {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

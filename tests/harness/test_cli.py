@@ -79,5 +79,12 @@ def test_a_warning_is_one_genbench_line(tmp_path):
     assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
     import warnings
 
+    from genbench.cli import warning_line
+    from genbench.suites import image_quality
+
+    # another library's warning keeps its category and origin: not taken for genbench's own
+    assert warning_line("x", UserWarning, image_quality.__file__, 3) == "genbench: warning: x\n"
+    assert warning_line("y", FutureWarning, "/lib/site-packages/torch/nn/init.py", 7) == \
+        "genbench: warning from init.py:7 (FutureWarning): y\n"
     before = warnings.formatwarning
     assert main(["list", "suites"]) == 0 and warnings.formatwarning is before  # in-process callers keep theirs
