@@ -10,6 +10,7 @@ was allocated before it started, plus this adapter's weights.
 from __future__ import annotations
 
 import gc
+import itertools
 import resource
 import sys
 import time
@@ -29,21 +30,36 @@ def synchronize(device: str) -> None:
 
 
 def time_calls(fn: Callable[[int], Any], *, repeats: int, warmup: int, device: str, min_repeat_s: float = 0.0,
-               stable_tolerance: float | None = None, max_warmup: int = 20) -> np.ndarray:
+               stable_tolerance: float | None = None, max_warmup: int = 20,
+               progress: Callable[..., Iterable] | None = None, desc: str = "speed") -> np.ndarray:
     """Seconds per call of ``fn(i)``: one value per repeat, after the warm-up.
 
     Warm-up: ``warmup`` untimed calls (indices -1, -2, ...), then, with ``stable_tolerance``,
     more until the last two agree within that fraction (at most ``max_warmup`` in all).
     Each repeat calls ``fn`` until ``min_repeat_s`` has passed (at least once) and gives the
-    mean time per call; the device is synchronised before each clock read.
+    mean time per call; the device is synchronised before each clock read. ``progress``
+    (``SuiteContext.progress``) shows the warm-up calls and the repeats as bars (a slow
+    model's cell is minutes of them).
     """
+    bar = progress or (lambda it, **kw: it)
+    last: list[float] = []
+
+    def warming() -> bool:
+        if len(last) < warmup:
+            return True
+        return (stable_tolerance is not None and len(last) < max_warmup
+                and (len(last) < 2 or abs(last[-1] - last[-2]) > stable_tolerance * min(last[-2:])))
+
     synchronize(device)
-    last = [_one_call(fn, -1 - i, device) for i in range(warmup)]
-    while (stable_tolerance is not None and len(last) < max_warmup
-           and (len(last) < 2 or abs(last[-1] - last[-2]) > stable_tolerance * min(last[-2:]))):
+    warm = bar(itertools.count(), desc=f"{desc} warm-up", unit="call")
+    calls_started = iter(warm)
+    while warming():
+        next(calls_started)
         last.append(_one_call(fn, -1 - len(last), device))
+    if hasattr(warm, "close"):
+        warm.close()
     times, i = [], 0
-    for _ in range(repeats):
+    for _ in bar(range(repeats), desc=f"{desc} repeats", unit="repeat"):
         calls = 0
         t0 = time.perf_counter()
         while True:
@@ -163,7 +179,8 @@ class Speed(Suite):
         tol = None if o["stable_tolerance"] is None else float(o["stable_tolerance"])
         min_repeat_s = float(o["min_repeat_s_cuda"] if cuda else o["min_repeat_s"])
         timing = {"warmup": int(o["warmup"]), "stable_tolerance": tol, "min_repeat_s": min_repeat_s}
-        times = time_calls(sample_batch, repeats=int(o["repeats"]), device=ctx.device, **timing)
+        times = time_calls(sample_batch, repeats=int(o["repeats"]), device=ctx.device, **timing,
+                           progress=ctx.progress, desc=f"speed batch {bs}")
         s = last["samples"]
         per_sample_units = _units_per_sample(s)
         conv = {"device": ctx.device, "threads": torch.get_num_threads(), "batch_size": bs,
@@ -186,7 +203,7 @@ class Speed(Suite):
                      convention={"counted_by": "the adapter: forward passes each sample goes through"})
 
         lat = time_calls(lambda i: sample_batch(i, 1), repeats=int(o["latency_repeats"]), device=ctx.device,
-                         **{**timing, "warmup": 1})
+                         **{**timing, "warmup": 1}, progress=ctx.progress, desc="speed latency")
         yield Metric("latency_s", float(np.median(lat)), unit="s", higher_is_better=False,
                      n=int(o["latency_repeats"]), convention={**conv, "batch_size": 1, **spread(lat),
                                                                "repeats": int(o["latency_repeats"])})

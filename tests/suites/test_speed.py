@@ -38,6 +38,23 @@ def test_warm_up_lasts_until_the_call_time_settles():
     assert calls == [-1, -2, -3, -4, -5, 0, 1]
 
 
+def test_warm_up_and_repeats_show_progress():
+    """A slow model's speed cell is minutes of calls: the warm-up calls and the repeats go through
+    ``progress`` (``SuiteContext.progress``, a tqdm bar in a run) and every call is counted."""
+    shown = {}
+
+    def progress(iterable, desc, unit):
+        shown[desc] = [unit, 0]
+        for x in iterable:
+            shown[desc][1] += 1
+            yield x
+
+    durations = iter([0.16, 0.08, 0.04, 0.02, 0.02] + [0.001] * 100)
+    speed.time_calls(lambda i: time.sleep(next(durations)), repeats=3, warmup=1, device="cpu",
+                     stable_tolerance=0.5, progress=progress, desc="speed batch 8")
+    assert shown == {"speed batch 8 warm-up": ["call", 5], "speed batch 8 repeats": ["repeat", 3]}
+
+
 def test_each_repeat_lasts_at_least_min_repeat_s():
     calls = []
 
