@@ -195,15 +195,15 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from genbench.reports.build import write_report
+    from genbench.reports.build import write_report_files
 
     if args.out:
         from genbench.store import ensure_parent_dir
 
         ensure_parent_dir(Path(args.out))
-    out = write_report(args.dirs, Path(args.out) if args.out else None, formats=args.format,
-                       baseline=args.baseline)
-    print(f"report: {out}")
+    for out in write_report_files(args.dirs, Path(args.out) if args.out else None, formats=args.format,
+                                  baseline=args.baseline):
+        print(f"report: {out}")
     return 0
 
 
@@ -213,7 +213,7 @@ DEMO_PRESETS = ("quickstart", "tradeoff")
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded presets (one run directory each under --out) and one report over all."""
     from genbench import runner
-    from genbench.reports.build import write_report
+    from genbench.reports.build import write_report_files
 
     presets = args.preset or list(DEMO_PRESETS)
     specs = [runner.load_run_file(preset_path(p)) for p in presets]
@@ -224,9 +224,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = []
     for spec in specs:
         results += runner.run(spec, out / spec.name, resume=args.resume)
-    report = write_report([str(out / s.name) for s in specs], out / "report.md")
+    reports = write_report_files([str(out / s.name) for s in specs], out / "report.md")  # and report.html
     failed = [r for r in results if r.status == "failed"]
-    print(f"records: {', '.join(str(out / s.name / 'records.jsonl') for s in specs)}\nreport: {report}\n"
+    print(f"records: {', '.join(str(out / s.name / 'records.jsonl') for s in specs)}\n"
+          f"report: {', '.join(map(str, reports))}\n"
           f"{len(results)} cells, {len(failed)} failed, {time.perf_counter() - t0:.0f} s")
     return 1 if failed else 0
 

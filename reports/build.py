@@ -350,8 +350,14 @@ def _run_dirs(dirs: list[str]) -> list[str]:
 
 def write_report(dirs: list[str], out: Path | None = None, *, formats: list[str] | None = None,
                  baseline: str | None = None) -> Path:
+    """``write_report_files``, returning the first file written (``out`` itself, or its stem's)."""
+    return write_report_files(dirs, out, formats=formats, baseline=baseline)[0]
+
+
+def write_report_files(dirs: list[str], out: Path | None = None, *, formats: list[str] | None = None,
+                       baseline: str | None = None) -> list[Path]:
     """Read the store only; write the report in each of ``formats`` (default: from ``out``'s suffix,
-    ``.md`` also writing the HTML page beside it). Returns the first file written."""
+    ``.md`` also writing the HTML page beside it). Returns every file written, in ``formats`` order."""
     from genbench.reports import render
 
     out = Path(out) if out else Path(dirs[0]) / "report.html"
@@ -373,4 +379,4 @@ def write_report(dirs: list[str], out: Path | None = None, *, formats: list[str]
         path = out if out.suffix == FORMATS[fmt] else out.with_suffix(FORMATS[fmt])
         render.RENDERERS[fmt](report, path)
         written.append(path)
-    return written[0]
+    return written

@@ -164,5 +164,8 @@ def test_cli_report_formats_and_bad_format(tmp_path, capsys):
     out = tmp_path / "r" / "report.html"
     assert main(["report", str(run), "--out", str(out), "--format", "csv", "--format", "latex"]) == 0
     assert out.with_suffix(".csv").exists() and out.with_suffix(".tex").exists() and not out.exists()
+    # every file written is announced, not only the first
+    assert capsys.readouterr().out.splitlines() == [f"report: {out.with_suffix('.csv')}",
+                                                    f"report: {out.with_suffix('.tex')}"]
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such directory" in capsys.readouterr().err
