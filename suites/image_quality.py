@@ -422,7 +422,12 @@ def _draw_samples(generator: Generator, extractors: list, ctx: SuiteContext, lab
                 return s, i, j, [None] * len(extractors)
             s.validate(j - i, "image")
             images = s.images
-            if images.shape[-1] == 1 and o["grey"] == "convert":  # grey samples read as the grey reference is
+            if images.shape[-1] == 1:  # grey samples read as the grey reference is, or a run-file fix
+                if o["grey"] != "convert":
+                    raise UserError(f"{generator.name}: its samples are greyscale {tuple(images.shape)}; the "
+                                    "extractors need RGB. Set grey = \"convert\" in [suite.image_quality] (or "
+                                    "--set image_quality.grey=convert) to replicate the channel, as the "
+                                    "reference tools do for greyscale images")
                 images = np.repeat(images, 3, axis=-1)
 
             def measure(ex, spatial: bool) -> dict[str, np.ndarray]:

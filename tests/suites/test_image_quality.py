@@ -233,6 +233,11 @@ def test_grey_samples_follow_grey_convert_and_chunks_show_progress(files, tmp_pa
 
     ctx = SuiteContext(seed=0, options=_options(files, save_png=False), artifacts=tmp_path / "rgb")
     assert grey == {m.metric: m.value for m in ImageQuality().run(Replicated(), ctx)}
+    # grey = "error" (the default): the message names the run-file option, not a numpy call
+    ctx = SuiteContext(seed=0, options=_options(files, save_png=False), artifacts=tmp_path / "err")
+    with pytest.raises(UserError, match=r'fake-grey: its samples are greyscale .*grey = "convert" in '
+                                        r'\[suite.image_quality\]'):
+        list(ImageQuality().run(Grey(), ctx))
 
 
 def test_digits_defaults_and_path_unchanged(tmp_path):
