@@ -24,8 +24,10 @@ Likelihood (:meth:`HFCausalLM.log_likelihood`) is lm-evaluation-harness's
 Windows of all documents in one call are batched together (``batch_size`` per forward pass,
 sorted by length, right-padded, with no attention mask (in a causal model no real position
 sees the padding after it) and no position ids (the model's default positions 0..T-1 are
-every window's; passed explicitly, transformers checks them for packed sequences, which
-reads a value back from the device every batch), so pass many documents per call for
+every window's). Without a mask or a cache, transformers asks of every forward pass whether
+its rows pack several sequences, reading a value back from the device (a stall of the host
+per batch on an accelerator); a window is never packed, so :func:`rows_not_packed` answers
+for it (the same causal mask, no read-back). So pass many documents per call for
 throughput. Documents are tokenized once, in a background thread, chunk by chunk (shortest
 documents first, so the device starts early) while the previous chunk is scored; a chunk's
 batches go to the device in one copy; batches run across chunks (the longest few windows of
@@ -255,6 +257,35 @@ class WindowStream:
             nll = self.token_nll(self.forward(ids), tgt)
             # float64 sums; NaN iff a scored NLL is NaN (NLLs are >= 0, +inf or NaN)
             self._sums.append(torch.where(keep, nll, 0.0).sum(dim=1, dtype=torch.float64))
+
+
+@contextlib.contextmanager
+def rows_not_packed() -> Iterator[None]:
+    """For the duration, transformers' check for packed sequences answers "not packed" without
+    reading the device.
+
+    transformers (5.x) runs ``masking_utils.find_packed_sequence_indices`` on every forward pass
+    without an attention mask or a cache, on the position ids the model makes itself, and ends it
+    with a Python ``if`` on a device tensor: one read-back per forward pass, which on an
+    accelerator keeps the host from queueing the next batch until this one is done. Each row
+    here is one window at the model's default positions 0..T-1, for which that check returns
+    None, so None is the answer: the same causal mask (SDPA's ``is_causal`` path). Absent in
+    other transformers versions: then nothing is changed."""
+    import transformers.masking_utils as masking
+
+    check = getattr(masking, "find_packed_sequence_indices", None)
+    if check is None:
+        yield
+        return
+    masking.find_packed_sequence_indices = _not_packed
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = check
+
+
+def _not_packed(position_ids: torch.Tensor) -> None:
+    return None
 
 
 def _no_windows() -> PackedWindows:
@@ -612,7 +643,8 @@ class HFCausalLM(Generator):
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Right-padded ids (B, T) -> logits (B, T, V); no attention mask, no position ids (see
         the module docstring)."""
-        return self.model(input_ids=ids, use_cache=False).logits
+        with rows_not_packed():
+            return self.model(input_ids=ids, use_cache=False).logits
 
     # --- sampling ------------------------------------------------------------------
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,

@@ -29,3 +29,23 @@ def test_compile_module_leaves_eager_modules_alone():
     forward = net.forward
     assert compile_module(net, None, "x") is None and net.forward == forward
     assert set(COMPILE_MODES) == {"default", "reduce-overhead", "max-autotune"}
+
+
+@pytest.mark.parametrize("name", ["ar-digits", "masked-digits", "diffusion-digits", "ar-kjv", "masked-kjv"])
+def test_zoo_likelihoods_read_nothing_back_per_batch(name):
+    """The zoo models' likelihood loops read no value back from the device while they run (on an
+    accelerator each read would hold the host until the device caught up): counted here on the
+    CPU, over many batches (tests/host_reads.py)."""
+    from genbench import data
+    from tests.host_reads import HostReads
+
+    g = build_adapter(name, eval_batch_size=4)
+    if g.modality == "image":
+        batch = data.digits_arrays("test")[0][:16]
+    else:
+        book = data.kjv_texts("test")[0]
+        batch = [book[i * 300: (i + 1) * 300] for i in range(6)]
+    g.log_likelihood(batch[:2], seed=0)  # first-call set-up out of the count
+    with HostReads() as reads:
+        g.log_likelihood(batch, seed=0)
+    assert reads.count == 0, (reads.ops, reads.where)

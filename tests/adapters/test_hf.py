@@ -304,6 +304,29 @@ def test_likelihood_forward_takes_ids_only(lm, monkeypatch):
     assert seen and all(k == ["input_ids", "use_cache"] for k in seen)
 
 
+def test_likelihood_reads_nothing_back_per_batch(lm):
+    """No value is read back from the device while the windows are scored (on an accelerator
+    each read holds the host until the device has caught up; counted here on the CPU). Before
+    ``rows_not_packed`` transformers' packed-sequence check read one per forward pass; the check
+    is back in place afterwards."""
+    import transformers.masking_utils as masking
+
+    from genbench.adapters import hf
+    from tests.host_reads import HostReads
+
+    check = masking.find_packed_sequence_indices
+    docs = [SHORT, LONG, TEXT] * 8  # 22 forward passes of 4 windows
+    lm.log_likelihood(docs[:3])
+    with HostReads() as reads:
+        ll = lm.log_likelihood(docs)
+    assert reads.count == 0, (reads.ops, reads.where)
+    assert masking.find_packed_sequence_indices is check
+    with hf.rows_not_packed():  # what it answers is what the check says of a window's positions
+        assert masking.find_packed_sequence_indices(torch.arange(9)[None].expand(3, 9)) is None
+    assert check(torch.arange(9)[None].expand(3, 9)) is None
+    np.testing.assert_array_equal(ll.nll[:3], lm.log_likelihood(docs[:3]).nll)
+
+
 def test_window_stream_does_not_depend_on_the_chunking(ckpt, lm):
     """WindowStream: windows added in chunks of any size (empty ones too) get the NLLs of
     one add, in the order they were added; a stream with nothing added reads nothing."""

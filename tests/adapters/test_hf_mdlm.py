@@ -149,6 +149,18 @@ def test_elbo_is_unbiased_for_the_exact_bound_which_exceeds_the_exact_nll(ckpt, 
     assert abs(est.nll[0] - exact) < 3 * est.stderr[0]
 
 
+def test_likelihood_reads_nothing_back_per_batch(ckpt):
+    """The Monte Carlo passes of many windows read no value back from the device while they run
+    (each would hold the host on an accelerator; counted on the CPU: tests/host_reads.py)."""
+    from tests.host_reads import HostReads
+
+    lm = HFMaskedDiffusionLM(str(ckpt), mc_samples=4, batch_size=8)
+    lm.log_likelihood(["a b c"], seed=0)
+    with HostReads() as reads:
+        lm.log_likelihood(["The river runs down to the sea.", "In spring the water is high and fast."] * 6, seed=0)
+    assert reads.count == 0, (reads.ops, reads.where)
+
+
 def test_likelihood_record_fields(lm):
     ll = lm.log_likelihood([SHORT], seed=0).validate()
     assert ll.kind is LikelihoodKind.UPPER_BOUND and lm.likelihood_kind is LikelihoodKind.UPPER_BOUND

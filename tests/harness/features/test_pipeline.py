@@ -14,6 +14,7 @@ from genbench.features.build import build_extractor
 from genbench.features.extractor_inception import InceptionExtractor
 from genbench.features.statistics import path_to_statistics
 from tests.harness.features.helpers import digit_images, write_pngs
+from tests.host_reads import HostReads
 from tests.reference import assert_matches_reference
 
 torch = pytest.importorskip("torch")
@@ -80,7 +81,8 @@ def test_resize_on_the_device_path_matches_the_host_path(data, mixed, standin):
 
 def test_the_accelerator_code_path_on_cpu(data, mixed, monkeypatch):
     """The CUDA path (pinned double-buffered staging, non-blocking copies, features kept on the
-    device until the end, the resize there) run with CPU stand-ins for pinning and events."""
+    device until the end, the resize there) run with CPU stand-ins for pinning and events; it
+    reads nothing back from the device per batch."""
     class Event:
         def record(self):
             pass
@@ -98,6 +100,12 @@ def test_the_accelerator_code_path_on_cpu(data, mixed, monkeypatch):
     for workers in (0, 2):
         dev = path_to_statistics(mixed, ex, use_cache=False, keep_features=True, batch_size=3, workers=workers)
         assert_matches_reference(dev.features, host.features, rtol=1e-5, atol=1e-6, what="staged, resized on tensors")
+    # one read-back per stream (its finiteness check, at the end), however many batches: the host
+    # never waits for the device inside the loop, kept features or streamed statistics alike
+    for batch_size, keep in ((3, True), (1, True), (1, False)):
+        with HostReads() as reads:
+            path_to_statistics(mixed, ex, use_cache=False, keep_features=keep, batch_size=batch_size, workers=0)
+        assert reads.count == 1, (batch_size, keep, reads.ops, reads.where)
 
 
 def test_worker_errors_name_the_file_and_the_pool_goes_on(data, tmp_path):
