@@ -75,15 +75,16 @@ def causal_sample(
     nfe = 0
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
-        u = examples_to_uniforms(seed, first + start, size, (length,))  # (size, length): sample i's own stream
+        # (size, length): sample i's own stream, on the device once per batch (the steps read nothing back)
+        u = to_device(examples_to_uniforms(seed, first + start, size, (length,)), device)
         x = torch.full((size, 1), bos_id, dtype=torch.int64, device=device)
         cache = KVCache(model.cfg.n_layers) if kv_cache else None
         for pos in range(length):
             inp = x[:, -1:] if cache is not None else x
-            logits = model(inp, cache=cache)[:, -1].float().cpu()
+            logits = model(inp, cache=cache)[:, -1].float()
             nfe += 1
             nxt = logits_to_ids(logits, u[:, pos], temperature)
-            x = torch.cat([x, nxt[:, None].to(x.device)], dim=1)
+            x = torch.cat([x, nxt[:, None]], dim=1)
         out[start: start + size] = x[:, 1:].cpu()
     return out, nfe
 

@@ -1,5 +1,10 @@
-"""Host-to-device copies shared by the adapters' likelihood paths."""
+"""Host-device traffic shared by the adapters: copies to the device that do not wait for it
+(``to_device``), and no read-back in transformers' mask preparation (``rows_not_packed``); the
+zoo models' compile option."""
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -15,6 +20,35 @@ def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     if device.type == "cuda" and x.device.type == "cpu":
         return x.pin_memory().to(device, non_blocking=True)
     return x.to(device)
+
+
+@contextlib.contextmanager
+def rows_not_packed() -> Iterator[None]:
+    """For the duration, transformers' check for packed sequences answers "not packed" without
+    reading the device.
+
+    transformers (5.x) runs ``masking_utils.find_packed_sequence_indices`` on every forward pass
+    without an attention mask or a cache, on the position ids the model makes itself, and ends it
+    with a Python ``if`` on a device tensor: one read-back per forward pass, which on an
+    accelerator keeps the host from queueing the next batch until this one is done. Each row
+    here is one window at the model's default positions 0..T-1, for which that check returns
+    None, so None is the answer: the same causal mask (SDPA's ``is_causal`` path). Absent in
+    other transformers versions: then nothing is changed."""
+    import transformers.masking_utils as masking
+
+    check = getattr(masking, "find_packed_sequence_indices", None)
+    if check is None:
+        yield
+        return
+    masking.find_packed_sequence_indices = _not_packed
+    try:
+        yield
+    finally:
+        masking.find_packed_sequence_indices = check
+
+
+def _not_packed(position_ids: torch.Tensor) -> None:
+    return None
 
 
 #: torch.compile modes the zoo models take as the option ``compile`` ("reduce-overhead" also

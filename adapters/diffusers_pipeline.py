@@ -60,6 +60,7 @@ import torch
 
 from genbench.adapters.conditioning import (check_guidance, condition_to_labels, images_to_model_input,
                                             sample_generators)
+from genbench.adapters.device import to_device
 from genbench.adapters.sampling import example_generator
 from genbench.errors import UserError
 from genbench.features.quantise import float_images_to_uint8
@@ -238,8 +239,10 @@ class DiffusersPipeline(Generator):
     # --- sampling ----------------------------------------------------------------------
     def _denoise(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """One network evaluation: x (B, C, h, w), t (B,), labels (B,) or None -> prediction (B, C', h, w)."""
-        kwargs = {} if labels is None else {"class_labels": labels.to(self.device)}
-        return self.model(x.to(self.device, self.dtype), t.to(self.device), **kwargs).sample.float()
+        # host tensors go through to_device (pinned, non-blocking): a plain .to() of host memory
+        # waits for the device's queue to drain, at every step
+        kwargs = {} if labels is None else {"class_labels": to_device(labels, self.device)}
+        return self.model(to_device(x, self.device).to(self.dtype), to_device(t, self.device), **kwargs).sample.float()
 
     @torch.inference_mode()
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
@@ -339,8 +342,17 @@ class DiffusersPipeline(Generator):
     def likelihood_kind(self) -> LikelihoodKind:
         return LikelihoodKind.UNAVAILABLE if self.likelihood_unavailable_reason else LikelihoodKind.UPPER_BOUND
 
+    def _schedule_on_device(self) -> dict[str, torch.Tensor]:
+        """``training`` (float64) on the model's device, copied there once: the bound's terms are
+        computed where the network's predictions are, with nothing read back per batch."""
+        cached = getattr(self, "_device_schedule", None)
+        if cached is None or cached[0] != str(self.device):
+            cached = self._device_schedule = (str(self.device), {k: to_device(v, self.device)
+                                                                 for k, v in self.training.items()})
+        return cached[1]
+
     def _x0_from(self, pred: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = self.training["acp"][t].view(-1, 1, 1, 1)
+        a = self._schedule_on_device()["acp"][t].view(-1, 1, 1, 1)
         kind = self.base_scheduler.config.get("prediction_type", "epsilon")
         if kind == "epsilon":
             x0 = (xt - (1 - a).sqrt() * pred) / a.sqrt()
@@ -352,13 +364,15 @@ class DiffusersPipeline(Generator):
 
     def timestep_terms(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The bound's term at timestep t (0-based: L_0 at t = 0, else L_{t}'s KL) for each row:
-        x0 (B, C, H, W) in [-1, 1], t (B,) int64, noise (B, C, H, W) -> (B,) float64 nats."""
-        s = self.training
-        x0, noise = x0.double(), noise.double()
+        x0 (B, C, H, W) in [-1, 1], t (B,) int64, noise (B, C, H, W) -> (B,) float64 nats, on
+        the model's device (computed there in float64)."""
+        s = self._schedule_on_device()
+        x0, noise, t = (to_device(v, self.device) for v in (x0.double(), noise.double(), t))
         a = s["acp"][t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        labels = None if self.num_classes is None else torch.full((len(t),), self.null_class, dtype=torch.int64)
-        pred = self._denoise(xt.float(), t, labels).double().cpu()
+        labels = None if self.num_classes is None else torch.full((len(t),), self.null_class, dtype=torch.int64,
+                                                                  device=t.device)
+        pred = self._denoise(xt.float(), t, labels).double()
         x0_hat = self._x0_from(pred, xt, t)
         mean = s["coef_x0"][t].view(-1, 1, 1, 1) * x0_hat + s["coef_xt"][t].view(-1, 1, 1, 1) * xt
         if self.variance == "fixed_small":
@@ -393,12 +407,14 @@ class DiffusersPipeline(Generator):
             rows_t.append(torch.arange(big_t) if self.all_timesteps else torch.randint(0, big_t, (k,), generator=g))
             rows_noise.append(torch.randn((k, *x0.shape[1:]), generator=g, dtype=torch.float64))
         ts, noise = torch.stack(rows_t), torch.stack(rows_noise)  # (N, K), (N, K, C, H, W)
-        terms = torch.empty(n, k, dtype=torch.float64)
-        flat = [(i, j) for i in range(n) for j in range(k)]
-        for s0 in range(0, len(flat), self.eval_batch_size):
-            chunk = flat[s0: s0 + self.eval_batch_size]
-            ii, jj = torch.tensor([c[0] for c in chunk]), torch.tensor([c[1] for c in chunk])
-            terms[ii, jj] = self.timestep_terms(x0[ii], ts[ii, jj], noise[ii, jj])
+        # the (image, timestep) pairs in row-major order, eval_batch_size per forward pass; each
+        # batch's terms stay on the device until one read at the end
+        ii, jj = torch.arange(n).repeat_interleave(k), torch.arange(k).repeat(n)
+        t_flat, parts = ts[ii, jj], []
+        for s0 in range(0, n * k, self.eval_batch_size):
+            rows = slice(s0, s0 + self.eval_batch_size)
+            parts.append(self.timestep_terms(x0[ii[rows]], t_flat[rows], noise[ii[rows], jj[rows]]))
+        terms = (torch.cat(parts).cpu() if parts else torch.empty(0, dtype=torch.float64)).view(n, k)
         prior = self.prior_term(x0)
         if self.all_timesteps:
             nll, stderr, mc = prior + terms.sum(1), None, None

@@ -403,6 +403,7 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
     """
     sched = Schedule(net.cfg.logsnr_min, net.cfg.logsnr_max)
     grid = sched.logsnr(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64))
+    grid_net = to_device(grid.float(), device)  # the network's input, on its device once
     out = torch.empty(n, PIXELS, dtype=torch.int64)
     nfe = 0
     for b0 in range(0, n, batch_size):
@@ -412,13 +413,15 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
             g = example_generator(seed, start + b0 + i, stream="sample")
             noise.append(torch.randn(steps + 1 if sampler == "ancestral" else 1, PIXELS, generator=g,
                                      dtype=torch.float64))
-        noise_t = torch.stack(noise)  # (size, steps+1 or 1, 64)
+        # (size, steps+1 or 1, 64), on the device once per batch: the steps (float64 there, as
+        # here) read nothing back, so the host never waits for the device between steps
+        noise_t = to_device(torch.stack(noise), device)
         z = noise_t[:, 0]
         for j in range(steps):
             lam_t, lam_s = grid[j], grid[j + 1]
             a_t, s_t = alpha_sigma(lam_t)
             a_s, s_s = alpha_sigma(lam_s)
-            x_hat = net.x_hat(z.float().to(device), lam_t.expand(size).float().to(device)).double().cpu()
+            x_hat = net.x_hat(z.float(), grid_net[j].expand(size)).double()
             nfe += 1
             if sampler == "ddim":
                 eps_hat = (z - a_t * x_hat) / s_t
@@ -427,7 +430,7 @@ def diffusion_sample(net: Denoiser, n: int, *, seed: int, steps: int, sampler: s
                 c = -torch.expm1(lam_t - lam_s)  # sigma_{t|s}^2 / sigma_t^2, in (0, 1)
                 z = a_s * ((1 - c) * z / a_t + c * x_hat) + torch.sqrt(c) * s_s * noise_t[:, j + 1]
         a0, _ = alpha_sigma(grid[-1])
-        out[b0: b0 + size] = torch.clamp(torch.round((z / a0 + 1.0) / BIN_WIDTH), 0, LEVELS - 1).long()
+        out[b0: b0 + size] = torch.clamp(torch.round((z / a0 + 1.0) / BIN_WIDTH), 0, LEVELS - 1).long().cpu()
     return out, nfe
 
 

@@ -60,9 +60,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genbench.adapters.device import to_device
+from genbench.adapters.device import rows_not_packed, to_device
 from genbench.adapters.raster import cache_argument
-from genbench.adapters.sampling import examples_to_uniforms, logits_to_ids
+from genbench.adapters.sampling import BrokenLogits, examples_to_uniforms, logits_to_ids
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -257,35 +257,6 @@ class WindowStream:
             nll = self.token_nll(self.forward(ids), tgt)
             # float64 sums; NaN iff a scored NLL is NaN (NLLs are >= 0, +inf or NaN)
             self._sums.append(torch.where(keep, nll, 0.0).sum(dim=1, dtype=torch.float64))
-
-
-@contextlib.contextmanager
-def rows_not_packed() -> Iterator[None]:
-    """For the duration, transformers' check for packed sequences answers "not packed" without
-    reading the device.
-
-    transformers (5.x) runs ``masking_utils.find_packed_sequence_indices`` on every forward pass
-    without an attention mask or a cache, on the position ids the model makes itself, and ends it
-    with a Python ``if`` on a device tensor: one read-back per forward pass, which on an
-    accelerator keeps the host from queueing the next batch until this one is done. Each row
-    here is one window at the model's default positions 0..T-1, for which that check returns
-    None, so None is the answer: the same causal mask (SDPA's ``is_causal`` path). Absent in
-    other transformers versions: then nothing is changed."""
-    import transformers.masking_utils as masking
-
-    check = getattr(masking, "find_packed_sequence_indices", None)
-    if check is None:
-        yield
-        return
-    masking.find_packed_sequence_indices = _not_packed
-    try:
-        yield
-    finally:
-        masking.find_packed_sequence_indices = check
-
-
-def _not_packed(position_ids: torch.Tensor) -> None:
-    return None
 
 
 def _no_windows() -> PackedWindows:
@@ -683,6 +654,8 @@ class HFCausalLM(Generator):
     def _sample_batch(self, u: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
         size = u.shape[0]
         seq = torch.full((size, 1), self.prefix_token_id, dtype=torch.int64, device=self.device)
+        u = to_device(u, self.device)  # once per batch: the steps read nothing back (sampling.logits_to_ids)
+        broken = BrokenLogits()
         past = None
         calls = 0
         cache_arg = cache_argument(self.model)
@@ -695,13 +668,13 @@ class HFCausalLM(Generator):
                 out = self.model(input_ids=seq, use_cache=False)
             calls += 1
             logits = out.logits[:, -1].float()
-            broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
-            if bool(broken.any()):
-                r = int(broken.nonzero()[0, 0])
-                raise UserError(f"{NAME}: model produced NaN or infinite logits while sampling (sample {start + r}, "
-                                f"position {pos}) ({self.resolved_path}); check the weights or use dtype=\"float32\"")
-            nxt = logits_to_ids(logits, u[:, pos], self.temperature).to(self.device)
+            broken.note(logits, pos)
+            nxt = logits_to_ids(logits, u[:, pos], self.temperature)
             seq = torch.cat([seq, nxt[:, None]], dim=1)
+        found = broken.earliest()
+        if found is not None:
+            raise UserError(f"{NAME}: model produced NaN or infinite logits while sampling (sample {start + found[0]}, "
+                            f"position {found[1]}) ({self.resolved_path}); check the weights or use dtype=\"float32\"")
         return seq[:, 1:].cpu(), calls
 
 

@@ -400,19 +400,32 @@ class HFMaskedDiffusionLM(Generator):
                             f"model's {self.model_positions} ({self.resolved_path}/config.json); use at most "
                             f"{self.model_positions}")
 
+        flags: list[torch.Tensor] = []  # per step: (NaN anywhere, +inf or no finite logit somewhere), on the device
+
         def logits_fn(ids: torch.Tensor) -> torch.Tensor:
-            if ids.shape[1] == width:
-                return self.logits(ids, where="while sampling")
-            # mask-padded: a shorter sample is the first tokens of a window whose rest stays
-            # masked, the same convention as a short window in log_likelihood
-            pad = torch.full((len(ids), width - ids.shape[1]), self.mask_id, dtype=torch.int64)
-            return self.logits(torch.cat([ids, pad], dim=1), where="while sampling")[:, : ids.shape[1]]
+            # left on the device and checked when sampling is done: a check per step would read
+            # a value back every step (the logits() check, for the same conditions)
+            if ids.shape[1] != width:
+                # mask-padded: a shorter sample is the first tokens of a window whose rest stays
+                # masked, the same convention as a short window in log_likelihood
+                pad = torch.full((len(ids), width - ids.shape[1]), self.mask_id, dtype=torch.int64, device=ids.device)
+                ids = torch.cat([ids, pad], dim=1)
+            logits = self._device_logits(ids).float()[:, : self.length]
+            flags.append(torch.stack([torch.isnan(logits).any(), (torch.isposinf(logits).any(-1)
+                                                                  | ~torch.isfinite(logits).any(-1)).any()]))
+            return logits
 
         with torch.inference_mode(), _as_this_adapter():
             ids, nfe = masked_sample(logits_fn, n, self.length, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
                                      order=self.order, first=start)
+        nan, inf = torch.stack(flags).any(0).tolist() if flags else (False, False)
+        if nan or inf:
+            raise UserError(f"{NAME}: model produced {'NaN' if nan else 'infinite'} logits while sampling "
+                            f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
+                            "check the weights, or load in float32 (option dtype=\"float32\") if a "
+                            "half-precision model overflows")
         tokens = ids.numpy().astype(np.int64)
         texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),

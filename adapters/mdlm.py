@@ -107,11 +107,10 @@ def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torc
         logp[..., mask_id] = -math.inf
     logp = torch.log_softmax(logp, dim=-1)
     revealed = xt != mask_id
-    if revealed.any():
-        carry = torch.full_like(logp, -math.inf)
-        carry.scatter_(-1, xt.clamp(max=vocab - 1).unsqueeze(-1), 0.0)
-        logp = torch.where(revealed.unsqueeze(-1), carry, logp)
-    return logp
+    # no `if revealed.any()`: that would read a value back from the device at every step
+    carry = torch.full_like(logp, -math.inf)
+    carry.scatter_(-1, xt.clamp(max=vocab - 1).unsqueeze(-1), 0.0)
+    return torch.where(revealed.unsqueeze(-1), carry, logp)
 
 
 # --------------------------------------------------------------------------------------
@@ -491,6 +490,10 @@ def masked_sample(
     noise comes from ``sampling.example_generator(seed, first + i, stream="sample")``, so samples do not
     depend on ``batch_size`` nor on how a run is split into calls (up to floating-point differences
     between batched matmuls); ``rows`` count from 0 within the call.
+
+    The steps run where ``logits_fn`` leaves its logits (the ids follow them after the first
+    step); the noise, drawn on the CPU, is copied there without waiting, and the ids come back
+    once per batch: no step reads anything back from an accelerator.
     """
     check_masked_sampler_options("masked_sample", length, steps=steps, schedule=schedule, order=order,
                                  temperature=temperature, choice_temperature=choice_temperature, run_file=False)
@@ -503,13 +506,17 @@ def masked_sample(
         # the rows a call from 0 would (genbench.distributed splits sampling by it)
         gens = [example_generator(seed, first + start + i, stream="sample") for i in range(size)]
         x = torch.full((size, length), mask_id, dtype=torch.int64)
+        rows = torch.arange(start, start + size)
         for step, count in enumerate(counts):
-            logits = logits_fn(x, torch.arange(start, start + size)) if with_rows else logits_fn(x)
+            logits = logits_fn(x, rows) if with_rows else logits_fn(x)
+            x = to_device(x, logits.device)  # after the first step a no-op: the ids stay with the logits
             logp = subs_log_probs(logits, x, mask_id)   # (b, L, V), mask id at -inf
             nfe += 1
             # one draw of noise per sample and step: vocabulary columns for the tokens, one
-            # more for the choice of positions
-            u = torch.stack([torch.rand(logp.shape[1], logp.shape[2] + 1, generator=g) for g in gens])
+            # more for the choice of positions; drawn on the CPU (each sample's keyed
+            # generator) and sent to the logits' device without waiting for it
+            u = to_device(torch.stack([torch.rand(logp.shape[1], logp.shape[2] + 1, generator=g) for g in gens]),
+                          logp.device)
             gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
             if temperature > 0:
                 cand = (logp / temperature + gumbel[..., :-1]).argmax(-1)
@@ -525,7 +532,7 @@ def masked_sample(
             conf = torch.where(x == mask_id, conf, -math.inf)
             pick = conf.topk(count, dim=1).indices
             x.scatter_(1, pick, cand.gather(1, pick))
-        out[start: start + size] = x
+        out[start: start + size] = x.cpu()
     return out, nfe
 
 
@@ -638,7 +645,11 @@ class _MaskedModel(Generator):
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) with mask id -> logits (B, L, V) over real ids (the mask id is not an output)."""
-        return self.model(ids.to(self.device)).float().cpu()
+        return self._device_logits(ids).cpu()
+
+    def _device_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """``logits`` left on the model's device (the sampler and the ELBO work there)."""
+        return self.model(to_device(ids, self.device)).float()
 
     @property
     def likelihood_kind(self) -> LikelihoodKind:
@@ -675,10 +686,7 @@ class _MaskedModel(Generator):
 
     def _elbo_grid(self, block: ElboBlock, seed: int,
                    finish: Callable[[np.ndarray, np.ndarray], LogLikelihood]) -> ElboGrid:
-        def device_logits(x: torch.Tensor) -> torch.Tensor:  # left on the device: the ELBO sums there
-            return self.model(to_device(x, self.device))
-
-        return sequences_to_elbo_grid(device_logits, [block], self.mask_id, finish, mc_samples=self.mc_samples,
+        return sequences_to_elbo_grid(self._device_logits, [block], self.mask_id, finish, mc_samples=self.mc_samples,
                                       seed=seed, timesteps=self.timesteps, weight=self.weight,
                                       batch_size=self.eval_batch_size)
 
@@ -710,7 +718,7 @@ class MaskedDigits(_MaskedModel):
             raise UserError(f"{self.name}: need n >= 0 and batch_size >= 1")
         s = self._steps(steps, self.config.seq_len)
         with torch.inference_mode():
-            ids, nfe = masked_sample(self.logits, n, self.config.seq_len, self.mask_id, steps=s, seed=seed,
+            ids, nfe = masked_sample(self._device_logits, n, self.config.seq_len, self.mask_id, steps=s, seed=seed,
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
                                      order=self.order, first=start)
@@ -785,8 +793,8 @@ class MaskedText(_MaskedModel):
         def logits_of_prefix(ids: torch.Tensor) -> torch.Tensor:
             # A shorter sample is the first bytes of a window whose rest stays masked, the
             # same convention as a short window in log_likelihood (and what training saw).
-            pad = torch.full((len(ids), window - ids.shape[1]), self.mask_id, dtype=torch.int64)
-            return self.logits(torch.cat([ids, pad], dim=1))[:, : ids.shape[1]]
+            pad = torch.full((len(ids), window - ids.shape[1]), self.mask_id, dtype=torch.int64, device=ids.device)
+            return self._device_logits(torch.cat([ids, pad], dim=1))[:, : ids.shape[1]]
 
         with torch.inference_mode():
             ids, nfe = masked_sample(logits_of_prefix, n, self.length, self.mask_id, steps=s, seed=seed,

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from genbench.adapters.sampling import logits_to_ids
+from genbench.adapters.device import rows_not_packed, to_device
+from genbench.adapters.sampling import BrokenLogits, logits_to_ids
 from genbench.errors import UserError
 
 
@@ -55,6 +56,8 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
     guided = null_prefix is not None and guidance_scale != 1.0
     seq = torch.cat([prefix, null_prefix]) if guided else prefix
     seq = seq.to(device)
+    u = to_device(u, device)  # once per batch: the steps read nothing back (sampling.logits_to_ids)
+    broken = BrokenLogits()
     b, length = prefix.shape[0], u.shape[1]
     past, out = None, []
     cache_arg = cache_argument(model)
@@ -68,15 +71,17 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
         if guided:
             cond, null = logits[:b], logits[b:]
             logits = null + guidance_scale * (cond - null)
-        if not torch.isfinite(logits).any(-1).all() or torch.isnan(logits).any():
-            raise UserError(f"{name}: the model produced NaN or no finite logit while sampling (position {pos}); "
-                            "check the weights or load in float32")
+        broken.note(logits, pos)
         if temperature > 0:
             logits = filter_logits(logits / temperature, top_k, top_p)
-        nxt = logits_to_ids(logits, u[:, pos], 1.0 if temperature > 0 else 0.0).to(device)
+        nxt = logits_to_ids(logits, u[:, pos], 1.0 if temperature > 0 else 0.0)
         out.append(nxt)
         step = torch.cat([nxt, nxt]) if guided else nxt
         seq = torch.cat([seq, step[:, None]], dim=1)
+    found = broken.earliest()
+    if found is not None:
+        raise UserError(f"{name}: the model produced NaN or no finite logit while sampling (position {found[1]}); "
+                        "check the weights or load in float32")
     return torch.stack(out, dim=1).cpu()
 
 
@@ -113,14 +118,15 @@ def raster_nll(model: Any, prefix: torch.Tensor, tokens: torch.Tensor, vocab: in
     (N,) float64 nats, ``-sum_j log softmax(logits[:vocab])[token_j]`` (float32 log-softmax,
     float64 sums)."""
     device = next(model.parameters()).device
-    out = torch.empty(len(tokens), dtype=torch.float64)
     p = prefix.shape[1]
+    parts = [torch.zeros(0, dtype=torch.float64, device=device)]  # per batch, on the device until one read
     for s in range(0, len(tokens), batch_size):
-        seq = torch.cat([prefix[s: s + batch_size], tokens[s: s + batch_size]], dim=1).to(device)
-        logits = model(input_ids=seq[:, :-1], use_cache=False).logits[:, p - 1:, :vocab].float()
+        seq = to_device(torch.cat([prefix[s: s + batch_size], tokens[s: s + batch_size]], dim=1), device)
+        with rows_not_packed():  # full rows from position 0: transformers' packing check would read back
+            logits = model(input_ids=seq[:, :-1], use_cache=False).logits[:, p - 1:, :vocab].float()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, seq[:, p:, None]).squeeze(-1)
-        out[s: s + batch_size] = -logp.double().sum(1).cpu()
-    return out
+        parts.append(-logp.double().sum(1))
+    return torch.cat(parts).cpu()
 
 
 def check_sampling_options(name: str, temperature: Any, top_k: Any, top_p: Any) -> tuple[float, int, float]:

@@ -58,19 +58,50 @@ def examples_to_uniforms(seed: int, start: int, count: int, shape: Sequence[int]
 
 
 def logits_to_ids(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Inverse-CDF draws: logits (B, V), uniforms u (B,) in [0, 1) -> ids (B,) int64 on the CPU.
+    """Inverse-CDF draws: logits (B, V), uniforms u (B,) in [0, 1) -> ids (B,) int64 on the
+    logits' device.
 
-    The CDF is built in float64 on the CPU, so a draw depends only on the logits, not on how
-    a batch rounds its sums; an id of probability zero is never drawn. ``temperature == 0``
-    is argmax.
+    The CDF is built in float64, row by row, so a draw depends only on its row's logits, not on
+    how a batch rounds its sums; an id of probability zero is never drawn. ``temperature == 0``
+    is argmax. Nothing is read back to the host: on an accelerator a sampler that reads once
+    per token holds the host until the device has caught up, every token (callers move ``u``
+    to the device once per batch; a draw there can differ from the CPU's only where ``u``
+    falls within float64 rounding of a CDF step).
     """
-    logits = logits.detach().to("cpu", torch.float64)
+    logits = logits.detach().to(torch.float64)
     if temperature == 0:
         return logits.argmax(-1)
     cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
-    x = (u.to(torch.float64) * cdf[:, -1]).unsqueeze(-1)
+    x = (u.to(logits.device, torch.float64) * cdf[:, -1]).unsqueeze(-1)
     ids = torch.searchsorted(cdf, x, right=True).squeeze(-1)
     return ids.clamp_(max=logits.shape[-1] - 1)
+
+
+class BrokenLogits:
+    """Rows whose logits were NaN, +inf or nowhere finite at some step of a sampler, noted on the
+    device at every step and read once, when the batch is done (a check per step would read a
+    value back every token; the draws from broken logits are garbage, never an error)."""
+
+    def __init__(self):
+        self.first: torch.Tensor | None = None  # (B,) int64: each row's first broken step, -1 for none
+
+    def note(self, logits: torch.Tensor, step: int) -> None:
+        """logits (B, V) of one step."""
+        broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
+        if self.first is None:
+            self.first = torch.full(broken.shape, -1, dtype=torch.int64, device=logits.device)
+        self.first = torch.where(broken & (self.first < 0), step, self.first)
+
+    def earliest(self) -> tuple[int, int] | None:
+        """(row, step) of the earliest broken logits (the lowest row among ties), or None: one read."""
+        if self.first is None:
+            return None
+        first = self.first.cpu().numpy()
+        if not (first >= 0).any():
+            return None
+        steps = np.where(first >= 0, first, np.iinfo(np.int64).max)
+        row = int(steps.argmin())
+        return row, int(steps[row])
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.0) -> float:

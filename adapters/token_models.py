@@ -43,6 +43,7 @@ import torch
 
 from genbench.adapters import mdlm
 from genbench.adapters.conditioning import check_guidance, condition_to_labels, images_to_model_input
+from genbench.adapters.device import to_device
 from genbench.adapters.diffusers_tokenizers import vq_codes_to_images, vq_pixels_to_codes
 from genbench.adapters import hf
 from genbench.adapters.raster import check_sampling_options, raster_images, raster_nll
@@ -172,7 +173,7 @@ class _TokenModel(Generator):
     @torch.inference_mode()
     def codes_to_images(self, codes: torch.Tensor) -> np.ndarray:
         """int64 (N, h*w) -> uint8 (N, H, W, C) through the VQ decoder, by the ``round`` rule."""
-        idx = codes.reshape(len(codes), *self.grid).to(self.device)
+        idx = to_device(codes.reshape(len(codes), *self.grid), self.device)
         lookup = bool(getattr(self.vq.config, "lookup_from_codebook", False))
         return vq_codes_to_images(self.vq, idx, self.vq.quantize.embedding.embedding_dim, lookup)
 
@@ -180,7 +181,7 @@ class _TokenModel(Generator):
     def images_to_codes(self, images: Any) -> torch.Tensor:
         """uint8 (N, H, W, C) -> int64 codes (N, h*w), the VQ encoder's nearest codes."""
         x = images_to_model_input(self.label, images, self.image_size, self.channels)
-        x = torch.from_numpy(x).permute(0, 3, 1, 2).float().to(self.device) / 127.5 - 1.0
+        x = to_device(torch.from_numpy(x).permute(0, 3, 1, 2).float(), self.device) / 127.5 - 1.0
         return vq_pixels_to_codes(self.vq, x).reshape(len(x), -1).cpu().long()
 
     @property
@@ -335,9 +336,10 @@ class TokenMasked(_TokenModel):
         return LikelihoodKind.UNAVAILABLE if self.likelihood_unavailable_reason else LikelihoodKind.UPPER_BOUND
 
     def _logits(self, ids: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-        """Masked code ids (B, L) with their prefix (B, P) -> logits (B, L, K) over the codes only."""
-        seq = torch.cat([prefix, ids], dim=1).to(self.device)
-        return self.model(input_ids=seq).logits[:, prefix.shape[1]:, : self.codebook_size].float().cpu()
+        """Masked code ids (B, L) with their prefix (B, P) -> logits (B, L, K) over the codes only,
+        left on the model's device (the sampler and the ELBO work there: nothing read back)."""
+        seq = torch.cat([to_device(prefix, self.device), to_device(ids, self.device)], dim=1)
+        return self.model(input_ids=seq).logits[:, prefix.shape[1]:, : self.codebook_size].float()
 
     def sample(self, n: int, *, seed: int, batch_size: int = 64, condition: Any = None,
                steps: int | None = None, start: int = 0) -> Samples:
@@ -346,14 +348,16 @@ class TokenMasked(_TokenModel):
         labels = condition_to_labels(self.label, n, condition, self.num_classes, start)
         model = self if steps is None or int(steps) == self.steps else self.with_options(steps=int(steps))
         guided = model.guidance_scale != 1.0
-        prefixes = model.prefix(labels, n)
+        prefixes = to_device(model.prefix(labels, n), self.device)
+        null = to_device(model.null_prefix(n), self.device) if guided else None
 
         def logits_fn(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            rows = to_device(rows, self.device)
             cond = model._logits(ids, prefixes[rows])
             if not guided:
                 return cond
-            null = model._logits(ids, model.null_prefix(len(ids)))
-            return null + model.guidance_scale * (cond - null)
+            unconditional = model._logits(ids, null[: len(ids)])
+            return unconditional + model.guidance_scale * (cond - unconditional)
 
         with torch.inference_mode():
             codes, _ = mdlm.masked_sample(logits_fn, n, self.length, self.mask_token, steps=model.steps, seed=seed,

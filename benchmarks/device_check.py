@@ -202,7 +202,8 @@ def profile_rows(what: str, fn: Callable[[], Any], device: str, top: int = 6, se
 def likelihood_section(args) -> None:
     import torch
 
-    from genbench.adapters.hf import HFCausalLM, documents_to_windows, rows_not_packed
+    from genbench.adapters.device import rows_not_packed
+    from genbench.adapters.hf import HFCausalLM, documents_to_windows
     from genbench.suite import SuiteContext
     from genbench.suites.likelihood import Likelihood, documents_to_metrics
 
@@ -271,7 +272,7 @@ def likelihood_section(args) -> None:
                 f"use_cache=False, as a user writes it (transformers reads a value back each forward); "
                 f"{spread_text(t_plain)}")
             row("likelihood", f"{what}: plain, no read-back", f"{r_free:,.0f} tok/s",
-                f"the same under hf.rows_not_packed, as the suite runs it; {spread_text(t_free)}")
+                f"the same under device.rows_not_packed, as the suite runs it; {spread_text(t_free)}")
             row("likelihood", f"{what}: suite / plain", f"{r_suite / max(r_plain, r_free):.3f}",
                 f"against the faster plain forward; target >= 0.9; (vs the user's plain: {r_suite / r_plain:.3f}); "
                 f"token perplexity {records.get('token_perplexity', float('nan')):.1f} (random weights: ~vocab)")

@@ -16,15 +16,48 @@ READS = ("aten._local_scalar_dense", "aten.is_nonzero", "aten.equal", "aten.nonz
          "aten._unique", "aten.unique", "aten.repeat_interleave.Tensor")
 
 
+#: Tensor methods that copy a device tensor to the host; on the CPU they run without the
+#: dispatcher (the tensor is there already), so they are counted where Python calls them
+#: (``numpy()`` is not one: it refuses a device tensor, so it only ever sees host tensors)
+COPIES = ("cpu", "tolist", "item")
+
+
 class HostReads(TorchDispatchMode):
     """``with HostReads() as reads: ...``: ``reads.count`` the read-backs made inside, and
-    ``reads.where`` the first few call sites (for the failure message)."""
+    ``reads.where`` the first few call sites (for the failure message).
+
+    ``reads.copies`` counts calls of the ``COPIES`` methods: on the CPU these also run on
+    tensors that never were on a device, so tests compare them between two sizes of the same
+    work (more steps, more batches) rather than expect none."""
 
     def __init__(self):
         super().__init__()
         self.count = 0
+        self.copies = 0
         self.ops: collections.Counter = collections.Counter()
         self.where: list[str] = []
+        self._saved: dict = {}
+
+    def __enter__(self):
+        import torch
+
+        for name in COPIES:
+            method = self._saved[name] = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _method=method, _name=name, **kwargs):
+                self.copies += 1
+                self.ops[f"Tensor.{_name}"] += 1
+                return _method(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, name, counted)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        import torch
+
+        for name, method in self._saved.items():
+            setattr(torch.Tensor, name, method)
+        return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func)

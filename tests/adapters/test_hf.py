@@ -311,7 +311,7 @@ def test_likelihood_reads_nothing_back_per_batch(lm):
     is back in place afterwards."""
     import transformers.masking_utils as masking
 
-    from genbench.adapters import hf
+    from genbench.adapters.device import rows_not_packed
     from tests.host_reads import HostReads
 
     check = masking.find_packed_sequence_indices
@@ -321,7 +321,7 @@ def test_likelihood_reads_nothing_back_per_batch(lm):
         ll = lm.log_likelihood(docs)
     assert reads.count == 0, (reads.ops, reads.where)
     assert masking.find_packed_sequence_indices is check
-    with hf.rows_not_packed():  # what it answers is what the check says of a window's positions
+    with rows_not_packed():  # what it answers is what the check says of a window's positions
         assert masking.find_packed_sequence_indices(torch.arange(9)[None].expand(3, 9)) is None
     assert check(torch.arange(9)[None].expand(3, 9)) is None
     np.testing.assert_array_equal(ll.nll[:3], lm.log_likelihood(docs[:3]).nll)

@@ -200,3 +200,22 @@ def test_readme_run_files_use_real_suites_and_adapter_options():
         for variant in runner.adapter_variants(spec):
             factory = ADAPTERS.get(split_adapter_spec(variant.spec)[0])
             assert {k for k, _ in variant.options} <= set(inspect.signature(factory).parameters), variant
+
+
+@pytest.mark.parametrize("key,options", [("ddpm8", {"eval_batch_size": 4, "mc_samples": 4}),
+                                         ("igpt", {"batch_size": 2}), ("tar", {"batch_size": 2}),
+                                         ("tmask", {"batch_size": 4, "mc_samples": 4})])
+def test_likelihood_reads_back_once_per_call(ck, key, options):
+    """The bound or the exact NLL of 6 images, in several batches, is read back from the device
+    once per call, never per batch (on an accelerator each read would hold the
+    host until the device caught up; counted on the CPU: tests/host_reads.py)."""
+    from tests.host_reads import HostReads
+
+    g = build_adapter(_adapters(ck, key)[0], **options)
+    images = digit_images(0, 6, size=8)  # (6, 8, 8, 3); ddpm8 takes one channel
+    images = images[..., :1].copy() if key == "ddpm8" else images
+    g.log_likelihood(images[:2], seed=0)
+    with HostReads() as reads:
+        g.log_likelihood(images, seed=0)
+    # the token models also read their images' VQ codes once, before scoring
+    assert reads.count == 0 and reads.copies <= (2 if key in ("tar", "tmask") else 1), (reads.ops, reads.where)

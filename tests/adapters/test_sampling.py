@@ -161,3 +161,29 @@ def test_template_and_fake_adapters_take_start():
     for gen in (UniformNoise(size=4), FakeAR()):
         whole = gen.sample(N, seed=3, batch_size=3).images
         np.testing.assert_array_equal(gen.sample(M, seed=3, batch_size=2, start=K).images, whole[K: K + M])
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS) + list(IMAGE_ADAPTERS))
+def test_sampling_reads_nothing_back_per_step(name, request):
+    """One batch of samples reads back from the device only at its end, never per step (on an
+    accelerator a read per step holds the host until the device has caught up, every step: the
+    speed suite would time the harness). Counted on the CPU (tests/host_reads.py): no value read
+    through the dispatcher, and at most a few host copies, however many steps."""
+    from tests.host_reads import HostReads
+
+    if name in IMAGE_ADAPTERS:
+        key, options = IMAGE_ADAPTERS[name]
+        gen = build_adapter(f"{name.split('[')[0]}:{request.getfixturevalue('image_ck')[key]}", **options)
+    else:
+        gen = _adapter(name, request)
+    gen.sample(2, seed=0, batch_size=2)  # first-call set-up (compilation, caches) out of the count
+    with HostReads() as reads:
+        gen.sample(4, seed=0, batch_size=4)
+    # at least 4 steps each: a copy per step would exceed 3 (the batch's own: ids or images to
+    # the host, the deferred NaN check)
+    assert reads.copies <= 3, (reads.ops, reads.where)
+    if name.startswith("diffusers"):
+        # diffusers' schedulers branch on their timesteps, which genbench keeps on the host
+        # (set_timesteps without a device): reads of host tensors, no wait for the device
+        return
+    assert reads.count == 0, (reads.ops, reads.where)
