@@ -665,7 +665,8 @@ class HFCausalLM(Generator):
                 out = self.model(input_ids=inp, use_cache=True, **{cache_arg: past})
                 past = getattr(out, cache_arg)
             else:
-                out = self.model(input_ids=seq, use_cache=False)
+                with rows_not_packed():  # one sequence per row: transformers' packing check would read back
+                    out = self.model(input_ids=seq, use_cache=False)
             calls += 1
             logits = out.logits[:, -1].float()
             broken.note(logits, pos)

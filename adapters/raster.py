@@ -66,7 +66,8 @@ def raster_sample(model: Any, prefix: torch.Tensor, u: torch.Tensor, vocab: int,
             res = model(input_ids=seq if past is None else seq[:, -1:], use_cache=True, **{cache_arg: past})
             past = getattr(res, cache_arg)
         else:
-            res = model(input_ids=seq, use_cache=False)
+            with rows_not_packed():  # one sequence per row: transformers' packing check would read back
+                res = model(input_ids=seq, use_cache=False)
         logits = res.logits[:, -1, :vocab].float()
         if guided:
             cond, null = logits[:b], logits[b:]

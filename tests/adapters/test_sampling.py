@@ -35,8 +35,8 @@ ADAPTERS = {
 }
 
 
-def _adapter(name, request):
-    options = ADAPTERS[name]
+def _adapter(name, request, **extra):
+    options = {**ADAPTERS[name], **extra}
     base = name.split("[")[0]
     if base == "hf-causal-lm":
         base = f"{base}:{request.getfixturevalue('ckpt')}"
@@ -171,19 +171,24 @@ def test_sampling_reads_nothing_back_per_step(name, request):
     through the dispatcher, and at most a few host copies, however many steps."""
     from tests.host_reads import HostReads
 
-    if name in IMAGE_ADAPTERS:
-        key, options = IMAGE_ADAPTERS[name]
-        gen = build_adapter(f"{name.split('[')[0]}:{request.getfixturevalue('image_ck')[key]}", **options)
-    else:
-        gen = _adapter(name, request)
-    gen.sample(2, seed=0, batch_size=2)  # first-call set-up (compilation, caches) out of the count
-    with HostReads() as reads:
-        gen.sample(4, seed=0, batch_size=4)
-    # at least 4 steps each: a copy per step would exceed 3 (the batch's own: ids or images to
-    # the host, the deferred NaN check)
-    assert reads.copies <= 3, (reads.ops, reads.where)
-    if name.startswith("diffusers"):
-        # diffusers' schedulers branch on their timesteps, which genbench keeps on the host
-        # (set_timesteps without a device): reads of host tensors, no wait for the device
-        return
-    assert reads.count == 0, (reads.ops, reads.where)
+    def make(**extra):
+        if name in IMAGE_ADAPTERS:
+            key, options = IMAGE_ADAPTERS[name]
+            return build_adapter(f"{name.split('[')[0]}:{request.getfixturevalue('image_ck')[key]}",
+                                 **options, **extra)
+        return _adapter(name, request, **extra)
+
+    variants = [make()]
+    if getattr(variants[0], "kv_cache", False):  # also without the key/value cache: the whole prefix each step
+        variants.append(make(kv_cache=False))
+    for g in variants:
+        g.sample(2, seed=0, batch_size=2)  # first-call set-up (compilation, caches) out of the count
+        with HostReads() as reads:
+            g.sample(4, seed=0, batch_size=4)
+        # at least 4 steps each: a copy per step would exceed 3 (the batch's own: ids or images
+        # to the host, the deferred NaN check)
+        assert reads.copies <= 3, (reads.ops, reads.where)
+        if not name.startswith("diffusers"):
+            # (diffusers' schedulers branch on their timesteps, which genbench keeps on the host,
+            # set_timesteps without a device: reads of host tensors, no wait for the device)
+            assert reads.count == 0, (g.kv_cache if hasattr(g, "kv_cache") else None, reads.ops, reads.where)
