@@ -1,6 +1,7 @@
 """The runner: a run is suites x adapters x seeds, each cell recorded as it finishes."""
 from __future__ import annotations
 
+import os
 import time
 import tomllib
 import traceback
@@ -12,7 +13,7 @@ from genbench import provenance
 from genbench.errors import UserError
 from genbench.registry import ADAPTERS, SUITES, UnknownNameError, build_adapter, split_adapter_spec
 from genbench.store import RunStore, StoreWriteError
-from genbench.suite import Suite, SuiteContext
+from genbench.suite import Suite, SuiteContext, check_option_value
 
 #: the keys a run file may hold at its top level
 RUN_FILE_KEYS = {
@@ -25,6 +26,10 @@ RUN_FILE_KEYS = {
     "suite": "tables of suite options, [suite.NAME]",
     "adapter": "tables of adapter options, [adapter.\"NAME\"]",
 }
+
+
+#: the largest seed a run takes (numpy's RandomState, which KID's subsets use, takes 32 bits)
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -64,6 +69,8 @@ class RunSpec:
                 raise UserError(f"{where}: field 'seeds' must hold integers, got {s!r}; e.g. seeds = [0, 1]")
             if s < 0:
                 raise UserError(f"{where}: field 'seeds' holds {s}; seeds must be >= 0")
+            if s > MAX_SEED:  # KID's subsets draw from np.random.RandomState(seed), which takes 32 bits
+                raise UserError(f"{where}: field 'seeds' holds {s}; seeds must be at most {MAX_SEED} (2**32 - 1)")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"{where}: field 'seeds' repeats a seed ({_repeated(self.seeds)}); "
                             "list each seed once")
@@ -84,9 +91,20 @@ class RunSpec:
                                 f"add it to 'suites' or remove the table")
         names = {split_adapter_spec(a)[0] for a in self.adapters}
         for spec in self.adapters:
-            name, _ = split_adapter_spec(spec)
+            name, path = split_adapter_spec(spec)
             if name not in ADAPTERS:
                 raise UserError(f"{where}: field 'adapters': {ADAPTERS.unknown(name)}")
+            if path is not None and not path.strip():
+                raise UserError(f"{where}: field 'adapters': {spec!r} names no path after the colon; write {name} "
+                                f"or {name}:DIR")
+        same = {}  # one checkpoint under two spellings (DIR and DIR/) would run and be reported twice
+        for spec in self.adapters:
+            name, path = split_adapter_spec(spec)
+            key = (name, None if path is None else os.path.normpath(path))
+            if key in same:
+                raise UserError(f"{where}: field 'adapters' lists {same[key]!r} and {spec!r}, one checkpoint; "
+                                "list it once")
+            same[key] = spec
         for table, opts in self.adapter_options.items():
             if table not in self.adapters and table not in names:
                 raise UserError(f"{where}: [adapter.\"{table}\"] configures an adapter the run does not include; "
@@ -103,7 +121,7 @@ class RunSpec:
         if dataset is not None and "likelihood" in self.suites:
             images = [a for a in self.adapters if _factory_modality(split_adapter_spec(a)[0]) == "image"]
             if not images or _is_text_dataset(dataset):
-                _check_text_dataset(dataset, where)
+                check_text_dataset(dataset, where)
                 if images:
                     raise UserError(f"{where}: likelihood dataset {dataset!r} is text data, but {images} are image "
                                     "models, which the likelihood suite scores on image data (digits[:SPLIT], "
@@ -143,22 +161,27 @@ def _check_image_dataset(spec: Any, where: str) -> None:
                         f"fashion-mnist[:SPLIT], an image folder, a .npz with arr_0 or hf:PATH[:SPLIT]")
 
 
-def _check_text_dataset(spec: Any, where: str) -> None:
-    """The cheap half of ``textdata.load_documents``: a file that must exist does, a name is known."""
+def check_text_dataset(spec: Any, where: str, field: str = "likelihood dataset") -> None:
+    """The cheap half of ``textdata.load_documents``: a file that must exist does, a name (and a
+    KJV split) is known. field: what the run calls it, for the message."""
     from genbench import textdata
+    from genbench.data import SPLITS
 
     if not isinstance(spec, str):
-        raise UserError(f"{where}: likelihood dataset must be a string (kjv[:split], a file or a preset), got {spec!r}")
+        raise UserError(f"{where}: {field} must be a string (kjv[:split], a file or a preset), got {spec!r}")
     path = Path(spec.partition("#")[0])
+    if spec.startswith("kjv:") and spec.partition(":")[2] not in SPLITS:
+        raise UserError(f"{where}: {field} {spec!r}: unknown KJV split; use kjv or kjv:SPLIT with SPLIT one of "
+                        f"{', '.join(SPLITS)}")
     if spec == "kjv" or spec.startswith("kjv:") or spec in textdata.PRESETS:
         return
     if path.suffix == ".txt" or path.suffix in textdata.TABLE_SUFFIXES:
         if not path.is_file():
-            raise UserError(f"{where}: dataset file {path} does not exist; pass an existing .txt/.jsonl/.parquet/.csv "
+            raise UserError(f"{where}: {field} file {path} does not exist; pass an existing .txt/.jsonl/.parquet/.csv "
                             f"file or a preset ({', '.join(sorted(textdata.PRESETS))})")
         return
-    raise UserError(f"{where}: unknown dataset {spec!r}; use kjv[:split], a local .txt/.jsonl/.parquet/.csv file, "
-                    f"or a preset: {', '.join(sorted(textdata.PRESETS))}")
+    raise UserError(f"{where}: unknown {field.split()[-1]} {spec!r}; use kjv[:split], a local .txt/.jsonl/.parquet/.csv "
+                    f"file, or a preset: {', '.join(sorted(textdata.PRESETS))}")
 
 
 def _repeated(items: list) -> Any:
@@ -227,9 +250,16 @@ def _factory_modality(name: str) -> str | None:
 def adapter_option_names(factory: Any) -> set[str] | None:
     """The keyword options a factory accepts, following ``**options`` up the class hierarchy;
     None when it takes any keyword (a ``**kwargs`` that is not forwarded to a known base)."""
+    defaults = adapter_option_defaults(factory)
+    return None if defaults is None else set(defaults)
+
+
+def adapter_option_defaults(factory: Any) -> dict[str, Any] | None:
+    """Each keyword option a factory accepts -> its default (None where it has none), the
+    nearest class's first; None when it takes any keyword (see ``adapter_option_names``)."""
     import inspect
 
-    names: set[str] = set()
+    defaults: dict[str, Any] = {}
     if inspect.isclass(factory):
         inits = [c.__dict__["__init__"] for c in factory.__mro__ if "__init__" in c.__dict__ and c is not object]
     else:
@@ -239,9 +269,11 @@ def adapter_option_names(factory: Any) -> set[str] | None:
             params = inspect.signature(init).parameters.values()
         except (TypeError, ValueError):
             return None
-        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        for p in params:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("self", "path", "device"):
+                defaults.setdefault(p.name, None if p.default is p.empty else p.default)
         if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return names - {"self", "path", "device"}
+            return defaults
     return None
 
 
@@ -263,6 +295,9 @@ def _check_adapter_options(variant: "Variant", where: str) -> None:
     if unknown:
         raise UserError(f"{where}: [adapter.\"{variant.spec}\"] unknown option(s) {sorted(unknown)}; "
                         f"{name} takes {sorted(valid) or 'no options'}{_did_you_mean(unknown, valid)}")
+    defaults = adapter_option_defaults(factory) or {}
+    for key, value in variant.options:  # a value of the default's type: kv_cache = "no" is not true
+        check_option_value(key, value, defaults.get(key), f"{where}: [adapter.\"{variant.spec}\"]")
 
 
 @dataclass(frozen=True)
@@ -294,11 +329,21 @@ def adapter_variants(spec: "RunSpec") -> list[Variant]:
     out = []
     for a in spec.adapters:
         name, _ = split_adapter_spec(a)
+        if a != name and a in spec.adapter_options and name in spec.adapter_options:
+            raise UserError(f"{where}: [adapter.\"{a}\"] and [adapter.\"{name}\"] both configure {a} (the first "
+                            f"would silently win); keep one table")
         opts = dict(spec.adapter_options.get(a, spec.adapter_options.get(name, {})))
         sweep = opts.pop("sweep", {})
         if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
             raise UserError(f"{where}: [adapter.\"{a}\"] field 'sweep' must be a table of non-empty lists, "
                             f"e.g. sweep.steps = [4, 8, 16]; got {sweep!r}")
+        for key, values in sweep.items():
+            if key in opts:
+                raise UserError(f"{where}: [adapter.\"{a}\"] sets {key} = {opts[key]!r} and sweeps it "
+                                f"(sweep.{key}); keep one of them")
+            if any(values.index(v) != i for i, v in enumerate(values)):
+                raise UserError(f"{where}: [adapter.\"{a}\"] sweep.{key} repeats a value ({_repeated(values)!r}), "
+                                "which would run the same cells twice; list each value once")
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             setting = tuple(zip(keys, values))
@@ -318,10 +363,14 @@ def load_run_file(path: str | Path) -> RunSpec:
     path = Path(path)
     if not path.exists():
         raise UserError(f"run file {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"run file {path} is a directory; give a TOML file (see suites/presets/)")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise UserError(f"run file {path} cannot be read ({e.strerror or e})") from None
     return spec_from_dict(data, source=str(path))
 
 

@@ -68,11 +68,12 @@ class SuiteContext:
         return self.parts.get_or_compute(what, args, index_range, compute)
 
 
-#: options that count something, wherever a suite declares them: a positive integer (or None)
+#: options that count something, wherever a suite (or an adapter) declares them: a positive integer (or None)
 COUNT_OPTIONS = frozenset({
     "n_samples", "batch_size", "repeats", "latency_repeats", "kid_subsets", "kid_subset_size", "pr_k",
     "max_examples", "max_bytes_per_document", "num_classes", "samples_per_class", "sample_chunk",
-    "is_splits", "steps", "mc_samples", "length", "center_crop",
+    "is_splits", "steps", "mc_samples", "length", "center_crop", "max_images", "chunk", "lpips_batch_size",
+    "prdc_k", "feature_cap", "eval_batch_size", "context", "replicates",
 })
 #: options that count something and may be 0
 NONNEGATIVE_OPTIONS = frozenset({"warmup", "fid_bootstrap"})
@@ -84,6 +85,34 @@ BYTES_PER_SAMPLE = 1024
 def _type_name(kind: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a table"}.get(kind, kind.__name__)
+
+
+def check_option_value(key: str, value: Any, default: Any, where: str, *, counts: bool = False) -> None:
+    """One option's value against its default, or a UserError naming ``where`` and the option: a
+    count (``COUNT_OPTIONS``, or ``counts``) is a positive integer, a ``NONNEGATIVE_OPTIONS`` one
+    an integer >= 0 (either may stay None where the default is None); otherwise the value has its
+    default's type (an int default takes integers only, a float default finite numbers)."""
+    from genbench.errors import UserError
+
+    counts = counts or key in COUNT_OPTIONS
+    if counts or key in NONNEGATIVE_OPTIONS:
+        if value is None and default is None:
+            return
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"{where} {key} = {value!r}: must be a whole number, e.g. {key} = "
+                            f"{default if isinstance(default, int) and not isinstance(default, bool) else 100}")
+        low = 1 if counts else 0
+        if value < low:
+            raise UserError(f"{where} {key} = {value}: must be {'positive' if low else '>= 0'}")
+    elif default is not None and value is not None:
+        kind = type(default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+            else isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok:
+            raise UserError(f"{where} {key} = {value!r}: must be {_type_name(kind)}, like the default "
+                            f"{key} = {default!r}")
+        if kind is float and not math.isfinite(value):  # a NaN or infinite time or tolerance never ends a loop
+            raise UserError(f"{where} {key} = {value!r}: must be a finite number, like the default {key} = {default!r}")
 
 
 def available_memory_bytes() -> int:
@@ -126,24 +155,7 @@ class Suite(abc.ABC):
         from genbench.errors import UserError
 
         for key, value in given.items():
-            default = cls.options.get(key)
-            counts = key in COUNT_OPTIONS or key in cls.count_options
-            if counts or key in NONNEGATIVE_OPTIONS:
-                if value is None and default is None:
-                    continue
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise UserError(f"{where} {key} = {value!r}: must be a whole number, e.g. {key} = "
-                                    f"{default if isinstance(default, int) else 100}")
-                low = 1 if counts else 0
-                if value < low:
-                    raise UserError(f"{where} {key} = {value}: must be {'positive' if low else '>= 0'}")
-            elif default is not None and value is not None:
-                kind = type(default)
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
-                    else isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-                if not ok:
-                    raise UserError(f"{where} {key} = {value!r}: must be {_type_name(kind)}, like the default "
-                                    f"{key} = {default!r}")
+            check_option_value(key, value, cls.options.get(key), where, counts=key in cls.count_options)
             if key in cls.option_choices and value not in cls.option_choices[key]:
                 raise UserError(f"{where} {key} = {value!r}: must be one of {list(cls.option_choices[key])}")
         merged = {**cls.options, **given}

@@ -36,6 +36,7 @@ import numpy as np
 
 from genbench.errors import UserError
 from genbench.features import ranks
+from genbench.features.decode import GREY_OPTIONS
 from genbench.interfaces import Generator
 from genbench.metrics import image as image_metrics
 from genbench.partials import fingerprint
@@ -82,6 +83,7 @@ class ImageQuality(Suite):
         # accept weights whose sha256 genbench does not know (Inception, DINOv2); the hash is recorded
         "trust_unknown": False,
     }
+    option_choices = {"grey": GREY_OPTIONS, "is_rule": image_metrics.IS_RULES, "is_order": image_metrics.IS_ORDERS}
 
     #: what only the protocol with a ``reference`` reads; without one they are refused, not ignored
     REFERENCE_ONLY = ("extractor_mode", "num_classes", "samples_per_class", "sample_chunk", "save_png",

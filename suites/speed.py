@@ -157,6 +157,16 @@ class Speed(Suite):
                "min_repeat_s_cuda": 1.5,
                "latency_repeats": 5, "steps": None, "flops": True}
 
+    @classmethod
+    def check_options(cls, given: dict[str, Any], where: str) -> None:
+        """Also: the warm-up tolerance and the repeat times are >= 0."""
+        from genbench.errors import UserError
+
+        super().check_options(given, where)
+        for key in ("stable_tolerance", "min_repeat_s", "min_repeat_s_cuda"):
+            if given.get(key) is not None and given[key] < 0:
+                raise UserError(f"{where} {key} = {given[key]!r}: must be >= 0")
+
     def applies_to(self, generator: Generator) -> bool:
         return hasattr(generator, "sample") and getattr(generator, "paradigm", None) is not None
 

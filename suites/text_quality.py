@@ -48,15 +48,27 @@ class TextQuality(Suite):
     description = "generative perplexity (per scorer unit and per byte, under a scorer LM) and entropy of samples"
     options = {"n_samples": 32, "batch_size": 32, "steps": None, "scorer": "ar-kjv", "reference": "kjv:test",
                "first_token": "unscored"}
+    option_choices = {"first_token": tuple(FIRST_TOKEN_RULES)}
+
+    @classmethod
+    def check_options(cls, given: dict[str, Any], where: str) -> None:
+        """Also: the scorer is a known adapter and the reference text exists, before any cell runs."""
+        from genbench.registry import ADAPTERS, split_adapter_spec
+        from genbench.runner import check_text_dataset
+
+        super().check_options(given, where)
+        scorer = given.get("scorer")
+        if scorer is not None and split_adapter_spec(scorer)[0] not in ADAPTERS:
+            raise UserError(f"{where} scorer = {scorer!r}: {ADAPTERS.unknown(split_adapter_spec(scorer)[0])}")
+        if given.get("reference") is not None:
+            check_text_dataset(given["reference"], where, field="reference")
 
     def applies_to(self, generator: Generator) -> bool:
         return getattr(generator, "modality", None) == "text"
 
     def run(self, generator: Generator, ctx: SuiteContext) -> Iterable[Metric]:
         o = ctx.options
-        rule = o["first_token"]
-        if rule not in FIRST_TOKEN_RULES:
-            raise UserError(f"[suite.text_quality] first_token = {rule!r}; use one of {', '.join(FIRST_TOKEN_RULES)}")
+        rule = o["first_token"]  # one of FIRST_TOKEN_RULES (option_choices)
         n = int(o["n_samples"])
         # bad options and files are found before any sample is drawn
         label, corpus = reference_corpus(o["reference"])

@@ -137,8 +137,6 @@ class TokenizerReconstruction(Suite):
 
     def run(self, tokenizer: Tokenizer, ctx: SuiteContext) -> Iterable[Metric]:
         o = ctx.options
-        if o["resize"] not in ("none", "center_crop", "bicubic"):
-            raise UserError(f"[suite.tokenizer] resize = {o['resize']!r}: use none, center_crop or bicubic")
         if tokenizer.kind not in ("discrete", "continuous"):
             raise UserError(f"tokenizer {tokenizer.name}: kind must be discrete or continuous, got {tokenizer.kind!r}")
         lpips_nets = {}

@@ -54,6 +54,7 @@ def direct_token_nll(d, text: str) -> np.ndarray:
 
 
 def _run(tmp_path, **options):
+    TextQuality.check_options(options, "[suite.text_quality]")  # as a run checks them, before any cell
     o = {**TextQuality.options, "n_samples": 4, **options}
     return {m.metric: m for m in TextQuality().run(FixedText(), SuiteContext(seed=0, options=o, artifacts=tmp_path))}
 
