@@ -23,7 +23,7 @@ WEIGHTS_DIR = PACKAGE_DIR / "weights"
 CARDS_DIR = PACKAGE_DIR / "cards"
 
 #: name -> ``train(seed: int, out_dir: Path) -> None`` (lazy "module:function" strings)
-TRAINERS = Registry("zoo model")
+TRAINERS = Registry("zoo model", list_command="genbench zoo list")
 
 
 def file_sha256(path: Path) -> str:

@@ -28,15 +28,35 @@ def default_out(name: str) -> Path:
 
 def load_plugins(modules: list[str] | None) -> None:
     """Import each ``--plugin`` module, so that the adapters (suites, extractors) it registers
-    with ``@genbench.registry.ADAPTERS.register(NAME)`` exist for this command."""
+    with ``@genbench.registry.ADAPTERS.register(NAME)`` exist for this command. A module that
+    fails to import, or that takes a built-in name, is a UserError naming it."""
     import importlib
+    import traceback
 
+    from genbench.registry import ADAPTERS, EXTRACTORS, SUITES
+
+    registries = (ADAPTERS, SUITES, EXTRACTORS)
     for module in modules or []:
+        # built-in names still declared lazily: a plugin registering one would replace it unseen
+        lazy = [{n: r._entries[n] for n in r.names() if isinstance(r._entries[n], str)} for r in registries]
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise UserError(f"--plugin {module}: cannot import it ({e}); give an importable module name "
                             "(on sys.path or PYTHONPATH), e.g. --plugin my_package.genbench_adapter") from None
+        except Exception as e:  # the plugin's own code raised: say where (its last line on the stack), on one line
+            ours = (str(Path(__file__).parent), "importlib")
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if not any(o in f.filename for o in ours)]
+            at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames and not isinstance(e, SyntaxError) else ""
+            raise UserError(f"--plugin {module}: importing it raised {type(e).__name__}: {e}{at}; fix the "
+                            "module") from None
+        for registry, before in zip(registries, lazy):
+            for name, target in before.items():
+                now = registry._entries.get(name)
+                if not isinstance(now, str) and getattr(now, "__module__", None) != target.partition(":")[0]:
+                    registry._entries[name] = target  # the built-in stays what the name means
+                    raise UserError(f"--plugin {module}: {registry.kind} {name!r} is already registered (by "
+                                    f"{target.partition(':')[0]}); register yours under another name")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,6 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
     spec = _spec_from_args(args)
     spec.validate()
+    if (args.timeout_min is not None or args.gpus_per_node is not None) and args.slurm is None \
+            and args.executor is None:
+        raise UserError(f"{'--timeout-min' if args.timeout_min is not None else '--gpus-per-node'} sets the shard "
+                        "jobs of --slurm PARTITION (or --executor local); this run has none: drop it or add --slurm")
     out = Path(args.out) if args.out else default_out(spec.name)
     if args.no_parts:  # through the environment, so that torchrun's ranks and submitit's jobs inherit it
         os.environ["GENBENCH_PARTS"] = "off"
@@ -180,8 +204,12 @@ def _run_sharded_jobs(args: argparse.Namespace, spec, out: Path) -> int:
     n = args.shards if args.shards is not None else len(cell_keys(spec))  # default: one job per cell
     if n < 1:
         raise UserError(f"--shards {n}: give a number of jobs >= 1")
+    timeout_min = TIMEOUT_MIN if args.timeout_min is None else args.timeout_min
+    if timeout_min < 1 or (args.gpus_per_node is not None and args.gpus_per_node < 0):
+        raise UserError(f"--timeout-min {timeout_min} / --gpus-per-node {args.gpus_per_node}: give minutes >= 1 "
+                        "and GPUs >= 0")
     out, ran = run_on_slurm(spec, out, n, partition=args.slurm, executor=args.executor or "slurm",
-                            plugins=args.plugin, timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node)
+                            plugins=args.plugin, timeout_min=timeout_min, gpus_per_node=args.gpus_per_node)
     failed = [r for r in ran if r[3] == "failed"]
     print(f"records: {out / 'records.jsonl'} ({n} shards, {len(ran)} cells run now, {len(failed)} failed)")
     return 1 if failed else 0
@@ -198,9 +226,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from genbench.reports.build import write_report_files
 
     if args.out:
-        from genbench.store import ensure_parent_dir
+        from genbench.store import check_output_path
 
-        ensure_parent_dir(Path(args.out))
+        check_output_path(Path(args.out))
     for out in write_report_files(args.dirs, Path(args.out) if args.out else None, formats=args.format,
                                   baseline=args.baseline):
         print(f"report: {out}")
@@ -208,6 +236,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 DEMO_PRESETS = ("quickstart", "tradeoff")
+#: --slurm's time limit per shard job, minutes
+TIMEOUT_MIN = 240
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -216,6 +246,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from genbench.reports.build import write_report_files
 
     presets = args.preset or list(DEMO_PRESETS)
+    if len(set(presets)) != len(presets):
+        raise UserError(f"--preset {next(p for i, p in enumerate(presets) if p in presets[:i])} is given twice; "
+                        "name each preset once")
     specs = [runner.load_run_file(preset_path(p)) for p in presets]
     for spec in specs:
         spec.validate()  # every preset checked before anything runs
@@ -240,12 +273,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for name in zoo.TRAINERS.names():
             print(name)
         return 0
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: seeds must be >= 0")
     names = args.model or None
     if names:
         for n in names:
             if n not in zoo.TRAINERS:
                 raise zoo.TRAINERS.unknown(n)
-    out = Path(args.out) if args.out else zoo.WEIGHTS_DIR
+    from genbench.store import check_output_path
+
+    out = check_output_path(Path(args.out) if args.out else zoo.WEIGHTS_DIR, directory=True)
     zoo.train(names, seed=args.seed, out_dir=out, jobs=args.jobs)
     return 0
 
@@ -297,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-parts", action="store_true", help="keep no parts of unfinished cells on disk "
                      "(genbench.partials; sets GENBENCH_PARTS=off for torchrun ranks and Slurm jobs too): a killed "
                      "cell then reruns whole")
-    run.add_argument("--timeout-min", type=int, default=240, help="--slurm: time limit per shard job, minutes")
+    run.add_argument("--timeout-min", type=int, help=f"--slurm: time limit per shard job, minutes (default {TIMEOUT_MIN})")
     run.add_argument("--gpus-per-node", type=int, help="--slurm: GPUs per shard job")
     run.set_defaults(func=cmd_run)
 

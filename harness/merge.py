@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from genbench.errors import UserError
-from genbench.store import (CELLS, LOCK, MANIFEST, RECORDS, RunStore, is_committed, markers_to_committed,
-                            read_records, record_line, write_bytes_atomic, write_json_atomic)
+from genbench.store import (CELLS, LOCK, MANIFEST, MARKER_FIELD_TYPES, RECORD_FIELD_TYPES, RECORDS, RunStore,
+                            check_output_path, is_committed, markers_to_committed, read_records, record_line,
+                            write_bytes_atomic, write_json_atomic)
 
 #: what may sit in a merged run's folder besides the run's files (``genbench run --slurm`` layout)
 MERGE_DIR_EXTRAS = {"shards", "slurm", "artifacts", CELLS, RECORDS, MANIFEST, LOCK}
@@ -43,11 +44,17 @@ def _key(cell: Any) -> tuple[str, str, int]:
 def _read_shard(path: Path) -> dict[str, Any]:
     manifest = RunStore(path).manifest()
     shard = manifest.get("shard") if manifest else None
-    if not shard or not isinstance(shard.get("cells"), list):
+    if not shard or not isinstance(shard, dict) or not isinstance(shard.get("cells"), list):
         raise UserError(f"{path}: not a shard store ({MANIFEST} has no 'shard' entry); pass stores written by "
                         "`genbench run --shard K/N`")
-    return {"dir": path, "manifest": manifest, "index": shard.get("index"), "count": shard.get("count"),
-            "cells": [_key(c) for c in shard["cells"]]}
+    index, count, cells = shard.get("index"), shard.get("count"), shard["cells"]
+    whole = all(isinstance(x, int) and not isinstance(x, bool) for x in (index, count))
+    cells_ok = all(isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and isinstance(c[1], str)
+                   and isinstance(c[2], int) for c in cells)
+    if not (whole and 0 <= index < count and cells_ok and isinstance(manifest.get("spec"), dict)):
+        raise UserError(f"{path / MANIFEST}: its 'shard' entry (index, count, cells [suite, adapter, seed]) or "
+                        "'spec' is malformed; the manifest was edited; rerun that shard")
+    return {"dir": path, "manifest": manifest, "index": index, "count": count, "cells": [_key(c) for c in cells]}
 
 
 def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path:
@@ -61,8 +68,11 @@ def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path
         if s["manifest"].get("config_hash") != chash:
             raise UserError(f"{s['dir']} is a shard of another run (config_hash {s['manifest'].get('config_hash')}, "
                             f"{first['dir']} has {chash}); merge only shards of one run")
-    spec = RunSpec(**first["manifest"]["spec"])
-    if spec.config_hash() != chash:
+    try:
+        spec = RunSpec(**first["manifest"]["spec"])
+    except TypeError:  # a field renamed or added by hand
+        spec = None
+    if spec is None or spec.config_hash() != chash:
         raise UserError(f"{first['dir'] / MANIFEST}: its spec does not hash to its config_hash {chash}; "
                         "the manifest was edited; rerun that shard")
     owner: dict[tuple, Path] = {}
@@ -89,7 +99,7 @@ def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path
     records_by_cell: dict[tuple, list[dict]] = {}
     markers_by_cell: dict[tuple, list[dict]] = {}
     for s in shards:
-        markers = list(read_records(s["dir"] / CELLS))
+        markers = list(read_records(s["dir"] / CELLS, check=MARKER_FIELD_TYPES, required=MARKER_FIELD_TYPES))
         final = {}
         for m in markers:
             final[_key((m["suite"], m["adapter"], m["seed"]))] = m
@@ -101,11 +111,11 @@ def merge_shards(paths: list[str | Path], out: str | Path, *, log=print) -> Path
         committed = markers_to_committed(markers)
         for m in markers:
             markers_by_cell.setdefault(_key((m["suite"], m["adapter"], m["seed"])), []).append(m)
-        for rec in read_records(s["dir"] / RECORDS):
+        for rec in read_records(s["dir"] / RECORDS, check=RECORD_FIELD_TYPES, required=("suite", "adapter", "seed")):
             if is_committed(rec, committed):
                 records_by_cell.setdefault(_key((rec["suite"], rec["adapter"], rec["seed"])), []).append(rec)
 
-    out = Path(out)
+    out = check_output_path(Path(out), directory=True)
     store = RunStore(out)
     existing = store.manifest()
     if existing is not None and (existing.get("config_hash") != chash or "shard" in existing):

@@ -21,8 +21,10 @@ class UnknownNameError(KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtin: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtin: str | None = None,
+                 list_command: str | None = None):
         self.kind = kind
+        self.list_command = list_command or f"genbench list {kind}s"  # named in the unknown-name error
         self._builtin = builtin  # module whose import declares the built-in names
         self._entries: dict[str, Any] = {}
         self._group = entry_point_group
@@ -54,7 +56,8 @@ class Registry:
         # A lazy string is replaced by the object it names when that module registers itself.
         if old is not None and not isinstance(old, str) and old is not obj:
             if getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise ValueError(f"{self.kind} {name!r} is already registered (by {getattr(old, '__module__', '?')}); "
+                                 "register yours under another name")
         self._entries[name] = obj
 
     # --- lookup ----------------------------------------------------------------
@@ -86,7 +89,7 @@ class Registry:
         close = self.suggest(name)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return UnknownNameError(
-            f"unknown {self.kind} {name!r}.{hint} Run `genbench list {self.kind}s` for all names."
+            f"unknown {self.kind} {name!r}.{hint} Run `{self.list_command}` for all names."
         )
 
     def get(self, name: str) -> Any:

@@ -182,17 +182,23 @@ def output_error(e: OSError, path: Path, flag: str = "--out") -> UserError:
     return UserError(f"{flag} {path}: cannot be written ({e.strerror or e}); choose another path")
 
 
-def ensure_parent_dir(path: Path, flag: str = "--out") -> Path:
-    """Create the folder an output file goes into; a file in the way or no permission is a UserError."""
+def check_output_path(path: Path, flag: str = "--out", *, directory: bool = False) -> Path:
+    """Refuse, creating nothing, an output file (or, with ``directory``, folder) that cannot be
+    written: a folder where a file goes, a file in the way of a folder, no permission. The
+    writer creates the missing folders when it writes, so a refused command leaves none behind."""
     path = Path(path)
-    if path.is_dir():
+    if directory and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a directory; choose a directory path")
+    if not directory and path.is_dir():
         raise UserError(f"{flag} {path} is a directory; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path if directory else path.parent
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a directory; choose another path")
+    try:  # a probe, removed at once: permission bits do not tell (root, read-only mounts, ACLs)
+        os.rmdir(tempfile.mkdtemp(prefix=".genbench-probe-", dir=existing))
     except OSError as e:
         raise output_error(e, path, flag) from None
-    if not os.access(path.parent, os.W_OK):
-        raise UserError(f"{flag} {path}: {path.parent} is not writable; choose a path you can write to")
     return path
 
 
@@ -412,9 +418,39 @@ def _parse_lines(path: Path, lines: list[bytes]) -> list[dict[str, Any] | None]:
     return out
 
 
-def read_records(path: Path) -> Iterable[dict[str, Any]]:
+#: the fields a record must hold, and the types a record's fields may have (None: null)
+REQUIRED_RECORD_KEYS = ("suite", "adapter")
+RECORD_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "suite": (str,), "adapter": (str,), "status": (str,), "metric": (str, type(None)), "seed": (int, type(None)),
+    "value": (int, float, type(None)), "stderr": (int, float, type(None)),
+}
+#: a cell marker's (``cells.jsonl``)
+MARKER_FIELD_TYPES: dict[str, tuple[type, ...]] = {"suite": (str,), "adapter": (str,), "seed": (int,),
+                                                  "status": (str,)}
+
+
+def check_record(record: dict[str, Any], where: str, types: dict[str, tuple[type, ...]] = RECORD_FIELD_TYPES,
+                 required: Iterable[str] = REQUIRED_RECORD_KEYS) -> None:
+    """A UserError naming ``where`` (file and line) for a record that lacks a field or holds one of
+    the wrong type (an edited or foreign file), instead of a wrong row or a crash further on."""
+    for key in required:
+        if key not in record:
+            raise UserError(f"{where} has no field {key!r} (every line needs {', '.join(required)}); the file was "
+                            "edited or corrupted; fix or remove that line")
+    for key, kinds in types.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, kinds) or isinstance(value, bool)):
+            words = {str: "a string", int: "an integer", float: "a number", type(None): "null"}
+            what = " or ".join(words[k] for k in kinds if not (k is int and float in kinds))
+            raise UserError(f"{where} field {key!r} is {value!r}, not {what}; the file was edited or corrupted; "
+                            "fix or remove that line")
+
+
+def read_records(path: Path, check: dict[str, tuple[type, ...]] | None = None,
+                 required: Iterable[str] = REQUIRED_RECORD_KEYS) -> Iterable[dict[str, Any]]:
     """Records of one file. A torn last line (a crash mid-write) is reported by its number with a
-    warning and the records before it are returned; a bad line elsewhere is a UserError naming it."""
+    warning and the records before it are returned; a bad line elsewhere is a UserError naming it.
+    check: field types each record must have (``check_record``; None: any object)."""
     path = Path(path)
     if not path.exists():
         return []
@@ -432,7 +468,12 @@ def read_records(path: Path) -> Iterable[dict[str, Any]]:
                 torn = b""
         except (json.JSONDecodeError, UnicodeDecodeError):
             pass
-    records = [r for r in _parse_lines(path, lines) if r is not None]
+    parsed = _parse_lines(path, lines)
+    if check is not None:
+        for i, r in enumerate(parsed):
+            if r is not None:
+                check_record(r, f"{path}: line {i + 1}", check, required)
+    records = [r for r in parsed if r is not None]
     if torn:
         warnings.warn(f"{path}: line {len(lines) + 1} is torn ({len(torn)} bytes, an interrupted write); "
                       f"read the {len(records)} records before it")
@@ -466,7 +507,7 @@ def load(*dirs: str | Path, latest: bool = True):
     for d in dirs:
         for run_dir in _run_dirs(Path(d)):
             manifest = RunStore(run_dir).manifest() or {}
-            for rec in read_records(run_dir / RECORDS):
+            for rec in read_records(run_dir / RECORDS, check=RECORD_FIELD_TYPES):
                 rec.setdefault("run_id", manifest.get("run_id"))
                 rec["run_dir"] = str(run_dir)
                 rows.append(rec)

@@ -129,6 +129,11 @@ def _read_text(path: Path) -> str:
 def _table_documents(path: Path, column: str) -> list[str]:
     import datasets
 
+    if path.suffix != ".parquet" and not path.read_bytes().strip():
+        raise UserError(f"{path}: the file is empty; a likelihood needs at least one document")
+    bad = _first_bad_json_line(path)  # datasets would say only "An error occurred while generating the dataset"
+    if bad is not None:
+        raise UserError(f"{path}: {bad}; fix or remove that line (one JSON object per line)")
     try:
         ds = datasets.load_dataset(TABLE_SUFFIXES[path.suffix], data_files=str(path), split="train")
     except Exception as e:  # pyarrow / json errors: say which file
@@ -143,6 +148,22 @@ def _table_documents(path: Path, column: str) -> list[str]:
         if not d.strip():
             raise UserError(f"{path}: row {i} field {column!r} is empty; remove empty rows")
     return list(docs)
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """``line N is not a JSON object`` for the first line of a .jsonl file that is not, else None."""
+    import json
+
+    if path.suffix != ".jsonl":
+        return None
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            try:
+                if line.strip() and not isinstance(json.loads(line), dict):
+                    return f"line {i} is not a JSON object"
+            except ValueError:
+                return f"line {i} is not JSON"
+    return None
 
 
 def _preset_documents(name: str) -> list[str]:
