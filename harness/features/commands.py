@@ -14,9 +14,9 @@ from typing import Any
 
 from genbench.errors import UserError
 from genbench.features.build import extractor_identity
-from genbench.features.cache import CACHE_ENV, write_statistics_npz
+from genbench.features.cache import CACHE_ENV, default_cache_dir, write_statistics_npz
 from genbench.features.decode_workers import WORKERS_ENV
-from genbench.features.fid import METRICS, compute_fid, compute_inception_score, parse_metrics
+from genbench.features.fid import METRICS, check_splits, compute_fid, compute_inception_score, parse_metrics
 from genbench.features.statistics import path_to_statistics, resolve_extractor
 
 
@@ -100,7 +100,16 @@ def _headline(fd_name: str) -> str:
 
 
 def _extractor(args: argparse.Namespace):
-    """The extractor the options name (``--channels-last`` applied)."""
+    """The extractor the options name (``--channels-last`` applied), after the checks of the
+    options that need no pass over the images (``--device``, ``--cache-dir``)."""
+    from genbench.runner import check_device
+    from genbench.store import check_output_path
+
+    if args.device is not None:
+        check_device(args.device, "the command line")
+    if hasattr(args, "cache_dir") and not args.no_cache:  # fid and stats write their statistics there
+        flag = "--cache-dir" if args.cache_dir else "the statistics cache (--cache-dir, or --no-cache)"
+        check_output_path(Path(args.cache_dir) if args.cache_dir else default_cache_dir(), flag, directory=True)
     ex = resolve_extractor(args.extractor, args.mode, args.device, args.trust_unknown)
     if args.channels_last:
         ex_set = getattr(ex, "set_channels_last", None)
@@ -127,6 +136,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
 
 
 def cmd_is(args: argparse.Namespace) -> int:
+    check_splits(args.splits)  # before the extractor is loaded
     result = compute_inception_score(args.path, _extractor(args), args.mode, batch_size=args.batch_size,
                                      device=args.device, grey=args.grey, alpha=args.alpha,
                                      trust_unknown=args.trust_unknown, splits=args.splits, rule=args.rule,
@@ -141,9 +151,9 @@ def cmd_is(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from genbench.store import ensure_parent_dir
+    from genbench.store import check_output_path
 
-    ensure_parent_dir(Path(args.out))  # before the pass over the images, not after
+    check_output_path(Path(args.out))  # before the pass over the images, not after
     ex = _extractor(args)
     stats = path_to_statistics(args.path, ex, batch_size=args.batch_size, grey=args.grey, alpha=args.alpha,
                                cache_dir=args.cache_dir, use_cache=not args.no_cache, npz_prefer=args.npz_prefer,

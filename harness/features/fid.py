@@ -262,8 +262,33 @@ def protocol_warnings(extractor, n: int | None) -> list[str]:
             f"upward at smaller N, so this number is not comparable to published ones"]
 
 
+def _check_fid_options(metrics: tuple[str, ...], sqrtm: str | None, prdc_k: Any, feature_cap: Any) -> None:
+    """``--sqrtm``, ``--prdc-k`` and ``--feature-cap``, before any pass over the images (and any cache write)."""
+    from typing import get_args
+
+    methods = get_args(_metrics().FIDMethod)
+    if sqrtm is not None and sqrtm not in methods:
+        raise UserError(f"--sqrtm {sqrtm!r}: use one of {', '.join(methods)}")
+    for flag, value in (("--prdc-k", prdc_k), ("--feature-cap", feature_cap)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{flag} {value!r}: give a whole number >= 1")
+    if prdc_k is not None and "prdc" not in metrics:
+        raise UserError("--prdc-k sets the k of precision/recall/density/coverage, which --metrics does not ask "
+                        "for; add prdc to --metrics or drop --prdc-k")
+    capped = sorted(set(metrics) & {"kid", "pr", "prdc", "cmmd", "vendi"})
+    if feature_cap is not None and not capped:
+        raise UserError("--feature-cap caps the rows of kid, pr, prdc, cmmd and vendi, none of which --metrics asks "
+                        "for (FID always uses every image); add one to --metrics or drop --feature-cap")
+
+
 #: the most bootstrap replicates --bootstrap takes (each is one D x D eigendecomposition)
 MAX_BOOTSTRAP = 10_000
+
+
+def check_splits(n: Any) -> None:
+    """``genbench is --splits N``: a whole number of parts >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UserError(f"--splits {n!r}: give a whole number of parts >= 1")
 
 
 def check_bootstrap(n: Any) -> None:
@@ -287,8 +312,9 @@ def compute_fid(path_a, path_b, extractor="inception", mode: str | None = None, 
     uniform sample; dgm-eval uses 10,000); FD always uses every image (None: all rows).
     workers: decode worker processes (``genbench.features.decode_workers``; None: automatic, 0: threads)."""
     check_bootstrap(bootstrap)
-    ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     metrics = parse_metrics(metrics)
+    _check_fid_options(metrics, sqrtm, prdc_k, feature_cap)
+    ex = resolve_extractor(extractor, mode, device, trust_unknown, threads)
     if "is" in metrics and logits_status(ex) is not None:  # before any pass over the images
         raise UserError(f"IS: {logits_status(ex)}")
     both = bool(set(PAIRED_FEATURE_METRICS) & set(metrics))  # IS, Vendi and bootstrap need only a's features
@@ -332,6 +358,7 @@ def compute_inception_score(path, extractor="inception", mode: str | None = None
                             order: str = "content", center_crop: int | None = None,
                             workers: int | None = None) -> dict[str, Any]:
     """The Inception Score of one source's images (ADM's parts of 5,000 by default), with its convention."""
+    check_splits(splits)
     ex = resolve_extractor(extractor, mode, device, trust_unknown)
     if logits_status(ex) is not None:
         raise UserError(f"IS: {logits_status(ex)}")
@@ -353,4 +380,4 @@ def statistics_origin(s: Statistics) -> str:
 
 __all__ = ["METRICS", "PAIRED_FEATURE_METRICS", "fd_name", "cap_rows", "PROTOCOL_N", "compute_fid",
            "compute_inception_score", "statistics_to_metrics", "parse_metrics", "protocol_warnings", "statistics_origin",
-           "check_bootstrap", "MAX_BOOTSTRAP", "FID_BOOTSTRAP_METHOD", "features_to_fid_interval"]
+           "check_bootstrap", "check_splits", "MAX_BOOTSTRAP", "FID_BOOTSTRAP_METHOD", "features_to_fid_interval"]

@@ -93,9 +93,9 @@ def path_to_image_source(path, *, grey: str, alpha: str) -> ImageSource | None:
 
 def with_center_crop(src: ImageSource, size: int | None) -> ImageSource:
     """ADM's ImageNet preprocessing applied to every image (part of the cache key)."""
-    if not size:
+    if size is None:
         return src
-    if size < 1:
+    if size < 1:  # 0 too: it is not "off" (leave the option out for that)
         raise UserError(f"center_crop={size}: must be a positive image size, e.g. 256")
     pre = {**src.preprocessing, "center_crop": f"ADM center_crop_arr to {size}x{size}"}
 

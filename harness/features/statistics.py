@@ -119,6 +119,10 @@ _STAT_FIELDS = ("mu", "sigma", "n", "mu_s", "sigma_s", IDENTITY_KEY)
 
 def npz_to_statistics(path: Path, fields: list[str], extractor, identity: dict[str, Any]) -> Statistics:
     data = npz_read(path, _STAT_FIELDS)
+    for key in ("mu", "sigma", "n", "mu_s", "sigma_s"):
+        if key in data and (data[key].dtype.kind not in "iuf" or (key == "n" and data[key].shape != ())):
+            raise UserError(f"{path}: field {key} holds {data[key].dtype} {data[key].shape}, not "
+                            f"{'one whole number' if key == 'n' else 'numbers'}; recompute the statistics")
     mu = np.asarray(data["mu"], np.float64)
     sigma = np.asarray(data["sigma"], np.float64)
     _check_dim(mu, sigma, getattr(extractor, "dim", None), str(path))
