@@ -252,6 +252,47 @@ def with_nan() -> np.ndarray:
     return s
 
 
+def plugin_module(tmp: Path, name: str, text: str) -> str:
+    """A module ``name`` on sys.path holding ``text`` (a plugin for --plugin)."""
+    import sys
+
+    (tmp / f"{name}.py").write_text(text)
+    sys.path.insert(0, str(tmp))
+    sys.modules.pop(name, None)
+    return name
+
+
+def two_shards(tmp: Path) -> tuple[Path, Path]:
+    """The two shard stores of a run of two cells."""
+    for k in (0, 1):
+        assert main(["run", "--suite", "toy", "--adapter", "fake-ar", "--adapter", "fake-masked", "--shard", f"{k}/2",
+                     "--out", str(tmp / f"s{k}")]) == 0
+    return tmp / "s0", tmp / "s1"
+
+
+def edited(path: Path, edit: Callable[[str], str]) -> Path:
+    path.write_text(edit(path.read_text()))
+    return path
+
+
+def merge_of(edit: Callable[[Path, Path], None]) -> Callable[[Path], list[str]]:
+    """``genbench merge`` of two shard stores after ``edit(s0, s1)``."""
+    def setup(tmp: Path) -> list[str]:
+        s0, s1 = two_shards(tmp)
+        edit(s0, s1)
+        return ["merge", str(s0), str(s1), "--out", str(tmp / "merged")]
+    return setup
+
+
+def empty_folder(tmp: Path) -> Path:
+    (tmp / "empty").mkdir()
+    return tmp / "empty"
+
+
+def fid_digits(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda t: ["fid", "digits:val", "digits:test", "--extractor", "digits-classifier", "--no-cache", *extra]
+
+
 @dataclass
 class Case:
     id: str
@@ -507,6 +548,129 @@ CASES = [
     C("adapter-cannot-load", "an adapter that fails to load, in a run of two suites",
       flags("--suite", "toy", "--suite", "crash_after_one", "--adapter", "bad-load"), "cannot read the weights",
       code=1, group="adapters"),
+    # --- found by the bad-input audit: each was a traceback, a late or unclear error, or a silent change ------
+    C("runfile-is-dir", "a run file that is a directory (was IsADirectoryError)", lambda t: ["run", str(t)],
+      "is a directory; give a TOML file"),
+    C("runfile-seed-too-big", "a seed `4294967296` (KID's RandomState takes 32 bits; was a failed image_quality cell)",
+      run_with(BASE + "seeds = [4294967296]\n"), "seeds must be at most 4294967295"),
+    C("runfile-adapter-empty-path", "`adapters = [\"fake-ar:\"]` (was read as the current directory)",
+      run_with('suites = ["toy"]\nadapters = ["fake-ar:"]\n'), "names no path after the colon"),
+    C("runfile-adapter-same-checkpoint", "`adapters = [\"fake-ar:a\", \"fake-ar:a/\"]` (ran one checkpoint twice)",
+      run_with('suites = ["toy"]\nadapters = ["fake-ar:a", "fake-ar:a/"]\n'), "one checkpoint; list it once"),
+    C("runfile-adapter-option-bool", "`kv_cache = \"no\"` for ar-digits (was read as true)",
+      run_with('suites = ["toy"]\nadapters = ["ar-digits"]\n[adapter."ar-digits"]\nkv_cache = "no"\n'),
+      "kv_cache = 'no': must be true or false"),
+    C("runfile-adapter-option-cut", "`mc_samples = 32.5` for diffusion-digits (was cut to 32)",
+      run_with('suites = ["toy"]\nadapters = ["diffusion-digits"]\n[adapter."diffusion-digits"]\nmc_samples = 32.5\n'),
+      "mc_samples = 32.5: must be a whole number"),
+    C("runfile-adapter-option-nan", "`temperature = nan` for ar-digits (was accepted)",
+      run_with('suites = ["toy"]\nadapters = ["ar-digits"]\n[adapter."ar-digits"]\ntemperature = nan\n'),
+      "temperature = nan: must be a finite number"),
+    C("runfile-adapter-option-zero", "`eval_batch_size = 0` for masked-digits (was `range() arg 3 must not be zero`)",
+      run_with('suites = ["toy"]\nadapters = ["masked-digits"]\n[adapter."masked-digits"]\neval_batch_size = 0\n'),
+      "eval_batch_size = 0: must be positive"),
+    C("runfile-sweep-repeat", "`sweep.steps = [2, 2]` (ran the same cells twice)",
+      run_with(BASE + '[adapter."fake-ar"]\nsweep.steps = [2, 2]\n'), "sweep.steps repeats a value (2)"),
+    C("runfile-sweep-and-option", "`steps = 2` beside `sweep.steps = [2, 4]` (the option was dropped)",
+      run_with(BASE + '[adapter."fake-ar"]\nsteps = 2\nsweep.steps = [2, 4]\n'), "sets steps = 2 and sweeps it"),
+    C("runfile-two-adapter-tables", "`[adapter.\"fake-ar\"]` and `[adapter.\"fake-ar:x\"]` for `fake-ar:x` (one ignored)",
+      run_with('suites = ["toy"]\nadapters = ["fake-ar:x"]\n[adapter."fake-ar"]\nsteps = 2\n'
+               '[adapter."fake-ar:x"]\nsteps = 3\n'), "both configure fake-ar:x"),
+    C("runfile-speed-min-repeat-inf", "speed `min_repeat_s = inf` (never returned)",
+      run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nmin_repeat_s = inf\n'),
+      "min_repeat_s = inf: must be a finite number"),
+    C("runfile-speed-tolerance-negative", "speed `stable_tolerance = -1.0`",
+      run_with('suites = ["speed"]\nadapters = ["fake-ar"]\n[suite.speed]\nstable_tolerance = -1.0\n'),
+      "stable_tolerance = -1.0: must be >= 0"),
+    C("runfile-tokenizer-max-images", "tokenizer `max_images = -1` (was a `[:-1]` slice)",
+      run_with('suites = ["tokenizer"]\nadapters = ["vq-digits"]\n[suite.tokenizer]\nmax_images = -1\n'),
+      "max_images = -1: must be positive"),
+    C("runfile-first-token", "text_quality `first_token = \"first\"` (was a failed cell)",
+      run_with('suites = ["text_quality"]\nadapters = ["ar-kjv"]\n[suite.text_quality]\nfirst_token = "first"\n'),
+      "first_token = 'first': must be one of ['unscored', 'scored']"),
+    C("runfile-scorer-unknown", "text_quality `scorer = \"ar-kvj\"` (was a failed cell)",
+      run_with('suites = ["text_quality"]\nadapters = ["ar-kjv"]\n[suite.text_quality]\nscorer = "ar-kvj"\n'),
+      "Did you mean 'ar-kjv'"),
+    C("runfile-text-reference-missing", "text_quality `reference = \"missing.txt\"` (was a failed cell)",
+      run_with('suites = ["text_quality"]\nadapters = ["ar-kjv"]\n[suite.text_quality]\nreference = "missing.txt"\n'),
+      "reference file missing.txt does not exist"),
+    C("runfile-is-rule", "image_quality `is_rule = \"tf\"`",
+      run_with('suites = ["image_quality"]\nadapters = ["fake-ar"]\n[suite.image_quality]\nis_rule = "tf"\n'),
+      "is_rule = 'tf': must be one of"),
+    C("flag-kjv-split", "`--dataset kjv:tset` (was a failed cell)",
+      flags("--suite", "likelihood", "--adapter", "ar-kjv", "--dataset", "kjv:tset"), "unknown KJV split",
+      group="options"),
+    C("flag-timeout-without-slurm", "`--timeout-min 5` without `--slurm` (was ignored)",
+      flags("--suite", "toy", "--adapter", "fake-ar", "--timeout-min", "5"), "drop it or add --slurm", group="options"),
+    C("flag-plugin-raises", "`--plugin` of a module that raises (was a traceback)",
+      lambda t: ["list", "adapters", "--plugin", plugin_module(t, "genbench_test_plugin_raises",
+                                                              "raise RuntimeError('no GPU here')\n")],
+      "importing it raised RuntimeError: no GPU here at", group="options"),
+    C("flag-plugin-builtin-name", "`--plugin` registering `ar-digits` (replaced the built-in unseen)",
+      lambda t: ["list", "adapters", "--plugin", plugin_module(
+          t, "genbench_test_plugin_shadow", "from genbench.registry import ADAPTERS\n\n\n"
+          "class Mine:\n    pass\n\n\nADAPTERS.register('ar-digits', Mine)\n")],
+      "'ar-digits' is already registered (by genbench.adapters.autoregressive); register yours under another name",
+      group="options"),
+    C("flag-demo-preset-twice", "`demo --preset quickstart --preset quickstart` (ran it, then failed)",
+      lambda t: ["demo", "--preset", "quickstart", "--preset", "quickstart", "--out", str(t / "demo")],
+      "is given twice", group="options"),
+    C("flag-zoo-seed-negative", "`zoo train --seed -1` (trained)",
+      lambda t: ["zoo", "train", "--model", "ar-digits", "--seed", "-1", "--out", str(t / "w")], "seeds must be >= 0",
+      group="options"),
+    C("flag-zoo-unknown-model", "`zoo train --model ar-digitz` (named `genbench list zoo models`, no such command)",
+      lambda t: ["zoo", "train", "--model", "ar-digitz", "--out", str(t / "w")], "genbench zoo list",
+      group="options"),
+    C("flag-fid-device", "`genbench fid --device gpu` (was a traceback)", fid_digits("--device", "gpu"),
+      "field 'device' must be", group="options"),
+    C("flag-fid-sqrtm", "`genbench fid --sqrtm foo` (refused after the features were measured)",
+      fid_digits("--sqrtm", "foo"), "--sqrtm 'foo': use one of eigh, scipy_sqrtm", group="options"),
+    C("flag-fid-prdc-k-unused", "`genbench fid --prdc-k 3` without prdc in --metrics (was ignored)",
+      fid_digits("--prdc-k", "3"), "add prdc to --metrics", group="options"),
+    C("flag-fid-feature-cap-zero", "`genbench fid --metrics kid --feature-cap 0` (said the side held no images)",
+      fid_digits("--metrics", "kid", "--feature-cap", "0"), "--feature-cap 0: give a whole number >= 1",
+      group="options"),
+    C("flag-fid-center-crop-zero", "`genbench fid --center-crop 0` (was no crop)", fid_digits("--center-crop", "0"),
+      "center_crop=0: must be a positive image size", group="options"),
+    C("flag-is-splits-zero", "`genbench is --rule torch-fidelity --splits 0` (was a ValueError traceback)",
+      lambda t: ["is", "digits:val", "--rule", "torch-fidelity", "--splits", "0"], "--splits 0: give a whole number",
+      group="options"),
+    C("fid-cache-dir-file", "`genbench fid --cache-dir FILE` (was FileExistsError)",
+      lambda t: ["fid", "digits:val", "digits:test", "--extractor", "digits-classifier", "--cache-dir", str(a_file(t))],
+      "is a file, not a directory", group="output paths"),
+    C("stats-out-refused-source", "`stats` of an empty folder with `--out NEW/s.npz` (left NEW behind)",
+      lambda t: ["stats", str(empty_folder(t)), "--extractor", "digits-classifier", "--out", str(t / "new" / "s.npz")],
+      "empty folder", group="output paths"),
+    C("report-out-refused-store", "`report --out NEW/r.md` of a corrupt store (left NEW behind)",
+      lambda t: ["report", str(run_dir_with_records('{"suite": "s"}\nnot json\n')(t)), "--out",
+                 str(t / "new" / "r.md")], "line 2 is not valid JSON", group="output paths"),
+    C("merge-out-is-file", "`merge --out FILE` (was NotADirectoryError)",
+      lambda t: ["merge", *map(str, two_shards(t)), "--out", str(a_file(t))], "is a file, not a directory",
+      group="output paths"),
+    C("stats-mu-strings", "a statistics .npz whose mu holds strings (was a ValueError traceback)",
+      lambda t: ["fid", "digits:test", str((np.savez(t / "s.npz", mu=np.array(["a"] * 128), sigma=psd()),
+                                          t / "s.npz")[1]), "--extractor", "digits-classifier", "--no-cache"],
+      "field mu holds <U1 (128,), not numbers", group="statistics files"),
+    C("records-missing-suite", "a record without `suite` (was a TypeError traceback)",
+      report_of(run_dir_with_records('{"adapter": "a", "value": 1.0}\n')), "line 1 has no field 'suite'",
+      group="records"),
+    C("records-value-string", "a record whose value is a string (was a ValueError traceback)",
+      report_of(run_dir_with_records('{"suite": "s", "adapter": "a", "value": "x"}\n')),
+      "field 'value' is 'x', not a number or null", group="records"),
+    C("merge-spec-edited", "`merge` of a shard whose manifest's spec was edited (was a TypeError traceback)",
+      merge_of(lambda s0, s1: edited(s0 / "manifest.json", lambda m: m.replace('"suites"', '"suitez"'))),
+      "the manifest was edited", group="records"),
+    C("merge-marker-missing-key", "`merge` of a shard whose cells.jsonl has a line without `suite` (was a KeyError)",
+      merge_of(lambda s0, s1: edited(s0 / "cells.jsonl", lambda c: c + '{"adapter": "fake-ar"}\n')),
+      "line 2 has no field 'suite'", group="records"),
+    C("dataset-jsonl-broken-line", "`--dataset FILE.jsonl` with a broken line (was `DatasetGenerationError`)",
+      lambda t: ["run", "--suite", "likelihood", "--adapter", "ar-kjv", "--dataset",
+                 str(edited(a_file(t, "d.jsonl"), lambda _: '{"text": "a"}\n{"text": \n')), "--out", str(t / "out")],
+      "line 2 is not JSON", code=1, group="data sets"),
+    C("dataset-jsonl-empty", "`--dataset FILE.jsonl` of an empty file (was `StopIteration`)",
+      lambda t: ["run", "--suite", "likelihood", "--adapter", "ar-kjv", "--dataset",
+                 str(edited(a_file(t, "d.jsonl"), lambda _: "")), "--out", str(t / "out")],
+      "the file is empty", code=1, group="data sets"),
 ]
 
 
@@ -523,8 +687,9 @@ def test_bad_input(case: Case, tmp_path, capsys):
             pytest.skip("a CUDA device is available here")
     argv = case.setup(tmp_path)
     capsys.readouterr()
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv and argv[0] == "run" else None
-    existed = out is not None and out.exists()
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+    # the outermost folder of --out that does not exist yet: a refused command must not create it
+    missing = None if out is None else next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's usage errors
@@ -537,8 +702,8 @@ def test_bad_input(case: Case, tmp_path, capsys):
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1, lines
         assert lines[0].startswith("genbench: error: ") and case.sees in lines[0], lines[0]
-        if out is not None and not existed:
-            assert not out.exists(), f"{out} was written"
+        if missing is not None:
+            assert not missing.exists(), f"{missing} was written"
     else:  # a failed cell: the FAIL line names it, the record holds the error, the run went on
         fails = [line for line in captured.out.splitlines() if line.startswith("FAIL")]
         assert fails and case.sees in fails[0], captured.out
