@@ -3,9 +3,6 @@
 zoo models' compile option."""
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 
 
@@ -22,8 +19,7 @@ def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return x.to(device)
 
 
-@contextlib.contextmanager
-def rows_not_packed() -> Iterator[None]:
+class rows_not_packed:  # noqa: N801  (used as a function: ``with rows_not_packed():``)
     """For the duration, transformers' check for packed sequences answers "not packed" without
     reading the device.
 
@@ -33,18 +29,31 @@ def rows_not_packed() -> Iterator[None]:
     accelerator keeps the host from queueing the next batch until this one is done. Each row
     here is one window at the model's default positions 0..T-1, for which that check returns
     None, so None is the answer: the same causal mask (SDPA's ``is_causal`` path). Absent in
-    other transformers versions: then nothing is changed."""
-    import transformers.masking_utils as masking
+    other transformers versions: then nothing is changed. Entered once per forward pass, so it
+    costs about a microsecond (the module is looked up once)."""
 
-    check = getattr(masking, "find_packed_sequence_indices", None)
-    if check is None:
-        yield
-        return
-    masking.find_packed_sequence_indices = _not_packed
-    try:
-        yield
-    finally:
-        masking.find_packed_sequence_indices = check
+    def __enter__(self) -> None:
+        masking = _masking_utils()
+        self._saved = getattr(masking, "find_packed_sequence_indices", None)
+        if self._saved is not None:
+            masking.find_packed_sequence_indices = _not_packed
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            _masking_utils().find_packed_sequence_indices = self._saved
+
+
+_MASKING: list = []  # transformers.masking_utils once imported (None where it does not exist)
+
+
+def _masking_utils():
+    if not _MASKING:
+        try:
+            import transformers.masking_utils as masking
+        except ImportError:
+            masking = None
+        _MASKING.append(masking)
+    return _MASKING[0]
 
 
 def _not_packed(position_ids: torch.Tensor) -> None:
