@@ -72,6 +72,7 @@ from genbench.adapters import hf, mdlm
 from genbench.adapters.mdlm import (SAMPLING_EPS, check_elbo_options, check_masked_sampler_options,
                                     masked_sample, unmask_counts)
 from genbench.adapters.device import to_device
+from genbench.adapters.sampling import broken_positions
 from genbench.errors import UserError
 from genbench.interfaces import Generator, LikelihoodKind, LogLikelihood, Samples
 from genbench.registry import ADAPTERS
@@ -243,15 +244,16 @@ class HFMaskedDiffusionLM(Generator):
         Checked once per forward pass: NaN, +inf or no finite logit at a position is a
         UserError (-inf alone is allowed: some models rule ids out that way)."""
         logits = self._device_logits(ids).float()
-        if not bool(torch.isfinite(logits).all()):
-            broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
-            if bool(broken.any()):
-                what = "NaN" if bool(torch.isnan(logits).any()) else "infinite"
-                raise UserError(f"{NAME}: model produced {what} logits{' ' + where if where else ''} "
-                                f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
-                                "check the weights, or load in float32 (option dtype=\"float32\") if a "
-                                "half-precision model overflows")
+        if not bool(torch.isfinite(logits).all()) and bool(broken_positions(logits).any()):
+            raise self._broken_logits_error(bool(torch.isnan(logits).any()), where)
         return logits.cpu()
+
+    def _broken_logits_error(self, nan: bool, where: str) -> UserError:
+        """The one message for NaN (``nan``) or infinite logits, ``where`` they came."""
+        return UserError(f"{NAME}: model produced {'NaN' if nan else 'infinite'} logits{' ' + where if where else ''} "
+                         f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
+                         "check the weights, or load in float32 (option dtype=\"float32\") if a "
+                         "half-precision model overflows")
 
     def _device_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> logits (B, L, V) in the model's dtype, left on its device, unchecked
@@ -400,7 +402,7 @@ class HFMaskedDiffusionLM(Generator):
                             f"model's {self.model_positions} ({self.resolved_path}/config.json); use at most "
                             f"{self.model_positions}")
 
-        flags: list[torch.Tensor] = []  # per step: (NaN anywhere, +inf or no finite logit somewhere), on the device
+        flags: list[torch.Tensor] = []  # per step: (NaN anywhere, a broken position anywhere), on the device
 
         def logits_fn(ids: torch.Tensor) -> torch.Tensor:
             # left on the device and checked when sampling is done: a check per step would read
@@ -411,8 +413,7 @@ class HFMaskedDiffusionLM(Generator):
                 pad = torch.full((len(ids), width - ids.shape[1]), self.mask_id, dtype=torch.int64, device=ids.device)
                 ids = torch.cat([ids, pad], dim=1)
             logits = self._device_logits(ids).float()[:, : self.length]
-            flags.append(torch.stack([torch.isnan(logits).any(), (torch.isposinf(logits).any(-1)
-                                                                  | ~torch.isfinite(logits).any(-1)).any()]))
+            flags.append(torch.stack([torch.isnan(logits).any(), broken_positions(logits).any()]))
             return logits
 
         with torch.inference_mode(), _as_this_adapter():
@@ -420,12 +421,9 @@ class HFMaskedDiffusionLM(Generator):
                                      schedule=self.schedule, temperature=self.temperature,
                                      choice_temperature=self.choice_temperature, batch_size=batch_size,
                                      order=self.order, first=start)
-        nan, inf = torch.stack(flags).any(0).tolist() if flags else (False, False)
-        if nan or inf:
-            raise UserError(f"{NAME}: model produced {'NaN' if nan else 'infinite'} logits while sampling "
-                            f"({self.resolved_path}, dtype {str(self.model.dtype).removeprefix('torch.')}); "
-                            "check the weights, or load in float32 (option dtype=\"float32\") if a "
-                            "half-precision model overflows")
+        nan, broken = torch.stack(flags).any(0).tolist() if flags else (False, False)
+        if broken:
+            raise self._broken_logits_error(nan, "while sampling")
         tokens = ids.numpy().astype(np.int64)
         texts = [self.tokenizer.decode(row.tolist(), skip_special_tokens=True) for row in tokens]
         return Samples(tokens=tokens, texts=texts, nfe=nfe, nfe_per_sample=float(s),

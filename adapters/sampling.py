@@ -77,6 +77,12 @@ def logits_to_ids(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> 
     return ids.clamp_(max=logits.shape[-1] - 1)
 
 
+def broken_positions(logits: torch.Tensor) -> torch.Tensor:
+    """logits (..., V) -> bool (...,): True where a distribution holds NaN, +inf, or no finite
+    value (-inf alone is allowed: some models rule ids out that way)."""
+    return torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
+
+
 class BrokenLogits:
     """Rows whose logits were NaN, +inf or nowhere finite at some step of a sampler, noted on the
     device at every step and read once, when the batch is done (a check per step would read a
@@ -87,7 +93,7 @@ class BrokenLogits:
 
     def note(self, logits: torch.Tensor, step: int) -> None:
         """logits (B, V) of one step."""
-        broken = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | ~torch.isfinite(logits).any(-1)
+        broken = broken_positions(logits)
         if self.first is None:
             self.first = torch.full(broken.shape, -1, dtype=torch.int64, device=logits.device)
         self.first = torch.where(broken & (self.first < 0), step, self.first)
