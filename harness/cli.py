@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -374,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@functools.cache
 def _genbench_dirs() -> tuple[str, ...]:
-    """The folders genbench's modules live in (``genbench`` and its top-level sub-packages)."""
+    """The folders genbench's modules live in (``genbench`` and its top-level sub-packages), found
+    once, not per warning."""
     import importlib
 
     names = ("genbench", "genbench.adapters", "genbench.suites", "genbench.reports", "genbench.results")
